@@ -1,0 +1,628 @@
+"""The daemon's state: every table of PROTOCOL.md §3 and the operations on them.
+
+Rules of this module:
+
+* Everything that changes what the cache holds lives here, and nothing else
+  does: handlers read request fields and build replies, the server moves
+  bytes.  No I/O, no sockets, no logging; time comes from an injected clock.
+* Each public method is one operation of the spec and leaves the tables
+  consistent (``check_invariants`` says what that means).  An operation that
+  refuses does so *before* it changes anything, except where the original
+  daemon deliberately keeps a partial effect (pv_found's outdated marking and
+  the duplicate case, PROTOCOL-REFERENCE.md §4.4).
+* Method and table names follow the spec (``pvid_to_vgid``,
+  ``remove_vg_if_missing``) so the code can be read beside it.
+
+Theory of operation
+-------------------
+PV records (``pvmeta``) and VG metadata are stored as parsed
+:class:`~pylvmetad.codec.Section` trees, exactly as received (VG metadata
+after ``device`` hints are stripped).  The daemon interprets only a few
+fields of them: PV ``id``/``device``/``mdaN/ignore``, VG ``id``/``seqno`` and
+the ``id``/``status`` of each ``physical_volumes`` entry.  Everything else is
+opaque and may stay unparsed text (see the codec's lazy sections).
+
+``generation`` counts changes to the tables.  Readers that cache derived
+text (whole replies) compare it to know whether their copy is still valid;
+it is the one piece of bookkeeping every mutation must maintain, which is
+why all mutations go through ``_changed``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import IntFlag
+
+from .codec import Section, compare_trees
+
+ORPHAN = "#orphan"
+UPDATE_IN_PROGRESS = "update in progress"
+TOKEN_MAX_BYTES = 127
+CMD_MAX_BYTES = 31
+
+
+class GlobalFlag(IntFlag):
+    """Bits of the global flags word (values as in the original's dump)."""
+
+    INVALID = 0x01
+    DISABLE = 0x02
+    DIRECT = 0x04
+    DUPLICATES = 0x10
+    VGRESTORE = 0x20
+    REPAIR = 0x40
+
+
+#: reason bits in the order ``disable_reason`` prints them
+DISABLE_REASONS: tuple[tuple[str, GlobalFlag], ...] = (
+    ("DIRECT", GlobalFlag.DIRECT),
+    ("REPAIR", GlobalFlag.REPAIR),
+    ("DUPLICATES", GlobalFlag.DUPLICATES),
+    ("VGRESTORE", GlobalFlag.VGRESTORE),
+)
+ALL_REASONS = GlobalFlag.DIRECT | GlobalFlag.REPAIR | GlobalFlag.DUPLICATES | GlobalFlag.VGRESTORE
+
+VG_INVALID = 0x1
+
+
+@dataclass
+class VGInfo:
+    """The per-VG invalidation record: newest seqno announced elsewhere, flags."""
+
+    external_version: int = 0
+    flags: int = 0
+
+    @property
+    def invalid(self) -> bool:
+        return bool(self.flags & VG_INVALID)
+
+
+@dataclass
+class TokenState:
+    """The cache token and the bookkeeping of a running update (PROTOCOL.md §4)."""
+
+    token: str = ""
+    update_pid: int = 0
+    update_cmd: str = ""
+    update_begin: int = 0
+    update_timeout: int = 0
+
+    def start_update(self, pid: int, cmd: str, timeout: int, now: int) -> str:
+        """Begin "update in progress"; returns the previous token."""
+        prev = self.token
+        self.token = UPDATE_IN_PROGRESS
+        self.update_pid = pid
+        self.update_cmd = _truncate(cmd, CMD_MAX_BYTES)
+        self.update_begin = now
+        self.update_timeout = timeout
+        return prev
+
+    def finish_update(self, token: str) -> None:
+        self.token = _truncate(token, TOKEN_MAX_BYTES)
+        self.clear_update()
+
+    def clear_update(self) -> None:
+        self.update_pid = 0
+        self.update_cmd = ""
+        self.update_begin = 0
+        self.update_timeout = 0
+
+    def update_expired(self, now: int) -> bool:
+        """Whether the running update outlived its timeout (unsigned compare, as in C)."""
+        elapsed = (now - self.update_begin) & 0xFFFFFFFFFFFFFFFF
+        return elapsed >= (self.update_timeout & 0xFFFFFFFFFFFFFFFF)
+
+
+def _truncate(text: str, max_bytes: int) -> str:
+    raw = text.encode("utf-8", "surrogateescape")
+    if len(raw) <= max_bytes:
+        return text
+    return raw[:max_bytes].decode("utf-8", "surrogateescape")
+
+
+@dataclass
+class PVFoundResult:
+    """What pv_found reports back (the reply fields of PROTOCOL.md §5)."""
+
+    failed: str | None = None
+    status: str = "orphan"
+    changed: int = 0
+    vgid: str = ORPHAN
+    vgname: str = ORPHAN
+    seqno_before: int = -1
+    seqno_after: int = -1
+
+
+@dataclass
+class MergeResult:
+    ok: bool
+    seqno_before: int
+
+
+def vg_pvids(metadata: Section) -> Iterator[str]:
+    """PV uuids listed in a VG's ``physical_volumes`` (entries without one skipped)."""
+    pvs = metadata.section("physical_volumes")
+    if pvs is None:
+        return
+    for _, pv in pvs.sections():
+        pvid = pv.get_str("id")
+        if pvid is not None:
+            yield pvid
+
+
+def strip_device_hints(metadata: Section) -> None:
+    """Remove ``device`` entries from PV sections as the original does.
+
+    Its cursor walk never drops a PV section's first child, nor a ``device``
+    that directly follows a removed one; LVM writes ``id`` first and one
+    ``device`` second, so in practice every hint goes.
+    """
+    pvs = metadata.section("physical_volumes")
+    if pvs is None:
+        return
+    for _, pv in pvs.sections():
+        items = pv.items
+        if not any(k == "device" for k, _ in items[1:]):
+            continue
+        items = pv.touch()
+        i = 0
+        while i + 1 < len(items):
+            if items[i + 1][0] == "device":
+                del items[i + 1]
+            i += 1
+
+
+@dataclass
+class CacheState:
+    """Every table of the cache plus the global flags and token (PROTOCOL.md §3)."""
+
+    clock: Callable[[], float] = time.monotonic
+    pvid_to_pvmeta: dict[str, Section] = field(default_factory=dict)
+    device_to_pvid: dict[int, str] = field(default_factory=dict)
+    vgid_to_metadata: dict[str, Section] = field(default_factory=dict)
+    vgid_to_vgname: dict[str, str] = field(default_factory=dict)
+    #: a name may map to several VGs; the most recently added comes first
+    vgname_to_vgid: dict[str, list[str]] = field(default_factory=dict)
+    pvid_to_vgid: dict[str, str] = field(default_factory=dict)
+    #: PV uuids holding older metadata of a VG, most recently marked first
+    vgid_to_outdated_pvs: dict[str, list[str]] = field(default_factory=dict)
+    vgid_to_info: dict[str, VGInfo] = field(default_factory=dict)
+    flags: GlobalFlag = GlobalFlag(0)
+    tokens: TokenState = field(default_factory=TokenState)
+    generation: int = 0
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    def _changed(self) -> None:
+        self.generation += 1
+
+    # ------------------------------------------------------------------
+    # small shared operations (PROTOCOL-REFERENCE.md §3.4)
+    # ------------------------------------------------------------------
+    def _add_name(self, name: str, vgid: str) -> None:
+        self.vgname_to_vgid.setdefault(name, []).insert(0, vgid)
+
+    def _drop_name(self, name: str, vgid: str) -> None:
+        ids = self.vgname_to_vgid.get(name)
+        if ids is None:
+            return
+        try:
+            ids.remove(vgid)
+        except ValueError:
+            return
+        if not ids:
+            del self.vgname_to_vgid[name]
+
+    def name_has_vgid(self, name: str, vgid: str) -> bool:
+        return vgid in self.vgname_to_vgid.get(name, ())
+
+    def mark_outdated(self, vgid: str, pvid: str) -> None:
+        """Record that ``pvid`` holds older metadata of ``vgid``, if it has an in-use mda."""
+        pvmeta = self.pvid_to_pvmeta.get(pvid)
+        if pvmeta is None:
+            return
+        if pvmeta.get_int64("mda0/ignore", 1) != 0 and pvmeta.get_int64("mda1/ignore", 1) != 0:
+            return
+        outdated = self.vgid_to_outdated_pvs.setdefault(vgid, [])
+        if pvid not in outdated:
+            outdated.insert(0, pvid)
+
+    def assign_pvs(self, metadata: Section, vgid: str, remove_empty: bool) -> None:
+        """Map every PV of ``metadata`` to ``vgid``; optionally drop VGs left empty."""
+        previous: dict[str, None] = {}
+        for pvid in vg_pvids(metadata):
+            if remove_empty:
+                old = self.pvid_to_vgid.get(pvid)
+                if old is not None:
+                    previous[old] = None
+            self.pvid_to_vgid[pvid] = vgid
+        for old in previous:
+            self.remove_vg_if_missing(old, orphan=False)
+
+    def remove_metadata(self, vgid: str, orphan: bool) -> None:
+        """Forget a VG; with ``orphan`` its listed PVs become ``#orphan``."""
+        self.vgid_to_info.pop(vgid, None)
+        metadata = self.vgid_to_metadata.pop(vgid, None)
+        name = self.vgid_to_vgname.pop(vgid, None)
+        self.vgid_to_outdated_pvs.pop(vgid, None)
+        if name is not None:
+            self._drop_name(name, vgid)
+        if orphan and metadata is not None:
+            for pvid in vg_pvids(metadata):
+                self.pvid_to_vgid[pvid] = ORPHAN
+
+    def vg_has_present_pv(self, vgid: str, metadata: Section) -> bool:
+        return any(
+            pvid in self.pvid_to_pvmeta and self.pvid_to_vgid.get(pvid) == vgid for pvid in vg_pvids(metadata)
+        )
+
+    def remove_vg_if_missing(self, vgid: str, orphan: bool) -> None:
+        """Drop a VG none of whose PVs is present (and mapped to it) any more."""
+        metadata = self.vgid_to_metadata.get(vgid)
+        if metadata is not None and not self.vg_has_present_pv(vgid, metadata):
+            self.remove_metadata(vgid, orphan)
+
+    def purge(self, vgid: str, name: str) -> None:
+        self.remove_metadata(vgid, orphan=True)
+        self._drop_name(name, vgid)
+
+    def vg_is_complete(self, metadata: Section) -> bool:
+        return all(pvid in self.pvid_to_pvmeta for pvid in vg_pvids(metadata))
+
+    # ------------------------------------------------------------------
+    # the metadata merge (PROTOCOL.md §6)
+    # ------------------------------------------------------------------
+    def merge_vg_metadata(self, name: str, vgid: str, metadata: Section, pvid: str | None) -> MergeResult:
+        """Merge VG metadata sent by a PV (``pvid``) or by a command (``pvid=None``).
+
+        Returns whether it was accepted and the seqno to report as "before".
+        A refusal changes nothing, except that a PV reporting older metadata
+        is marked outdated (the original does this before refusing).
+        """
+        known_name = self.vgid_to_vgname.get(vgid)
+        paired = self.name_has_vgid(name, vgid)
+        old: Section | None = None
+        needs_repair = False
+        if known_name is None and not paired:
+            kind = "new"
+        elif known_name is not None and known_name != name:
+            kind = "rename"
+            if paired:
+                needs_repair = True
+            else:
+                old = self.vgid_to_metadata.get(vgid)
+                needs_repair = old is None
+        else:
+            kind = "same"
+            old = self.vgid_to_metadata.get(vgid)
+            needs_repair = known_name is None or not paired or old is None
+
+        strip_device_hints(metadata)
+        new_seq = metadata.get_int("seqno", -1)
+        old_seq = old.get_int("seqno", -1) if old is not None else -1
+        reported = old_seq if old is not None else new_seq
+
+        if new_seq <= 0 or metadata.get_str("id") != vgid or needs_repair:
+            return MergeResult(False, reported)
+        if pvid is not None and old_seq > 0 and new_seq < old_seq:
+            self.mark_outdated(vgid, pvid)
+            self._changed()
+            return MergeResult(False, reported)
+        if pvid is not None and old_seq > 0 and new_seq > old_seq:
+            assert old is not None
+            for old_pvid in vg_pvids(old):
+                self.mark_outdated(vgid, old_pvid)
+                self.pvid_to_vgid[old_pvid] = vgid
+        if old is not None and new_seq == old_seq and pvid is not None:
+            if compare_sections(metadata, old) != 0:
+                return MergeResult(False, reported)
+        purge = old is not None and (
+            old_seq <= 0 or (pvid is None and (new_seq < old_seq or (new_seq == old_seq and compare_sections(metadata, old) != 0)))
+        )
+        self._changed()
+        if purge:
+            self.purge(vgid, name)
+            old, kind = None, "new"
+
+        if kind == "new":
+            self.vgid_to_metadata[vgid] = metadata
+            self.vgid_to_vgname[vgid] = name
+            self._add_name(name, vgid)
+            self.assign_pvs(metadata, vgid, remove_empty=True)
+        elif kind == "rename":
+            assert old is not None and known_name is not None
+            self.assign_pvs(old, ORPHAN, remove_empty=False)
+            self.vgid_to_info.pop(vgid, None)
+            self.vgid_to_outdated_pvs.pop(vgid, None)
+            self.vgid_to_metadata[vgid] = metadata
+            self.vgid_to_vgname[vgid] = name
+            self._drop_name(known_name, vgid)
+            self._add_name(name, vgid)
+            self.assign_pvs(metadata, vgid, remove_empty=True)
+        elif new_seq != old_seq:
+            assert old is not None
+            self.assign_pvs(old, ORPHAN, remove_empty=False)
+            self.vgid_to_metadata[vgid] = metadata
+            self.assign_pvs(metadata, vgid, remove_empty=True)
+        return MergeResult(True, reported)
+
+    # ------------------------------------------------------------------
+    # PV requests
+    # ------------------------------------------------------------------
+    def pv_found(
+        self,
+        pvmeta: Section,
+        pvid: str,
+        device: int,
+        vgname: str | None = None,
+        vgid: str | None = None,
+        metadata: Section | None = None,
+    ) -> PVFoundResult:
+        """A device carries PV ``pvid`` (and maybe VG metadata); PROTOCOL.md §5 pv_found."""
+        old = self.pvid_to_pvmeta.get(pvid)
+        old_device = old.get_int64("device", 0) if old is not None else 0
+        old_device = old_device or 0
+        device_pvid = self.device_to_pvid.get(device)
+        changed = 0
+        prev: str | None = None
+        prev_vgid: str | None = None
+
+        if device_pvid is not None and old_device != 0 and device == old_device and device_pvid == pvid:
+            assert old is not None
+            changed = int(compare_sections(pvmeta, old) != 0)
+            self.pvid_to_pvmeta[pvid] = pvmeta
+        elif device_pvid is None and old_device == 0:
+            changed = 1
+            self.device_to_pvid[device] = pvid
+            self.pvid_to_pvmeta[pvid] = pvmeta
+        elif device_pvid is not None and device_pvid != pvid:
+            changed = 1
+            prev = device_pvid
+            prev_vgid = self.pvid_to_vgid.get(prev)
+            if prev in self.pvid_to_pvmeta:
+                del self.pvid_to_pvmeta[prev]
+                del self.device_to_pvid[device]
+                if pvid in self.pvid_to_pvmeta:
+                    self.flags |= GlobalFlag.DISABLE | GlobalFlag.DUPLICATES
+                    self._changed()
+                    return PVFoundResult(failed="Ignore duplicate PV")
+            self.device_to_pvid[device] = pvid
+            self.pvid_to_pvmeta[pvid] = pvmeta
+        elif old_device != 0 and old_device != device:
+            self.flags |= GlobalFlag.DISABLE | GlobalFlag.DUPLICATES
+            self._changed()
+            return PVFoundResult(failed="Ignore duplicate PV")
+        else:
+            return PVFoundResult(failed="Ignore PV for unknown state")
+        self._changed()
+
+        result = PVFoundResult(changed=changed)
+        found_vgid: str | None
+        if metadata is not None:
+            assert vgname is not None and vgid is not None
+            merge = self.merge_vg_metadata(vgname, vgid, metadata, pvid)
+            result.seqno_before = merge.seqno_before
+            if merge.seqno_before != metadata.get_int("seqno", -1):
+                result.changed = 1
+            found_vgid, found_name = vgid, vgname
+        else:
+            found_vgid = self.pvid_to_vgid.get(pvid)
+            found_name = self.vgid_to_vgname.get(found_vgid) if found_vgid is not None else None
+
+        if found_vgid is None or found_vgid == ORPHAN:
+            result.status = "orphan"
+        else:
+            cached = self.vgid_to_metadata.get(found_vgid)
+            if cached is not None:
+                result.status = "complete" if self.vg_is_complete(cached) else "partial"
+                result.seqno_after = cached.get_int("seqno", -1)
+            else:
+                result.status = "(null)"
+        result.vgid = found_vgid or ORPHAN
+        result.vgname = found_name or ORPHAN
+
+        if prev is not None and prev_vgid is not None:
+            if found_vgid != prev_vgid:
+                self.remove_vg_if_missing(prev_vgid, orphan=True)
+            self.pvid_to_vgid.pop(prev, None)
+        return result
+
+    def pv_gone(self, pvid: str | None, device: int) -> str | None:
+        """A device or PV disappeared.  Returns the ``unknown`` reason, or None on success."""
+        if pvid is None:
+            found = self.device_to_pvid.get(device) if device > 0 else None
+            if found is None:
+                return "device not in cache"
+            pvid = found
+        if pvid not in self.pvid_to_pvmeta:
+            return "PVID does not exist"
+        self._changed()
+        vgid = self.pvid_to_vgid.get(pvid)
+        # the original removes the *request's* device entry, even if it is another PV's
+        self.device_to_pvid.pop(device, None)
+        del self.pvid_to_pvmeta[pvid]
+        if vgid is not None:
+            self.remove_vg_if_missing(vgid, orphan=True)
+        return None
+
+    def pv_clear_all(self) -> None:
+        """Empty every table; the token and global flags stay."""
+        self._changed()
+        self.pvid_to_pvmeta.clear()
+        self.device_to_pvid.clear()
+        self.vgid_to_metadata.clear()
+        self.vgid_to_vgname.clear()
+        self.vgname_to_vgid.clear()
+        self.pvid_to_vgid.clear()
+        self.vgid_to_outdated_pvs.clear()
+        self.vgid_to_info.clear()
+
+    def pv_vg(self, pvid: str) -> tuple[str | None, str | None]:
+        """The (vgid, vgname) a PV reports in pv_list/pv_lookup (vgid omitted for orphans)."""
+        vgid = self.pvid_to_vgid.get(pvid)
+        name = self.vgid_to_vgname.get(vgid) if vgid is not None else None
+        return (vgid if vgid != ORPHAN else None), name
+
+    # ------------------------------------------------------------------
+    # VG requests
+    # ------------------------------------------------------------------
+    def vg_update(self, vgname: str, vgid: str, metadata: Section) -> bool:
+        """Metadata written by a command; False (nothing changed) if refused."""
+        merge = self.merge_vg_metadata(vgname, vgid, metadata, None)
+        if not merge.ok:
+            return False
+        info = self.vgid_to_info.get(vgid)
+        seqno = metadata.get_int64("seqno")
+        if info is not None and seqno is not None and seqno >= info.external_version:
+            info.flags &= ~VG_INVALID
+        return True
+
+    def vg_remove(self, vgid: str) -> None:
+        self._changed()
+        self.remove_metadata(vgid, orphan=True)
+
+    def vg_clear_outdated_pvs(self, vgid: str) -> None:
+        if self.vgid_to_outdated_pvs.pop(vgid, None) is not None:
+            self._changed()
+
+    def resolve_vg(self, vgid: str | None, name: str | None) -> tuple[str, str, str]:
+        """vg_lookup's resolution: (response, reason-or-vgid, name) per PROTOCOL.md §5."""
+        if vgid is None and name is None:
+            return "unknown", "VG not found", ""
+        if vgid is None:
+            assert name is not None
+            ids = self.vgname_to_vgid.get(name)
+            if not ids:
+                return "unknown", "VG not found", ""
+            if len(ids) > 1:
+                return "multiple", "Multiple VGs found with same name", ""
+            vgid = ids[0]
+        elif name is None:
+            found = self.vgid_to_vgname.get(vgid)
+            if found is None:
+                return "unknown", "VG not found", ""
+            name = found
+        else:
+            stored = self.vgid_to_vgname.get(vgid)
+            if stored is None or not self.name_has_vgid(name, vgid):
+                return "unknown", "VG mapping incomplete", ""
+            if stored != name:
+                return "unknown", "VG mapping inconsistent", ""
+        if vgid not in self.vgid_to_metadata:
+            return "unknown", "UUID not found", ""
+        return "OK", vgid, name
+
+    def vg_invalid(self, vgid: str) -> bool:
+        info = self.vgid_to_info.get(vgid)
+        return info is not None and info.invalid
+
+    # ------------------------------------------------------------------
+    # global and invalidation
+    # ------------------------------------------------------------------
+    def set_global_info(self, global_invalid: int, global_disable: int, disable_reason: str | None) -> None:
+        reasons = GlobalFlag(0)
+        if disable_reason is not None:
+            for word, bit in DISABLE_REASONS:
+                if word in disable_reason:
+                    reasons |= bit
+        before = self.flags
+        if global_invalid == 1:
+            self.flags |= GlobalFlag.INVALID
+        elif global_invalid == 0:
+            self.flags &= ~GlobalFlag.INVALID
+        if global_disable == 1:
+            self.flags |= GlobalFlag.DISABLE | reasons
+        elif global_disable == 0:
+            self.flags &= ~(GlobalFlag.DISABLE | ALL_REASONS)
+        if self.flags != before:
+            self._changed()
+
+    def disable_reason(self) -> str:
+        if not self.flags & GlobalFlag.DISABLE:
+            return "none"
+        text = "".join(word + "," for word, bit in DISABLE_REASONS if self.flags & bit)
+        return text or "none"
+
+    def set_vg_info(self, version: int, vgid: str | None, name: str | None) -> bool:
+        """Flag a VG invalid if ``version`` is newer than the cache (0: always).  True if flagged."""
+        if version == -1:
+            return False
+        target: str | None = None
+        if vgid is not None and vgid in self.vgid_to_metadata:
+            target = vgid
+        elif name is not None:
+            ids = self.vgname_to_vgid.get(name)
+            target = ids[0] if ids else None
+        if target is None:
+            return False
+        metadata = self.vgid_to_metadata.get(target)
+        if metadata is None:
+            return False
+        if version != 0:
+            cached = metadata.get_int64("seqno")
+            if cached is not None and cached >= version:
+                return False
+        info = self.vgid_to_info.setdefault(target, VGInfo())
+        info.external_version = version
+        info.flags |= VG_INVALID
+        self._changed()
+        return True
+
+    def cancel_expired_update(self) -> bool:
+        """get_global_info's check: an update older than its timeout is cancelled."""
+        t = self.tokens
+        if t.update_begin and t.update_timeout and t.update_expired(self.now()):
+            t.token = ""
+            t.clear_update()
+            return True
+        return False
+
+    # ------------------------------------------------------------------
+    # consistency
+    # ------------------------------------------------------------------
+    def check_invariants(self) -> list[str]:
+        """Violations of the invariants the original always keeps (empty = consistent).
+
+        These are the invariants of PROTOCOL-REFERENCE.md §3.5 that hold for
+        *every* request sequence; the ones the original lets slip (stale
+        ``device_to_pvid`` entries after pv_gone by uuid, VGs with no present
+        PV inserted by vg_update) are not checked.
+        """
+        problems: list[str] = []
+        if set(self.vgid_to_metadata) != set(self.vgid_to_vgname):
+            problems.append("vgid_to_metadata and vgid_to_vgname differ in keys")
+        for vgid, name in self.vgid_to_vgname.items():
+            if vgid not in self.vgname_to_vgid.get(name, ()):
+                problems.append(f"name {name!r} does not map back to {vgid}")
+        for name, ids in self.vgname_to_vgid.items():
+            if not ids:
+                problems.append(f"empty vgid list for name {name!r}")
+            for vgid in ids:
+                if self.vgid_to_vgname.get(vgid) != name:
+                    problems.append(f"vgname_to_vgid {name!r} -> {vgid} not mirrored")
+            if len(set(ids)) != len(ids):
+                problems.append(f"duplicate vgids for name {name!r}")
+        for vgid, metadata in self.vgid_to_metadata.items():
+            if metadata.get_str("id") != vgid:
+                problems.append(f"metadata of {vgid} carries another id")
+            seqno = metadata.get_int("seqno", -1)
+            if seqno <= 0:
+                problems.append(f"metadata of {vgid} has seqno {seqno}")
+        for pvid, pvmeta in self.pvid_to_pvmeta.items():
+            device = pvmeta.get_int64("device")
+            if device is None or self.device_to_pvid.get(device) != pvid:
+                problems.append(f"pvmeta of {pvid} names device {device} that does not map back")
+        for table in ("vgid_to_info", "vgid_to_outdated_pvs"):
+            for vgid in getattr(self, table):
+                if vgid not in self.vgid_to_metadata:
+                    problems.append(f"{table} has an entry for uncached VG {vgid}")
+        if self.tokens.token != UPDATE_IN_PROGRESS and self.tokens.update_pid:
+            problems.append("update_pid set while no update is in progress")
+        return problems
+
+
+def compare_sections(a: Section, b: Section) -> int:
+    """LVM's loose structural comparison of two stored sections (0 = same)."""
+    return compare_trees(a, b)

@@ -1,0 +1,82 @@
+"""Sans-I/O message framing: bytes in, complete messages out.
+
+A message is text ending in ``\\n##\\n`` (PROTOCOL.md §1).  The C daemon
+only tests whether the *end* of what it has read is the terminator; we split
+on every terminator instead, which answers pipelined requests in order and
+is the same for every real client (they never pipeline).  The buffer is
+bounded: a message that grows past ``max_message`` raises
+:class:`MessageTooLarge` before more is buffered.
+"""
+
+from __future__ import annotations
+
+TERMINATOR = b"\n##\n"
+DEFAULT_MAX_MESSAGE = 128 * 1024 * 1024
+
+
+class MessageTooLarge(Exception):
+    """The peer sent more than ``max_message`` bytes without a terminator."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"message of at least {size} bytes exceeds the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class Framer:
+    """Accumulates received bytes and yields complete message bodies.
+
+    ``feed`` returns the bodies (terminator removed) completed by the new
+    data.  ``pending`` says how many bytes of an unfinished message are held.
+    """
+
+    __slots__ = ("max_message", "_buf", "_scan_from")
+
+    def __init__(self, max_message: int = DEFAULT_MAX_MESSAGE) -> None:
+        self.max_message = max_message
+        self._buf = bytearray()
+        self._scan_from = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._buf
+        buf += data
+        messages: list[bytes] = []
+        start = 0
+        # the terminator may straddle the previous chunk's end: back up 3 bytes
+        search = max(self._scan_from - 3, 0)
+        while True:
+            end = buf.find(TERMINATOR, search)
+            if end < 0:
+                break
+            messages.append(bytes(buf[start:end]))
+            start = search = end + len(TERMINATOR)
+        if start:
+            del buf[:start]
+        self._scan_from = len(buf)
+        if len(buf) > self.max_message:
+            size = len(buf)
+            buf.clear()
+            self._scan_from = 0
+            raise MessageTooLarge(size, self.max_message)
+        return messages
+
+
+def encode_reply(body: str) -> bytes:
+    """A reply on the wire: the body, a blank line, then the terminator."""
+    if not body.endswith("\n"):
+        body += "\n"
+    return (body + "\n##\n").encode("utf-8", "surrogateescape")
+
+
+def encode_request(body: str) -> bytes:
+    """A request on the wire, laid out as LVM's clients send it."""
+    return encode_reply(body)
+
+
+def decode(message: bytes) -> str:
+    """Message bytes to text; bytes that are not UTF-8 survive a round trip."""
+    return message.decode("utf-8", "surrogateescape")

@@ -1,0 +1,591 @@
+"""Requests in, replies out: the dispatcher, the token gate and every handler.
+
+Rules of this module:
+
+* A handler reads request fields with LVM's getters (PROTOCOL-REFERENCE.md
+  §2.8), calls one :class:`~pylvmetad.cache.CacheState` operation and
+  builds the reply text.  It never changes a table itself and never does I/O.
+* Every message gets exactly one reply; no exception escapes
+  :meth:`RequestHandler.handle` (an unexpected one becomes ``failed`` and the
+  cache is left as the failing operation found it, which the cache's
+  refuse-before-change rule makes safe).
+* Replies keep LVM's two layouts: the "simple" ``key = value`` one for short
+  replies and the tree writer for the four structured ones.
+
+Theory of operation: serialised forms are reused
+------------------------------------------------
+Stored PV records and VG metadata do not change between writes, so their
+text is kept: per PV, the body of its ``pv_list`` entry; per VG, the text of
+its metadata around the ``physical_volumes`` section (the only part
+vg_lookup edits).  Both are keyed by the identity of the stored tree, which
+the cache replaces (never edits) on change, so a stale text cannot be served.
+Whole replies of pv_list, vg_list and vg_lookup are also kept, keyed by the
+cache's ``generation`` counter; the invalidation markers are appended to a
+cached reply fresh every time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .cache import ORPHAN, UPDATE_IN_PROGRESS, CacheState, GlobalFlag, TokenState
+from .codec import (
+    Atom,
+    MarkedList,
+    Node,
+    ParseError,
+    Section,
+    format_simple,
+    format_tree,
+    parse,
+    quote,
+)
+
+#: sections kept as text until something needs their content (see codec)
+LAZY_SECTIONS = frozenset({"logical_volumes", "historical_logical_volumes"})
+MISMATCH_REASON = "another command has populated the cache"
+STALE_UPDATER_REASON = "another command has populated the lvmetad cache"
+GLOBAL_INVALID_MARK = "global_invalid {\n}\n"
+VG_INVALID_MARK = "vg_invalid {\n}\n"
+#: requests answered whatever the token (``stats`` is ours, read-only like dump)
+TOKEN_EXEMPT = frozenset({"dump", "stats"})
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A reply body and what it says, for logging and statistics."""
+
+    body: str
+    request: str
+    response: str
+    reason: str | None = None
+
+
+@dataclass
+class Request:
+    """The fields every request is read for (PROTOCOL-REFERENCE.md §4.0)."""
+
+    tree: Section
+    name: str
+    token: str
+    pid: int
+    cmd: str
+    update_timeout: int
+    parse_error: ParseError | None = None
+
+    @classmethod
+    def from_text(cls, text: str) -> Request:
+        """Parse a message; text that does not parse reads as an empty request."""
+        error: ParseError | None = None
+        try:
+            tree = parse(text, LAZY_SECTIONS)
+        except ParseError as exc:
+            tree, error = Section(), exc
+        except RecursionError:
+            tree, error = Section(), ParseError("sections nested too deeply", 0, 0)
+        return cls(
+            tree=tree,
+            name=tree.get_str("request", "NONE") or "NONE",
+            token=tree.get_str("token", "NONE") or "NONE",
+            pid=tree.get_int("pid", 0),
+            cmd=tree.get_str("cmd", "NONE") or "NONE",
+            update_timeout=tree.get_int("update_timeout", 0),
+            parse_error=error,
+        )
+
+
+def simple(request: str, response: str, *fields: tuple[str, Atom]) -> Reply:
+    reason = next((v for k, v in fields if k == "reason"), None)
+    return Reply(format_simple(response, fields), request, response, str(reason) if reason is not None else None)
+
+
+def failed(request: str, reason: str) -> Reply:
+    return simple(request, "failed", ("reason", reason))
+
+
+def unknown(request: str, reason: str) -> Reply:
+    return simple(request, "unknown", ("reason", reason))
+
+
+def ok(request: str, *fields: tuple[str, Atom]) -> Reply:
+    return simple(request, "OK", *fields)
+
+
+# ---------------------------------------------------------------------------
+# vg_lookup's edits of a PV section (PROTOCOL.md §5 vg_lookup)
+# ---------------------------------------------------------------------------
+def _atoms(value: Node) -> list[Atom] | None:
+    if isinstance(value, Section):
+        return None
+    return list(value) if isinstance(value, list) else [value]
+
+
+def pvmeta_for_vg(pvmeta: Section) -> list[tuple[str, Node]]:
+    """The pvmeta children vg_lookup puts in front of a PV: less ``id`` and ``dev_size``.
+
+    The original's cursor walk never drops the first child nor a node that
+    directly follows a dropped one; with LVM's field order this drops both.
+    """
+    kids = list(pvmeta.items)
+    i = 0
+    while i + 1 < len(kids):
+        if kids[i + 1][0] in ("id", "dev_size"):
+            del kids[i + 1]
+        i += 1
+    return kids
+
+
+def edit_pv_section(pv: Section, pvmeta: Section | None) -> Section:
+    """A PV section as vg_lookup returns it: pvmeta merged in, or ``MISSING`` flagged."""
+    items = list(pv.items)
+    status_at = next((i for i, (k, _) in enumerate(items) if k == "status"), None)
+    if pvmeta is None:
+        if status_at is None:
+            items.insert(0, ("status", MarkedList(["MISSING"])))
+        else:
+            atoms = _atoms(items[status_at][1])
+            if atoms and "MISSING" not in atoms:
+                items[status_at] = ("status", MarkedList(["MISSING", *atoms]))
+        return Section(items)
+    if status_at is not None:
+        atoms = _atoms(items[status_at][1])
+        if atoms and "MISSING" in atoms:
+            atoms.remove("MISSING")
+            items[status_at] = ("status", atoms if len(atoms) != 1 else atoms[0])
+    return Section(pvmeta_for_vg(pvmeta) + items)
+
+
+# ---------------------------------------------------------------------------
+# The handler
+# ---------------------------------------------------------------------------
+class RequestHandler:
+    """Maps one parsed request to a cache operation and builds its reply.
+
+    Holds the reply-text caches; the cache state is passed in so tests and
+    the server share one :class:`CacheState`.
+    """
+
+    def __init__(self, state: CacheState | None = None, daemon_pid: int | None = None) -> None:
+        self.state = state if state is not None else CacheState()
+        self.daemon_pid = os.getpid() if daemon_pid is None else daemon_pid
+        self._handlers: dict[str, Callable[[Request], Reply]] = {
+            "pv_found": self.pv_found,
+            "pv_gone": self.pv_gone,
+            "pv_clear_all": self.pv_clear_all,
+            "pv_lookup": self.pv_lookup,
+            "pv_list": self.pv_list,
+            "vg_update": self.vg_update,
+            "vg_remove": self.vg_remove,
+            "vg_lookup": self.vg_lookup,
+            "vg_list": self.vg_list,
+            "vg_clear_outdated_pvs": self.vg_clear_outdated_pvs,
+            "set_global_info": self.set_global_info,
+            "get_global_info": self.get_global_info,
+            "set_vg_info": self.set_vg_info,
+            "dump": self.dump,
+            "stats": self.stats,
+        }
+        #: supplies the figures of the ``stats`` request (set by the daemon)
+        self.stats_provider: Callable[[], Section] | None = None
+        # serialised forms of stored trees, keyed by the tree's identity
+        self._pv_text: dict[str, tuple[Section, str]] = {}
+        self._vg_text: dict[str, tuple[Section, str, str, Section | None]] = {}
+        # whole replies (without invalidation markers), keyed by generation
+        self._reply_cache: dict[tuple[str, str], tuple[int, str]] = {}
+
+    # -- entry point ----------------------------------------------------
+    def handle_text(self, text: str) -> Reply:
+        return self.handle(Request.from_text(text))
+
+    def handle(self, req: Request) -> Reply:
+        """Answer one request; never raises."""
+        try:
+            return self._dispatch(req)
+        except Exception as exc:  # a bug must cost one request, not the daemon
+            return failed(req.name, f"internal error: {type(exc).__name__}: {exc}")
+
+    def _dispatch(self, req: Request) -> Reply:
+        if req.name == "hello":
+            return ok("hello", ("protocol", "lvmetad"), ("version", 1))
+        tokens = self.state.tokens
+        if req.name == "token_update":
+            return self.token_update(req)
+        if req.token != tokens.token and req.name not in TOKEN_EXEMPT and req.token != "skip":
+            return self._mismatch(req, MISMATCH_REASON)
+        if (
+            req.token == UPDATE_IN_PROGRESS
+            and tokens.update_pid
+            and req.pid
+            and req.pid != tokens.update_pid
+        ):
+            return self._mismatch(req, STALE_UPDATER_REASON)
+        handler = self._handlers.get(req.name)
+        if handler is None:
+            return failed(req.name, "request not implemented")
+        return handler(req)
+
+    def _mismatch(self, req: Request, reason: str) -> Reply:
+        tokens = self.state.tokens
+        return simple(
+            req.name,
+            "token_mismatch",
+            ("expected", tokens.token),
+            ("received", req.token),
+            ("update_pid", tokens.update_pid),
+            ("reason", reason),
+        )
+
+    # -- token protocol (PROTOCOL.md §4) --------------------------------
+    def token_update(self, req: Request) -> Reply:
+        tokens: TokenState = self.state.tokens
+        now = self.state.now()
+        current_ip = tokens.token == UPDATE_IN_PROGRESS
+        new_ip = req.token == UPDATE_IN_PROGRESS
+        if not current_ip and new_ip:
+            prev = tokens.start_update(req.pid, req.cmd, req.update_timeout, now)
+            return ok("token_update", ("prev_token", prev), ("update_pid", req.pid))
+        if current_ip and new_ip:
+            if not tokens.update_expired(now):
+                return simple(
+                    "token_update",
+                    "token_updating",
+                    ("expected", UPDATE_IN_PROGRESS),
+                    ("update_pid", tokens.update_pid),
+                    ("reason", MISMATCH_REASON),
+                )
+            prev = tokens.start_update(req.pid, req.cmd, req.update_timeout, now)
+            return ok("token_update", ("prev_token", prev), ("update_pid", req.pid))
+        if current_ip:
+            if req.pid != tokens.update_pid:
+                return simple(
+                    "token_update",
+                    "token_mismatch",
+                    ("expected", UPDATE_IN_PROGRESS),
+                    ("received", req.token),
+                    ("update_pid", tokens.update_pid),
+                    ("reason", MISMATCH_REASON),
+                )
+            tokens.finish_update(req.token)
+            return ok("token_update", ("prev_token", UPDATE_IN_PROGRESS), ("update_pid", 0))
+        # neither side is "update in progress": the token is *not* changed
+        return ok("token_update", ("prev_token", ""), ("update_pid", tokens.update_pid))
+
+    # -- PVs --------------------------------------------------------------
+    def pv_found(self, req: Request) -> Reply:
+        tree = req.tree
+        pvmeta = tree.child("pvmeta")
+        if pvmeta is None:
+            return failed("pv_found", "Ignore PV without PV metadata")
+        pvid = tree.get_str("pvmeta/id")
+        if pvid is None or not isinstance(pvmeta, Section):
+            return failed("pv_found", "Ignore PV without PV UUID")
+        device = tree.get_int64("pvmeta/device")
+        if device is None:
+            return failed("pv_found", "Ignore PV without device")
+        metadata = tree.child("metadata")
+        vgname = vgid = None
+        if metadata is not None:
+            vgname = tree.get_str("vgname")
+            if vgname is None:
+                return failed("pv_found", "Ignore VG metadata from PV without VG name")
+            vgid = tree.get_str("metadata/id")
+            if vgid is None or not isinstance(metadata, Section):
+                return failed("pv_found", "Ignore VG metadata from PV without VG vgid")
+            if tree.get_int("metadata/seqno", -1) < 0:
+                return failed("pv_found", "Ignore VG metadata from PV without VG seqno")
+        result = self.state.pv_found(pvmeta, pvid, device, vgname, vgid, metadata)
+        if result.failed is not None:
+            return failed("pv_found", result.failed)
+        return ok(
+            "pv_found",
+            ("status", result.status),
+            ("changed", result.changed),
+            ("vgid", result.vgid),
+            ("vgname", result.vgname),
+            ("seqno_before", result.seqno_before),
+            ("seqno_after", result.seqno_after),
+        )
+
+    def pv_gone(self, req: Request) -> Reply:
+        reason = self.state.pv_gone(req.tree.get_str("uuid"), req.tree.get_int("device", 0))
+        if reason is not None:
+            return unknown("pv_gone", reason)
+        return ok("pv_gone")
+
+    def pv_clear_all(self, req: Request) -> Reply:
+        self.state.pv_clear_all()
+        return ok("pv_clear_all")
+
+    def _pv_body(self, pvid: str, pvmeta: Section) -> str:
+        """The pvmeta children as text (depth 2), reused while the record is unchanged."""
+        cached = self._pv_text.get(pvid)
+        if cached is not None and cached[0] is pvmeta:
+            return cached[1]
+        text = format_tree(pvmeta, 2)
+        self._pv_text[pvid] = (pvmeta, text)
+        return text
+
+    def _pv_vg_lines(self, pvid: str, indent: str) -> str:
+        vgid, name = self.state.pv_vg(pvid)
+        lines = ""
+        if vgid is not None:
+            lines += f"{indent}vgid={quote(vgid)}\n"
+        if name is not None:
+            lines += f"{indent}vgname={quote(name)}\n"
+        return lines
+
+    def _global_mark(self) -> str:
+        return GLOBAL_INVALID_MARK if self.state.flags & GlobalFlag.INVALID else ""
+
+    def pv_lookup(self, req: Request) -> Reply:
+        state = self.state
+        pvid = req.tree.get_str("uuid")
+        if pvid is None:
+            device = req.tree.get_int("device", 0)
+            if device == 0:
+                return failed("pv_lookup", "need PVID or device")
+            pvid = state.device_to_pvid.get(device)
+            if pvid is None:
+                return unknown("pv_lookup", "device not found")
+        pvmeta = state.pvid_to_pvmeta.get(pvid)
+        if pvmeta is None:
+            return unknown("pv_lookup", "PV not found")
+        body = (
+            'response="OK"\nphysical_volume {\n'
+            + format_tree(pvmeta, 1)
+            + self._pv_vg_lines(pvid, "\t")
+            + "}\n"
+            + self._global_mark()
+            + "\n\n"
+        )
+        return Reply(body, "pv_lookup", "OK")
+
+    def _cached_reply(self, key: tuple[str, str], build: Callable[[], str]) -> str:
+        generation = self.state.generation
+        hit = self._reply_cache.get(key)
+        if hit is not None and hit[0] == generation:
+            return hit[1]
+        text = build()
+        if len(self._reply_cache) > 4096:
+            self._reply_cache.clear()
+        self._reply_cache[key] = (generation, text)
+        return text
+
+    def pv_list(self, req: Request) -> Reply:
+        def build() -> str:
+            parts = ['response="OK"\nphysical_volumes {\n']
+            for pvid, pvmeta in self.state.pvid_to_pvmeta.items():
+                parts.append(f"\t{_key(pvid)} {{\n")
+                parts.append(self._pv_body(pvid, pvmeta))
+                parts.append(self._pv_vg_lines(pvid, "\t\t"))
+                parts.append("\t}\n")
+            parts.append("}\n")
+            return "".join(parts)
+
+        body = self._cached_reply(("pv_list", ""), build) + self._global_mark() + "\n\n"
+        return Reply(body, "pv_list", "OK")
+
+    # -- VGs --------------------------------------------------------------
+    def vg_update(self, req: Request) -> Reply:
+        tree = req.tree
+        metadata = tree.child("metadata")
+        if metadata is None:
+            return ok("vg_update")
+        vgid = tree.get_str("metadata/id")
+        if vgid is None or not isinstance(metadata, Section):
+            return failed("vg_update", "vg_update: need VG UUID")
+        vgname = tree.get_str("vgname")
+        if vgname is None:
+            return failed("vg_update", "vg_update: need VG name")
+        if tree.get_int("metadata/seqno", -1) < 0:
+            return failed("vg_update", "vg_update: need VG seqno")
+        if not self.state.vg_update(vgname, vgid, metadata):
+            return failed("vg_update", "vg_update: failed metadata update")
+        return ok("vg_update")
+
+    def vg_remove(self, req: Request) -> Reply:
+        vgid = req.tree.get_str("uuid")
+        if vgid is None:
+            return failed("vg_remove", "need VG UUID")
+        self.state.vg_remove(vgid)
+        return ok("vg_remove")
+
+    def vg_clear_outdated_pvs(self, req: Request) -> Reply:
+        vgid = req.tree.get_str("vgid")
+        if vgid is None:
+            return failed("vg_clear_outdated_pvs", "need VG UUID")
+        self.state.vg_clear_outdated_pvs(vgid)
+        return ok("vg_clear_outdated_pvs")
+
+    def vg_list(self, req: Request) -> Reply:
+        def build() -> str:
+            parts = ['response="OK"\nvolume_groups {\n']
+            for vgid, name in self.state.vgid_to_vgname.items():
+                parts.append(f"\t{_key(vgid)} {{\n\t\tname={quote(name)}\n\t}}\n")
+            parts.append("}\n")
+            return "".join(parts)
+
+        body = self._cached_reply(("vg_list", ""), build) + self._global_mark() + "\n\n"
+        return Reply(body, "vg_list", "OK")
+
+    def _vg_around_pvs(self, vgid: str, metadata: Section) -> tuple[str, str, Section | None]:
+        """Metadata text before and after its ``physical_volumes`` section (depth 1)."""
+        cached = self._vg_text.get(vgid)
+        if cached is not None and cached[0] is metadata:
+            return cached[1], cached[2], cached[3]
+        before: list[tuple[str, Node]] = []
+        after: list[tuple[str, Node]] = []
+        pvs: Section | None = None
+        for key, value in metadata.items:
+            if pvs is None and key == "physical_volumes" and isinstance(value, Section):
+                pvs = value
+            elif pvs is None:
+                before.append((key, value))
+            else:
+                after.append((key, value))
+        texts = format_tree(Section(before), 1), format_tree(Section(after), 1)
+        self._vg_text[vgid] = (metadata, texts[0], texts[1], pvs)
+        return texts[0], texts[1], pvs
+
+    def _vg_metadata_text(self, vgid: str, metadata: Section) -> str:
+        state = self.state
+        before, after, pvs = self._vg_around_pvs(vgid, metadata)
+        parts = ["metadata {\n"]
+        outdated = state.vgid_to_outdated_pvs.get(vgid)
+        if outdated is not None:
+            parts.append("\toutdated_pvs {\n")
+            for pvid in reversed(outdated):  # oldest mark first
+                pvmeta = state.pvid_to_pvmeta.get(pvid)
+                if pvmeta is not None:
+                    parts.append(f"\t\t{_key(pvid)} {{\n")
+                    parts.append(format_tree(pvmeta, 3))
+                    parts.append("\t\t}\n")
+            parts.append("\t}\n")
+        parts.append(before)
+        if pvs is not None:
+            parts.append("\tphysical_volumes {\n")
+            for key, pv in pvs.items:
+                if isinstance(pv, Section) and pv.get_str("id") is not None:
+                    pvid = pv.get_str("id")
+                    assert pvid is not None
+                    pv = edit_pv_section(pv, state.pvid_to_pvmeta.get(pvid))
+                parts.append(format_tree(Section([(key, pv)]), 2))
+            parts.append("\t}\n")
+        parts.append(after)
+        parts.append("}\n")
+        return "".join(parts)
+
+    def vg_lookup(self, req: Request) -> Reply:
+        state = self.state
+        response, found, name = state.resolve_vg(req.tree.get_str("uuid"), req.tree.get_str("name"))
+        if response != "OK":
+            return simple("vg_lookup", response, ("reason", found))
+        vgid = found
+        metadata = state.vgid_to_metadata[vgid]
+
+        def build() -> str:
+            return f'response="OK"\nname={quote(name)}\n' + self._vg_metadata_text(vgid, metadata)
+
+        body = self._cached_reply(("vg_lookup", vgid), build) + self._global_mark()
+        if state.vg_invalid(vgid):
+            body += VG_INVALID_MARK
+        return Reply(body + "\n\n", "vg_lookup", "OK")
+
+    # -- global -----------------------------------------------------------
+    def set_global_info(self, req: Request) -> Reply:
+        tree = req.tree
+        self.state.set_global_info(
+            tree.get_int("global_invalid", -1),
+            tree.get_int("global_disable", -1),
+            tree.get_str("disable_reason"),
+        )
+        return ok("set_global_info")
+
+    def get_global_info(self, req: Request) -> Reply:
+        state = self.state
+        state.cancel_expired_update()
+        t = state.tokens
+        return ok(
+            "get_global_info",
+            ("global_invalid", int(bool(state.flags & GlobalFlag.INVALID))),
+            ("global_disable", int(bool(state.flags & GlobalFlag.DISABLE))),
+            ("disable_reason", state.disable_reason()),
+            ("daemon_pid", self.daemon_pid),
+            ("token", t.token or "none"),
+            ("update_cmd", t.update_cmd),
+            ("update_pid", t.update_pid),
+            ("update_begin", t.update_begin),
+            ("update_timeout", t.update_timeout),
+        )
+
+    def set_vg_info(self, req: Request) -> Reply:
+        tree = req.tree
+        self.state.set_vg_info(tree.get_int("version", -1), tree.get_str("uuid"), tree.get_str("name"))
+        return ok("set_vg_info")
+
+    # -- dump and stats ---------------------------------------------------
+    def dump(self, req: Request) -> Reply:
+        return Reply(format_dump(self.state), "dump", "OK")
+
+    def stats(self, req: Request) -> Reply:
+        """pylvmetad's own request: the daemon's figures as config text."""
+        figures = self.stats_provider() if self.stats_provider is not None else Section()
+        return Reply('response="OK"\n' + format_tree(figures) + "\n\n", "stats", "OK")
+
+
+def _key(key: str) -> str:
+    """A table key as a config key (quoted when LVM's writer would quote it)."""
+    return format_tree(Section([(key, 0)])).rsplit("=", 1)[0]
+
+
+def _pairs(title: str, name: str, pairs: list[tuple[str, str]]) -> str:
+    lines = [f"\n# {title}\n\n{name} {{\n"]
+    lines.extend(f"    {k} = {v}\n" for k, v in pairs)
+    lines.append("}\n")
+    return "".join(lines)
+
+
+def _device_key(device: int) -> str:
+    low = device & 0xFFFFFFFF
+    return str(low - (1 << 32) if low & 0x80000000 else low)
+
+
+def format_dump(state: CacheState) -> str:
+    """The ``dump`` text (PROTOCOL-REFERENCE.md §8): every table, in table order."""
+    out = ["# VG METADATA\n\n"]
+    for metadata in state.vgid_to_metadata.values():
+        out.append(format_tree(Section([(metadata.get_str("id") or "unknown", metadata)])))
+    out.append("\n# PV METADATA\n\n")
+    for pvmeta in state.pvid_to_pvmeta.values():
+        out.append(format_tree(Section([(pvmeta.get_str("id") or "unknown", pvmeta)])))
+    out.append(
+        _pairs("VGID to VGNAME mapping", "vgid_to_vgname", [(k, quote(v)) for k, v in state.vgid_to_vgname.items()])
+    )
+    out.append("\n# VGID to outdated PVs mapping\n\n")
+    for vgid, pvids in state.vgid_to_outdated_pvs.items():
+        record = Section([("pv_list", MarkedList(pvids)), ("vgid", vgid)])
+        out.append(format_tree(Section([(vgid, record)])))
+    out.append(
+        _pairs(
+            "VGNAME to VGID mapping",
+            "vgname_to_vgid",
+            [(name, quote(vgid)) for name, ids in state.vgname_to_vgid.items() for vgid in ids],
+        )
+    )
+    out.append(_pairs("PVID to VGID mapping", "pvid_to_vgid", [(k, quote(v)) for k, v in state.pvid_to_vgid.items()]))
+    out.append(
+        _pairs(
+            "DEVICE to PVID mapping",
+            "device_to_pvid",
+            [(_device_key(d), quote(p)) for d, p in state.device_to_pvid.items()],
+        )
+    )
+    infos = state.vgid_to_info.items()
+    out.append(_pairs("VGID to INFO version mapping", "vgid_to_info", [(k, str(i.external_version)) for k, i in infos]))
+    out.append(_pairs("VGID to INFO flags mapping", "vgid_to_info", [(k, format(i.flags, "x")) for k, i in infos]))
+    return "".join(out)
+
+
+__all__ = ["ORPHAN", "Reply", "Request", "RequestHandler", "edit_pv_section", "format_dump", "pvmeta_for_vg"]

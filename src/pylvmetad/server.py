@@ -1,0 +1,315 @@
+"""The asyncio server: accept, frame, dispatch, write.  Nothing more.
+
+Rules of this module:
+
+* No protocol decisions here.  Bytes go through a :class:`~pylvmetad.framing.Framer`,
+  each complete message through :meth:`RequestHandler.handle`, and the reply
+  back out.  Each request runs to completion on the event loop thread, so
+  every request is atomic with respect to every other without locks.
+* A connection costs a buffer and a coroutine; a slow or stalled client holds
+  nothing else and blocks nobody.  Its buffer is bounded by ``max_message``.
+* Shutdown follows the original (PROTOCOL-REFERENCE.md §1.8): stop accepting,
+  keep serving connected clients until they leave, then exit.  A second
+  signal closes them at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import stat
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .framing import DEFAULT_MAX_MESSAGE, Framer, MessageTooLarge, decode, encode_reply
+from .handlers import Reply, RequestHandler, failed
+
+log = logging.getLogger("pylvmetad")
+WIRE = 15  # between DEBUG and INFO; the original's "wire" log class
+logging.addLevelName(WIRE, "WIRE")
+READ_CHUNK = 1 << 18
+
+
+class StartupError(Exception):
+    """The daemon cannot start (socket in use, bad path, ...); the message says why."""
+
+
+@dataclass
+class PeerCredentials:
+    pid: int
+    uid: int
+    gid: int
+
+
+def peer_credentials(sock: socket.socket) -> PeerCredentials | None:
+    """SO_PEERCRED of a connected UNIX socket, or None where unavailable."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except (OSError, AttributeError):
+        return None
+    pid, uid, gid = struct.unpack("3i", raw)
+    return PeerCredentials(pid, uid, gid)
+
+
+def bind_unix_socket(path: str) -> socket.socket:
+    """Create, bind and listen on ``path`` with mode 0600 from the first instant.
+
+    A stale socket file (nobody answers on it) is removed; a live daemon on
+    it, or a path that is not a socket, is a :class:`StartupError`.
+    """
+    if len(os.fsencode(path)) > 107:
+        raise StartupError(f"daemon socket path too long: {path}")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None:
+        if not stat.S_ISSOCK(st.st_mode):
+            raise StartupError(f"{path} exists and is not a socket; refusing to remove it")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.settimeout(1.0)
+            probe.connect(path)
+        except OSError:
+            log.warning("removing stale socket %s", path)
+            os.unlink(path)
+        else:
+            raise StartupError(f"socket {path} already in use: another daemon answers there")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o077)  # no window in which the socket is accessible to others
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot bind {path}: {exc.strerror}") from exc
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def inherited_socket(path: str, environ: dict[str, str] | None = None) -> socket.socket | None:
+    """The listening socket systemd passed as fd 3, if it is one we should use.
+
+    Accepted when ``LISTEN_PID`` is our pid and ``LISTEN_FDS`` is 1 (the
+    original also wants ``SD_ACTIVATION=1``; we do not insist, so a plain
+    socket unit works too) and fd 3 is a UNIX stream socket bound at ``path``.
+    The variables are removed from the environment either way.
+    """
+    env = os.environ if environ is None else environ
+    listen_pid = env.pop("LISTEN_PID", None)
+    listen_fds = env.pop("LISTEN_FDS", None)
+    env.pop("SD_ACTIVATION", None)
+    env.pop("LISTEN_FDNAMES", None)
+    if listen_pid is None or listen_fds is None:
+        return None
+    if not (listen_pid.isdigit() and int(listen_pid) == os.getpid() and listen_fds == "1"):
+        return None
+    try:
+        sock = socket.socket(fileno=3)
+    except OSError:
+        return None
+    bound = sock.getsockname()
+    if (
+        sock.family != socket.AF_UNIX
+        or sock.type != socket.SOCK_STREAM
+        or not isinstance(bound, str)
+        or not bound.startswith(path)
+    ):
+        sock.detach()
+        return None
+    sock.setblocking(False)
+    return sock
+
+
+@dataclass
+class ServerStats:
+    """Connection-level counters kept by the server (request figures live in metrics)."""
+
+    connections_open: int = 0
+    connections_total: int = 0
+    connections_refused: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+#: called after each request with the reply and its handling time in seconds
+RequestObserver = Callable[[Reply, float], None]
+
+
+class Server:
+    """Serves a :class:`RequestHandler` on a listening UNIX socket."""
+
+    def __init__(
+        self,
+        handler: RequestHandler,
+        sock: socket.socket,
+        *,
+        socket_path: str | None = None,
+        max_message: int = DEFAULT_MAX_MESSAGE,
+        idle_timeout: float = 0,
+        allow_uids: frozenset[int] | None = None,
+        observer: RequestObserver | None = None,
+    ) -> None:
+        self.handler = handler
+        self.sock = sock
+        #: the path to unlink on exit (None when systemd owns the socket)
+        self.socket_path = socket_path
+        self.max_message = max_message
+        self.idle_timeout = idle_timeout
+        self.allow_uids = allow_uids
+        self.observer = observer
+        self.stats = ServerStats()
+        self._server: asyncio.base_events.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._stopping = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle_handle: asyncio.TimerHandle | None = None
+        self._force = False
+
+    # -- lifecycle --------------------------------------------------------
+    async def start(self) -> None:
+        self._server = await asyncio.start_unix_server(self._serve, sock=self.sock, limit=READ_CHUNK)
+        self._idle.set()
+        self._arm_idle_timer()
+
+    def request_shutdown(self, reason: str = "") -> None:
+        """Stop accepting; exit once connected clients have left (twice: close them now)."""
+        if self._stopping.is_set():
+            if not self._force:
+                log.info("second shutdown request: closing %d connections", len(self._writers))
+                self._force = True
+                for writer in list(self._writers):
+                    writer.close()
+            return
+        log.info("shutting down%s", f" ({reason})" if reason else "")
+        self._stopping.set()
+        if self._server is not None:
+            self._server.close()
+
+    async def serve_until_stopped(self) -> None:
+        """Run until shutdown was requested and every client has disconnected."""
+        if self._server is None:
+            await self.start()
+        await self._stopping.wait()
+        assert self._server is not None
+        await self._idle.wait()
+        with contextlib.suppress(Exception):
+            await self._server.wait_closed()
+        self.close_socket()
+
+    def close_socket(self) -> None:
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        if self.socket_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.socket_path)
+
+    def _arm_idle_timer(self) -> None:
+        if self.idle_timeout <= 0 or self.stats.connections_open:
+            return
+        loop = asyncio.get_running_loop()
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+        self._idle_handle = loop.call_later(
+            self.idle_timeout, self.request_shutdown, f"inactive for {self.idle_timeout:g} seconds"
+        )
+
+    # -- connections -------------------------------------------------------
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._stopping.is_set():  # the original refuses connections once stopping
+            writer.close()
+            return
+        sock = writer.get_extra_info("socket")
+        peer = peer_credentials(sock) if sock is not None else None
+        if self.allow_uids is not None and (peer is None or peer.uid not in self.allow_uids):
+            self.stats.connections_refused += 1
+            log.warning(
+                "refused connection from uid %s pid %s: not in --allow-uid",
+                peer.uid if peer else "?",
+                peer.pid if peer else "?",
+            )
+            writer.close()
+            return
+        stats = self.stats
+        stats.connections_open += 1
+        stats.connections_total += 1
+        self._writers.add(writer)
+        self._idle.clear()
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None
+        who = f"pid {peer.pid} uid {peer.uid}" if peer else "unknown peer"
+        log.log(WIRE, "connection from %s", who)
+        try:
+            await self._conversation(reader, writer, who)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except Exception:  # never let one connection take the daemon down
+            log.exception("connection from %s failed", who)
+        finally:
+            self._writers.discard(writer)
+            stats.connections_open -= 1
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            log.log(WIRE, "connection from %s closed", who)
+            if not stats.connections_open:
+                self._idle.set()
+                if not self._stopping.is_set():
+                    self._arm_idle_timer()
+
+    async def _conversation(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, who: str) -> None:
+        framer = Framer(self.max_message)
+        handler = self.handler
+        wire = log.isEnabledFor(WIRE)
+        while not self._force:
+            data = await reader.read(READ_CHUNK)
+            if not data:
+                return  # EOF: a half-sent message is dropped, nothing changed
+            self.stats.bytes_in += len(data)
+            try:
+                messages = framer.feed(data)
+            except MessageTooLarge as exc:
+                log.error("request from %s too large: %s; disconnecting", who, exc)
+                reply = failed("NONE", "request too large")
+                self._observe(reply, 0.0)
+                await self._send(writer, encode_reply(reply.body))
+                return
+            for message in messages:
+                text = decode(message)
+                if wire:
+                    log.log(WIRE, "%s", "".join(f"<- {line}\n" for line in text.splitlines()).rstrip("\n"))
+                began = time.perf_counter()
+                reply = handler.handle_text(text)
+                elapsed = time.perf_counter() - began
+                self._observe(reply, elapsed)
+                if reply.response == "failed":
+                    log.error("%s from %s failed: %s", reply.request, who, reply.reason)
+                if wire:
+                    log.log(WIRE, "%s", "".join(f"-> {line}\n" for line in reply.body.splitlines()).rstrip("\n"))
+                await self._send(writer, encode_reply(reply.body))
+
+    def _observe(self, reply: Reply, elapsed: float) -> None:
+        if self.observer is not None:
+            try:
+                self.observer(reply, elapsed)
+            except Exception:  # statistics must never cost a reply
+                log.exception("request observer failed")
+
+    async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        writer.write(data)
+        self.stats.bytes_out += len(data)
+        await writer.drain()
