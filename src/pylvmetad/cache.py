@@ -315,9 +315,8 @@ class CacheState:
             for old_pvid in vg_pvids(old):
                 self.mark_outdated(vgid, old_pvid)
                 self.pvid_to_vgid[old_pvid] = vgid
-        if old is not None and new_seq == old_seq and pvid is not None:
-            if compare_sections(metadata, old) != 0:
-                return MergeResult(False, reported)
+        if pvid is not None and old is not None and new_seq == old_seq and compare_sections(metadata, old) != 0:
+            return MergeResult(False, reported)
         purge = old is not None and (
             old_seq <= 0 or (pvid is None and (new_seq < old_seq or (new_seq == old_seq and compare_sections(metadata, old) != 0)))
         )
@@ -400,6 +399,7 @@ class CacheState:
 
         result = PVFoundResult(changed=changed)
         found_vgid: str | None
+        found_name: str | None
         if metadata is not None:
             assert vgname is not None and vgid is not None
             merge = self.merge_vg_metadata(vgname, vgid, metadata, pvid)

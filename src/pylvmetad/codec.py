@@ -37,21 +37,21 @@ from typing import Union, overload
 
 __all__ = [
     "Atom",
-    "Value",
-    "Section",
     "MarkedList",
     "ParseError",
-    "parse",
-    "format_tree",
-    "format_value",
+    "Section",
+    "Value",
+    "compare_trees",
     "format_atom",
     "format_simple",
-    "compare_trees",
+    "format_tree",
+    "format_value",
+    "parse",
     "quote",
 ]
 
-Atom = Union[str, int, float]
-Value = Union[Atom, list[Atom]]
+Atom = str | int | float
+Value = Atom | list[Atom]
 Node = Union[Value, "Section"]
 
 INT64_MIN = -(1 << 63)
@@ -317,7 +317,7 @@ def _position(text: str, offset: int) -> tuple[int, int]:
 class _Tokens:
     """The token list of one text, with offsets kept for error messages."""
 
-    __slots__ = ("text", "kinds", "values", "starts", "i")
+    __slots__ = ("i", "kinds", "starts", "text", "values")
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -515,10 +515,7 @@ def _skip_section(text: str, start: int) -> int:
 
 def _ends_inside_string(text: str, start: int, end: int) -> bool:
     """Whether ``text[start:end]`` leaves a quoted string open."""
-    for m in _TOKEN.finditer(text, start, end):
-        if m.lastindex == 5:
-            return True
-    return False
+    return any(m.lastindex == 5 for m in _TOKEN.finditer(text, start, end))
 
 
 _LAZY_HEAD_CACHE: dict[frozenset[str], re.Pattern[str]] = {}

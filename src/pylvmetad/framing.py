@@ -30,7 +30,7 @@ class Framer:
     data.  ``pending`` says how many bytes of an unfinished message are held.
     """
 
-    __slots__ = ("max_message", "_buf", "_scan_from")
+    __slots__ = ("_buf", "_scan_from", "max_message")
 
     def __init__(self, max_message: int = DEFAULT_MAX_MESSAGE) -> None:
         self.max_message = max_message

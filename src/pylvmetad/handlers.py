@@ -456,10 +456,10 @@ class RequestHandler:
         outdated = state.vgid_to_outdated_pvs.get(vgid)
         if outdated is not None:
             parts.append("\toutdated_pvs {\n")
-            for pvid in reversed(outdated):  # oldest mark first
-                pvmeta = state.pvid_to_pvmeta.get(pvid)
+            for outdated_pvid in reversed(outdated):  # oldest mark first
+                pvmeta = state.pvid_to_pvmeta.get(outdated_pvid)
                 if pvmeta is not None:
-                    parts.append(f"\t\t{_key(pvid)} {{\n")
+                    parts.append(f"\t\t{_key(outdated_pvid)} {{\n")
                     parts.append(format_tree(pvmeta, 3))
                     parts.append("\t\t}\n")
             parts.append("\t}\n")
@@ -467,10 +467,10 @@ class RequestHandler:
         if pvs is not None:
             parts.append("\tphysical_volumes {\n")
             for key, pv in pvs.items:
-                if isinstance(pv, Section) and pv.get_str("id") is not None:
-                    pvid = pv.get_str("id")
-                    assert pvid is not None
-                    pv = edit_pv_section(pv, state.pvid_to_pvmeta.get(pvid))
+                pv_id = pv.get_str("id") if isinstance(pv, Section) else None
+                if pv_id is not None:
+                    assert isinstance(pv, Section)
+                    pv = edit_pv_section(pv, state.pvid_to_pvmeta.get(pv_id))
                 parts.append(format_tree(Section([(key, pv)]), 2))
             parts.append("\t}\n")
         parts.append(after)
