@@ -29,6 +29,8 @@ from .server import WIRE, Server, StartupError, bind_unix_socket, inherited_sock
 DEFAULT_SOCKET = "/run/lvm/lvmetad.socket"
 DEFAULT_PIDFILE = "/run/lvmetad.pid"
 EXIT_LOCKED = 13
+SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+_early_signals: list[int] = []
 
 #: the original's log classes; "all" enables every one
 LOG_LEVELS = {
@@ -253,6 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lvmetad version: {LVM_VERSION}")
         return 0
 
+    # a signal that arrives before the event loop runs is remembered, not fatal
+    for signum in SHUTDOWN_SIGNALS:
+        signal.signal(signum, lambda signum, frame: _early_signals.append(signum))
     socket_path = args.socket or os.environ.get("LVM_LVMETAD_SOCKET") or DEFAULT_SOCKET
     pidfile_path = args.pidfile or os.environ.get("LVM_LVMETAD_PIDFILE") or DEFAULT_PIDFILE
     os.environ["LC_ALL"] = "C"
@@ -330,10 +335,12 @@ async def _run(
     metrics.attach_server(server)
     handler.stats_provider = metrics.stats_section
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+    for signum in SHUTDOWN_SIGNALS:
         loop.add_signal_handler(signum, server.request_shutdown, signal.Signals(signum).name)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     await server.start()
+    for signum in _early_signals:
+        server.request_shutdown(signal.Signals(signum).name)
     if metrics_listen:
         try:
             metrics.serve_http(metrics_listen)

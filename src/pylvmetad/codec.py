@@ -58,6 +58,11 @@ INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
 #: LVM replaces an out-of-range ``creation_time`` with this instead of failing.
 CREATION_TIME_FALLBACK = 1527120000
+#: Deepest section nesting accepted.  LVM metadata nests five levels; a cap
+#: keeps every recursive walk of a stored tree (writer, comparison, copy) far
+#: from Python's recursion limit, so no client can store a tree that a later
+#: pv_list, vg_lookup or dump cannot write.
+MAX_DEPTH = 128
 
 
 class ParseError(ValueError):
@@ -304,7 +309,10 @@ def _number(word: str) -> Atom | None:
         octal = re.match(r"[0-7]*", digits[1:])
         value = int(octal.group(0), 8) if octal and octal.group(0) else 0
     else:
-        value = int(digits)
+        try:
+            value = int(digits)
+        except ValueError:  # more digits than int() converts: far out of range anyway
+            value = 1 << 64
     return sign * value
 
 
@@ -317,7 +325,7 @@ def _position(text: str, offset: int) -> tuple[int, int]:
 class _Tokens:
     """The token list of one text, with offsets kept for error messages."""
 
-    __slots__ = ("i", "kinds", "starts", "text", "values")
+    __slots__ = ("depth", "i", "kinds", "starts", "text", "values")
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -332,6 +340,7 @@ class _Tokens:
             values.append(m.group(kind))
             starts.append(m.start())
         self.kinds, self.values, self.starts, self.i = kinds, values, starts, 0
+        self.depth = 0
 
     def error(self, message: str, index: int | None = None) -> ParseError:
         i = self.i if index is None else index
@@ -355,7 +364,7 @@ def parse(text: str, lazy: frozenset[str] = frozenset()) -> Section:
         return _parse_lazy(text, lazy)
     toks = _Tokens(text)
     if not toks.kinds:
-        raise ParseError("empty document", 1, 1)
+        raise ParseError("empty document", *_position(text, len(text)))
     items = _statements(toks, top=True)
     return Section(items)
 
@@ -385,8 +394,13 @@ def _statements(toks: _Tokens, top: bool) -> list[tuple[str, Node]]:
         op = values[i] if kinds[i] == 3 else ""
         node: Node
         if op == "{":
+            depth = toks.depth
+            toks.depth = depth + 1 + (key.count("/") if "/" in key else 0)
+            if toks.depth > MAX_DEPTH:
+                raise toks.error("sections nested too deeply", i)
             toks.i = i + 1
             node = Section(_statements(toks, top=False))
+            toks.depth = depth
             if toks.i >= n:
                 raise toks.error("missing '}'")
             toks.i += 1
@@ -396,6 +410,8 @@ def _statements(toks: _Tokens, top: bool) -> list[tuple[str, Node]]:
         else:
             raise toks.error("expected '=' or '{' after key", i)
         if "/" in key:
+            if toks.depth + key.count("/") > MAX_DEPTH:  # a/b/c nests as well
+                raise toks.error("sections nested too deeply", i - 1)
             _add_path(items, key, node)
         else:
             items.append((key, node))
@@ -506,6 +522,8 @@ def _skip_section(text: str, start: int) -> int:
             return -1
         if m.group(1) == "{":
             depth += 1
+            if depth > MAX_DEPTH:  # too deep to keep: the eager parser reports it
+                return -1
         elif depth == 0:
             return m.start(1)
         else:
