@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import conformance_dir
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import conformance_dir
 from pylvmetad.codec import (
     MarkedList,
     ParseError,

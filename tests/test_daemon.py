@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import RawConnection, start_daemon, wait_for_socket
 
+from conftest import RawConnection, start_daemon, wait_for_socket
 from pylvmetad.codec import parse
 
 PYLVMETAD = [sys.executable, "-m", "pylvmetad.cli"]
