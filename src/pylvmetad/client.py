@@ -1,0 +1,787 @@
+"""A client for lvmetad: the requests LVM's tools send, as Python calls.
+
+Rules of this module:
+
+* It is written from the wire protocol (PROTOCOL.md), not from pylvmetad's
+  internals: it must work against the original C daemon as well.  It uses
+  only the codec (config text) and the framing terminator.
+* :class:`Client` (blocking sockets) and :class:`AsyncClient` (asyncio) have
+  the same methods; everything that does not touch a socket — building a
+  request, checking the handshake, turning a reply into a result or an
+  exception — lives in module-level functions both of them call.
+
+Theory of operation
+-------------------
+A connection is opened on first use (or by ``connect()`` / ``with``), and
+starts, as LVM's ``daemon_open`` does, with a ``hello`` whose reply must say
+``OK``, protocol ``lvmetad``, version 1.  After that the connection carries
+one request, then one reply, strictly alternating; there are no request ids,
+so a reply that did not arrive in time makes the connection useless: it is
+closed, and the next request opens a fresh one.
+
+Every request except ``hello`` carries ``token``, ``pid``, ``cmd`` and
+``update_timeout``, like an LVM command's.  The default token is ``"skip"``,
+which passes the daemon's token gate for any request — what lvmetactl and
+lvmlockd send.  A caller that populates the cache, as ``pvscan --cache``
+does, runs the update-in-progress protocol (PROTOCOL.md §4):
+``token_update("update in progress")``, ``pv_clear_all()``, ``pv_found()``
+per device, ``token_update("filter:N")``.  A successful ``token_update``
+makes its token the client's own, so the requests in between carry it.
+
+``call`` returns any reply as it came; the typed methods return the reply
+when it says ``OK`` and raise the matching :class:`LvmetadError` subclass
+otherwise, so a caller handles "not found" or "token mismatch" with
+``except`` instead of string comparisons.
+
+The reader completes a message the way the C client does (daemon-io.c):
+when the bytes received so far *end* with the terminator.  The daemon never
+sends unsolicited data, so this is exact for every real reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import os
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Final, Self
+
+from .codec import Atom, Node, ParseError, Section, format_tree, parse
+from .framing import TERMINATOR, decode, encode_request
+
+__all__ = [
+    "DEFAULT_SOCKET",
+    "UPDATE_IN_PROGRESS",
+    "AsyncClient",
+    "Client",
+    "ConnectionLost",
+    "DaemonNotRunning",
+    "LvmetadError",
+    "LvmetadTimeout",
+    "MultipleVGs",
+    "NotFound",
+    "ProtocolError",
+    "RequestFailed",
+    "TokenMismatch",
+    "TokenUpdating",
+    "default_socket_path",
+]
+
+#: where LVM's tools look when $LVM_LVMETAD_SOCKET is not set
+DEFAULT_SOCKET: Final = "/run/lvm/lvmetad.socket"
+#: the token that marks a cache population in progress (PROTOCOL.md §4)
+UPDATE_IN_PROGRESS: Final = "update in progress"
+#: the token that passes the daemon's token gate for any request
+SKIP_TOKEN: Final = "skip"
+#: a reply larger than this is treated as a broken peer, not buffered forever
+DEFAULT_MAX_REPLY: Final = 1 << 30
+_RECV_SIZE: Final = 1 << 16
+_TERMINATOR_TEXT: Final = TERMINATOR.decode()
+
+FieldValue = Atom | list[Atom] | bool | Section | None
+
+
+def default_socket_path() -> str:
+    """$LVM_LVMETAD_SOCKET if set and non-empty, else the built-in default (as LVM's tools)."""
+    return os.environ.get("LVM_LVMETAD_SOCKET") or DEFAULT_SOCKET
+
+
+# ---------------------------------------------------------------------------
+# Exceptions
+# ---------------------------------------------------------------------------
+class LvmetadError(Exception):
+    """Base of everything this client raises.
+
+    For a reply the daemon refused, ``response`` and ``reason`` are its
+    fields and ``reply`` the whole parsed reply; for transport problems
+    (no daemon, timeout, broken reply) they are ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        response: str | None = None,
+        reason: str | None = None,
+        reply: Section | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.response = response
+        self.reason = reason
+        self.reply = reply
+
+
+class DaemonNotRunning(LvmetadError):
+    """Nothing accepts connections on the socket (missing file, refused, no permission)."""
+
+    def __init__(self, socket_path: str, cause: OSError) -> None:
+        detail = cause.strerror or str(cause)
+        super().__init__(f"lvmetad is not running: cannot connect to {socket_path}: {detail}")
+        self.socket_path = socket_path
+        self.cause = cause
+
+
+class LvmetadTimeout(LvmetadError, builtins.TimeoutError):
+    """The daemon did not accept the connection or did not finish a reply in time.
+
+    Also a built-in :class:`TimeoutError`, so generic timeout handling catches it.
+    """
+
+
+class ConnectionLost(LvmetadError):
+    """The daemon closed the connection (or it broke) before a complete reply."""
+
+
+class ProtocolError(LvmetadError):
+    """The peer is not an lvmetad speaking protocol version 1, or sent a reply that does not parse."""
+
+
+class RequestFailed(LvmetadError):
+    """``response = "failed"``: the daemon rejected or could not execute the request."""
+
+
+class NotFound(LvmetadError):
+    """``response = "unknown"``: the PV, device or VG asked for is not in the cache."""
+
+
+class MultipleVGs(LvmetadError):
+    """``response = "multiple"``: a VG name that maps to several VG uuids (look up by uuid)."""
+
+
+class TokenMismatch(LvmetadError):
+    """``response = "token_mismatch"``: the daemon's cache was populated for another token.
+
+    ``expected`` is the daemon's token (``"update in progress"`` while another
+    command populates the cache — LVM waits and retries then), ``received``
+    the token we sent, ``update_pid`` the populating command's pid or 0.
+    """
+
+    def __init__(self, message: str, *, reply: Section) -> None:
+        super().__init__(message, response="token_mismatch", reason=reply.get_str_allow_empty("reason"), reply=reply)
+        self.expected = reply.get_str_allow_empty("expected")
+        self.received = reply.get_str_allow_empty("received")
+        self.update_pid = reply.get_int64("update_pid")
+
+
+class TokenUpdating(LvmetadError):
+    """``response = "token_updating"``: another command is populating the cache right now.
+
+    Only ``token_update("update in progress")`` gets this, while the other
+    command (``update_pid``) is within its update timeout.
+    """
+
+    def __init__(self, message: str, *, reply: Section) -> None:
+        super().__init__(message, response="token_updating", reason=reply.get_str_allow_empty("reason"), reply=reply)
+        self.expected = reply.get_str_allow_empty("expected")
+        self.update_pid = reply.get_int64("update_pid")
+
+
+_SIMPLE_ERRORS: Final[Mapping[str, type[LvmetadError]]] = {
+    "failed": RequestFailed,
+    "unknown": NotFound,
+    "multiple": MultipleVGs,
+}
+
+
+# ---------------------------------------------------------------------------
+# Sans-I/O: requests and replies
+# ---------------------------------------------------------------------------
+def build_request(request: str, fields: Mapping[str, FieldValue], common: Mapping[str, FieldValue]) -> bytes:
+    """The wire bytes of a request: ``request``, the fields, then the common fields.
+
+    ``None`` fields are left out (LVM reads an absent field as "not given");
+    a :class:`Section` value becomes a section; booleans become 0/1.  A
+    common field the caller also passed explicitly is not repeated (the
+    daemon would read the first one anyway).  A body containing the
+    terminator is refused: the daemon would cut the message there.
+    """
+    tree = Section([("request", request)])
+    for key, value in (*fields.items(), *((k, v) for k, v in common.items() if k not in fields)):
+        node = _node(value)
+        if node is not None:
+            tree.add(key, node)
+    body = format_tree(tree)
+    if _TERMINATOR_TEXT in body:
+        raise ValueError(f"{request}: a field value contains the message terminator {_TERMINATOR_TEXT!r}")
+    return encode_request(body)
+
+
+def _node(value: FieldValue) -> Node | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, list):
+        return list(value)
+    return value
+
+
+def parse_reply(text: str) -> Section:
+    """A reply text as a tree; a reply that is not config text is the peer's fault."""
+    try:
+        return parse(text)
+    except ParseError as exc:
+        raise ProtocolError(f"unparsable reply from lvmetad: {exc}") from exc
+
+
+def check_hello(reply: Section, socket_path: str) -> None:
+    """The check LVM's ``daemon_open`` makes before it uses a connection."""
+    response = reply.get_str_allow_empty("response")
+    protocol = reply.get_str_allow_empty("protocol")
+    version = reply.get_int64("version")
+    if response != "OK" or protocol != "lvmetad" or version != 1:
+        raise ProtocolError(
+            f"{socket_path} is not an lvmetad speaking protocol version 1 "
+            f"(hello answered response={response!r} protocol={protocol!r} version={version!r})",
+            response=response,
+            reason=reply.get_str_allow_empty("reason"),
+            reply=reply,
+        )
+
+
+def check_ok(request: str, reply: Section) -> Section:
+    """Return an ``OK`` reply; raise the exception that names any other response."""
+    response = reply.get_str_allow_empty("response")
+    if response == "OK":
+        return reply
+    reason = reply.get_str_allow_empty("reason")
+    message = f"{request}: lvmetad answered {response!r}" + (f": {reason}" if reason else "")
+    if response == "token_mismatch":
+        raise TokenMismatch(
+            message + f" (expected token {reply.get_str_allow_empty('expected')!r}, "
+            f"sent {reply.get_str_allow_empty('received')!r}, update_pid {reply.get_int64('update_pid')})",
+            reply=reply,
+        )
+    if response == "token_updating":
+        raise TokenUpdating(message + f" (update_pid {reply.get_int64('update_pid')})", reply=reply)
+    if response is None:
+        raise ProtocolError(f"{request}: reply without a response field", reply=reply)
+    error = _SIMPLE_ERRORS.get(response, LvmetadError)
+    raise error(message, response=response, reason=reason, reply=reply)
+
+
+class _ReplyReader:
+    """Accumulates received bytes until they end with the terminator (the C client's rule)."""
+
+    __slots__ = ("_buf", "_limit")
+
+    def __init__(self, limit: int) -> None:
+        self._buf = bytearray()
+        self._limit = limit
+
+    def feed(self, data: bytes) -> str | None:
+        """The reply text once complete, else None."""
+        self._buf += data
+        if self._buf.endswith(TERMINATOR):
+            return decode(bytes(self._buf[: -len(TERMINATOR)]))
+        if len(self._buf) > self._limit:
+            raise ProtocolError(f"reply larger than {self._limit} bytes without a terminator")
+        return None
+
+
+class _ClientBase:
+    """Configuration and per-request fields shared by both clients."""
+
+    def __init__(
+        self,
+        socket_path: str | None = None,
+        *,
+        timeout: float | None = 10.0,
+        connect_timeout: float | None = 5.0,
+        token: str = SKIP_TOKEN,
+        pid: int | None = None,
+        cmd: str = "pylvmetactl",
+        update_timeout: int = 10,
+        max_reply: int = DEFAULT_MAX_REPLY,
+    ) -> None:
+        #: the socket path: the argument, else $LVM_LVMETAD_SOCKET, else /run/lvm/lvmetad.socket
+        self.socket_path = socket_path or default_socket_path()
+        #: seconds to wait for each complete reply (None: forever, as the C client)
+        self.timeout = timeout
+        #: seconds to wait for connect() and the hello reply
+        self.connect_timeout = connect_timeout
+        #: sent with every request; set by a successful token_update
+        self.token = token
+        self.pid = os.getpid() if pid is None else pid
+        self.cmd = cmd
+        #: how long the daemon lets our "update in progress" block other populators
+        self.update_timeout = update_timeout
+        self.max_reply = max_reply
+
+    def _common(self) -> dict[str, FieldValue]:
+        return {"token": self.token, "update_timeout": self.update_timeout, "pid": self.pid, "cmd": self.cmd}
+
+    def _encode(self, request: str, body: Section | None, fields: Mapping[str, FieldValue]) -> bytes:
+        merged: dict[str, FieldValue] = dict(fields)
+        if body is not None:
+            for key, value in body.items:
+                merged.setdefault(key, value)
+        common = {} if request == "hello" else self._common()
+        return build_request(request, merged, common)
+
+    def _timeout_error(self, what: str, limit: float | None) -> LvmetadTimeout:
+        return LvmetadTimeout(f"lvmetad at {self.socket_path} did not {what} within {limit} s")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.socket_path!r}, token={self.token!r})"
+
+
+# -- fields of the typed requests with several optional parts (both clients) --
+def _lookup_fields(uuid: str | None, device: int | None) -> dict[str, FieldValue]:
+    return {"uuid": uuid, "device": device}
+
+
+def _set_global_fields(
+    global_invalid: int | bool | None, global_disable: int | bool | None, disable_reason: str | None
+) -> dict[str, FieldValue]:
+    return {"global_invalid": global_invalid, "global_disable": global_disable, "disable_reason": disable_reason}
+
+
+def _pv_found_fields(pvmeta: Section, vgname: str | None, metadata: Section | None) -> dict[str, FieldValue]:
+    return {"pvmeta": pvmeta, "vgname": vgname, "metadata": metadata}
+
+
+# ---------------------------------------------------------------------------
+# Blocking client
+# ---------------------------------------------------------------------------
+class Client(_ClientBase):
+    """A blocking lvmetad connection; safe to share between threads (one exchange at a time).
+
+    ``Client(socket_path=None, *, timeout=10.0, connect_timeout=5.0,
+    token="skip", pid=os.getpid(), cmd="pylvmetactl", update_timeout=10)``.
+    Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        socket_path: str | None = None,
+        *,
+        timeout: float | None = 10.0,
+        connect_timeout: float | None = 5.0,
+        token: str = SKIP_TOKEN,
+        pid: int | None = None,
+        cmd: str = "pylvmetactl",
+        update_timeout: int = 10,
+        max_reply: int = DEFAULT_MAX_REPLY,
+    ) -> None:
+        super().__init__(
+            socket_path,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            token=token,
+            pid=pid,
+            cmd=cmd,
+            update_timeout=update_timeout,
+            max_reply=max_reply,
+        )
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    # -- connection --------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._sock is not None
+
+    def connect(self) -> None:
+        """Open the connection and check the hello reply (no-op when already open)."""
+        with self._lock:
+            self._ensure_connected()
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def __enter__(self) -> Self:
+        self.connect()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _drop(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _ensure_connected(self) -> socket.socket:
+        if self._sock is not None:
+            return self._sock
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.connect_timeout)
+            try:
+                sock.connect(self.socket_path)
+            except builtins.TimeoutError:
+                raise self._timeout_error("accept the connection", self.connect_timeout) from None
+            except OSError as exc:
+                raise DaemonNotRunning(self.socket_path, exc) from exc
+            self._sock = sock
+            text = self._exchange(self._encode("hello", None, {}), self.connect_timeout)
+            check_hello(parse_reply(text), self.socket_path)
+        except BaseException:
+            self._sock = None
+            sock.close()
+            raise
+        return sock
+
+    def _exchange(self, data: bytes, limit: float | None) -> str:
+        """Send one request, read one reply; any failure closes the connection.
+
+        A reply left half-read would be taken for the next request's, so a
+        connection is never reused after an exchange that did not complete.
+        """
+        sock = self._sock
+        assert sock is not None
+        deadline = None if limit is None else time.monotonic() + limit
+        reader = _ReplyReader(self.max_reply)
+        try:
+            sock.settimeout(limit)
+            sock.sendall(data)
+            while True:
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise builtins.TimeoutError
+                    sock.settimeout(remaining)
+                chunk = sock.recv(_RECV_SIZE)
+                if not chunk:
+                    raise ConnectionLost(f"lvmetad at {self.socket_path} closed the connection before replying")
+                text = reader.feed(chunk)
+                if text is not None:
+                    return text
+        except builtins.TimeoutError:
+            self._drop()
+            raise self._timeout_error("reply", limit) from None
+        except OSError as exc:
+            self._drop()
+            raise ConnectionLost(f"connection to lvmetad at {self.socket_path} failed: {exc}") from exc
+        except BaseException:  # our own errors, KeyboardInterrupt: the exchange is unfinished
+            self._drop()
+            raise
+
+    # -- raw requests --------------------------------------------------------
+    def call_text(self, request: str, body: Section | None = None, **fields: FieldValue) -> str:
+        """Send a request and return the reply text exactly as received (terminator removed)."""
+        data = self._encode(request, body, fields)
+        with self._lock:
+            self._ensure_connected()
+            return self._exchange(data, self.timeout)
+
+    def call(self, request: str, body: Section | None = None, **fields: FieldValue) -> Section:
+        """Send ``request`` with ``fields`` and the children of ``body``; return the parsed reply.
+
+        No check of ``response``: this is for callers that handle every
+        answer themselves (the conformance tools, lvmetactl).  The token,
+        pid, cmd and update_timeout fields are added unless given.
+        """
+        return parse_reply(self.call_text(request, body, **fields))
+
+    def _ok(self, request: str, fields: Mapping[str, FieldValue] | None = None) -> Section:
+        return check_ok(request, self.call(request, None, **(fields or {})))
+
+    # -- typed requests -------------------------------------------------------
+    def hello(self) -> Section:
+        """The handshake again (a cheap "is the daemon alive" probe): protocol and version."""
+        return self._ok("hello")
+
+    def token_update(self, token: str, *, update_timeout: int | None = None) -> Section:
+        """Set the daemon's token; on success it becomes this client's token too.
+
+        ``"update in progress"`` starts a cache population (raises
+        :class:`TokenUpdating` while another command is populating); any
+        other token finishes ours (:class:`TokenMismatch` if another command
+        took the update over).  Reply fields: ``prev_token``, ``update_pid``.
+        """
+        fields: dict[str, FieldValue] = {"token": token}
+        if update_timeout is not None:
+            fields["update_timeout"] = update_timeout
+        reply = self._ok("token_update", fields)
+        self.token = token
+        return reply
+
+    def pv_clear_all(self) -> Section:
+        """Empty every PV and VG table (the first step of a population)."""
+        return self._ok("pv_clear_all")
+
+    def pv_found(self, pvmeta: Section, vgname: str | None = None, metadata: Section | None = None) -> Section:
+        """Report a PV label (and, if the PV holds metadata, its VG) as pvscan does.
+
+        Reply fields: ``status`` (orphan/complete/partial), ``changed``,
+        ``vgid``, ``vgname``, ``seqno_before``, ``seqno_after``.
+        :class:`RequestFailed` for a duplicate PV or incomplete input.
+        """
+        return self._ok("pv_found", _pv_found_fields(pvmeta, vgname, metadata))
+
+    def pv_gone(self, uuid: str | None = None, device: int | None = None) -> Section:
+        """Forget a PV by uuid or device number (:class:`NotFound` if unknown)."""
+        return self._ok("pv_gone", _lookup_fields(uuid, device))
+
+    def pv_lookup(self, uuid: str | None = None, device: int | None = None) -> Section:
+        """One PV's record (section ``physical_volume``) by uuid or device number."""
+        return self._ok("pv_lookup", _lookup_fields(uuid, device))
+
+    def pv_list(self) -> Section:
+        """Every PV (section ``physical_volumes``, keyed by PV uuid)."""
+        return self._ok("pv_list")
+
+    def vg_update(self, vgname: str, metadata: Section) -> Section:
+        """Store a VG's new metadata as a command that just wrote it does."""
+        return self._ok("vg_update", {"vgname": vgname, "metadata": metadata})
+
+    def vg_remove(self, uuid: str) -> Section:
+        """Forget a VG; its PVs become orphans (OK for unknown uuids too)."""
+        return self._ok("vg_remove", {"uuid": uuid})
+
+    def vg_lookup(self, uuid: str | None = None, name: str | None = None) -> Section:
+        """A VG's ``name`` and ``metadata`` (with pvmeta merged into its PVs).
+
+        :class:`NotFound` for an unknown VG, :class:`MultipleVGs` for a name
+        that several VGs share (look up by uuid then).
+        """
+        return self._ok("vg_lookup", {"uuid": uuid, "name": name})
+
+    def vg_list(self) -> Section:
+        """Every VG (section ``volume_groups``, keyed by VG uuid, each with ``name``)."""
+        return self._ok("vg_list")
+
+    def vg_clear_outdated_pvs(self, vgid: str) -> Section:
+        """Drop a VG's list of PVs holding older metadata (after they were repaired)."""
+        return self._ok("vg_clear_outdated_pvs", {"vgid": vgid})
+
+    def set_global_info(
+        self,
+        global_invalid: int | bool | None = None,
+        global_disable: int | bool | None = None,
+        disable_reason: str | None = None,
+    ) -> Section:
+        """Set or clear the global INVALID / DISABLE flags (``disable_reason``: DIRECT, REPAIR, ...)."""
+        return self._ok("set_global_info", _set_global_fields(global_invalid, global_disable, disable_reason))
+
+    def get_global_info(self) -> Section:
+        """Token, update state, global flags and daemon pid (cancels an update past its timeout)."""
+        return self._ok("get_global_info")
+
+    def set_vg_info(self, version: int, uuid: str | None = None, name: str | None = None) -> Section:
+        """Mark a VG invalid if ``version`` is above its cached seqno (0: unconditionally)."""
+        return self._ok("set_vg_info", {"uuid": uuid, "name": name, "version": version})
+
+    def dump(self) -> str:
+        """The daemon's whole state as text (no ``response`` field; see PROTOCOL.md §5 dump)."""
+        return self.call_text("dump")
+
+    def stats(self) -> Section:
+        """pylvmetad's own counters (sections of figures); the C daemon answers ``failed``."""
+        return self._ok("stats")
+
+
+# ---------------------------------------------------------------------------
+# asyncio client
+# ---------------------------------------------------------------------------
+class AsyncClient(_ClientBase):
+    """The asyncio twin of :class:`Client`: same constructor, same methods, awaited.
+
+    Concurrent tasks sharing one client are served one exchange at a time,
+    because the protocol has no request ids.  Use ``async with``, or await
+    :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        socket_path: str | None = None,
+        *,
+        timeout: float | None = 10.0,
+        connect_timeout: float | None = 5.0,
+        token: str = SKIP_TOKEN,
+        pid: int | None = None,
+        cmd: str = "pylvmetactl",
+        update_timeout: int = 10,
+        max_reply: int = DEFAULT_MAX_REPLY,
+    ) -> None:
+        super().__init__(
+            socket_path,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            token=token,
+            pid=pid,
+            cmd=cmd,
+            update_timeout=update_timeout,
+            max_reply=max_reply,
+        )
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._lock: asyncio.Lock | None = None
+
+    # -- connection --------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None
+
+    def _get_lock(self) -> asyncio.Lock:
+        # created lazily: the lock belongs to the loop that first uses the client
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    async def connect(self) -> None:
+        """Open the connection and check the hello reply (no-op when already open)."""
+        async with self._get_lock():
+            await self._ensure_connected()
+
+    async def close(self) -> None:
+        async with self._get_lock():
+            await self._drop()
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _drop(self) -> None:
+        writer = self._writer
+        self._abort()
+        if writer is not None:
+            try:
+                await writer.wait_closed()
+            except OSError:
+                pass
+
+    def _abort(self) -> None:
+        """Close without waiting: also safe while the task is being cancelled."""
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is not None:
+            writer.close()
+
+    async def _ensure_connected(self) -> None:
+        if self._writer is not None:
+            return
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                reader, writer = await asyncio.open_unix_connection(self.socket_path)
+        except builtins.TimeoutError:
+            raise self._timeout_error("accept the connection", self.connect_timeout) from None
+        except OSError as exc:
+            raise DaemonNotRunning(self.socket_path, exc) from exc
+        self._reader, self._writer = reader, writer
+        try:
+            text = await self._exchange(self._encode("hello", None, {}), self.connect_timeout)
+            check_hello(parse_reply(text), self.socket_path)
+        except BaseException:
+            self._abort()
+            raise
+
+    async def _exchange(self, data: bytes, limit: float | None) -> str:
+        """Send one request, read one reply; any failure (or cancellation) closes the connection.
+
+        A reply left half-read would be taken for the next request's, so a
+        connection is never reused after an exchange that did not complete.
+        """
+        reader, writer = self._reader, self._writer
+        assert reader is not None and writer is not None
+        framer = _ReplyReader(self.max_reply)
+        try:
+            async with asyncio.timeout(limit):
+                writer.write(data)
+                await writer.drain()
+                while True:
+                    chunk = await reader.read(_RECV_SIZE)
+                    if not chunk:
+                        raise ConnectionLost(f"lvmetad at {self.socket_path} closed the connection before replying")
+                    text = framer.feed(chunk)
+                    if text is not None:
+                        return text
+        except builtins.TimeoutError:
+            self._abort()
+            raise self._timeout_error("reply", limit) from None
+        except OSError as exc:
+            self._abort()
+            raise ConnectionLost(f"connection to lvmetad at {self.socket_path} failed: {exc}") from exc
+        except BaseException:
+            self._abort()
+            raise
+
+    # -- raw requests --------------------------------------------------------
+    async def call_text(self, request: str, body: Section | None = None, **fields: FieldValue) -> str:
+        """See :meth:`Client.call_text`."""
+        data = self._encode(request, body, fields)
+        async with self._get_lock():
+            await self._ensure_connected()
+            return await self._exchange(data, self.timeout)
+
+    async def call(self, request: str, body: Section | None = None, **fields: FieldValue) -> Section:
+        """See :meth:`Client.call`."""
+        return parse_reply(await self.call_text(request, body, **fields))
+
+    async def _ok(self, request: str, fields: Mapping[str, FieldValue] | None = None) -> Section:
+        return check_ok(request, await self.call(request, None, **(fields or {})))
+
+    # -- typed requests (documented on Client) --------------------------------
+    async def hello(self) -> Section:
+        return await self._ok("hello")
+
+    async def token_update(self, token: str, *, update_timeout: int | None = None) -> Section:
+        fields: dict[str, FieldValue] = {"token": token}
+        if update_timeout is not None:
+            fields["update_timeout"] = update_timeout
+        reply = await self._ok("token_update", fields)
+        self.token = token
+        return reply
+
+    async def pv_clear_all(self) -> Section:
+        return await self._ok("pv_clear_all")
+
+    async def pv_found(self, pvmeta: Section, vgname: str | None = None, metadata: Section | None = None) -> Section:
+        return await self._ok("pv_found", _pv_found_fields(pvmeta, vgname, metadata))
+
+    async def pv_gone(self, uuid: str | None = None, device: int | None = None) -> Section:
+        return await self._ok("pv_gone", _lookup_fields(uuid, device))
+
+    async def pv_lookup(self, uuid: str | None = None, device: int | None = None) -> Section:
+        return await self._ok("pv_lookup", _lookup_fields(uuid, device))
+
+    async def pv_list(self) -> Section:
+        return await self._ok("pv_list")
+
+    async def vg_update(self, vgname: str, metadata: Section) -> Section:
+        return await self._ok("vg_update", {"vgname": vgname, "metadata": metadata})
+
+    async def vg_remove(self, uuid: str) -> Section:
+        return await self._ok("vg_remove", {"uuid": uuid})
+
+    async def vg_lookup(self, uuid: str | None = None, name: str | None = None) -> Section:
+        return await self._ok("vg_lookup", {"uuid": uuid, "name": name})
+
+    async def vg_list(self) -> Section:
+        return await self._ok("vg_list")
+
+    async def vg_clear_outdated_pvs(self, vgid: str) -> Section:
+        return await self._ok("vg_clear_outdated_pvs", {"vgid": vgid})
+
+    async def set_global_info(
+        self,
+        global_invalid: int | bool | None = None,
+        global_disable: int | bool | None = None,
+        disable_reason: str | None = None,
+    ) -> Section:
+        return await self._ok("set_global_info", _set_global_fields(global_invalid, global_disable, disable_reason))
+
+    async def get_global_info(self) -> Section:
+        return await self._ok("get_global_info")
+
+    async def set_vg_info(self, version: int, uuid: str | None = None, name: str | None = None) -> Section:
+        return await self._ok("set_vg_info", {"uuid": uuid, "name": name, "version": version})
+
+    async def dump(self) -> str:
+        return await self.call_text("dump")
+
+    async def stats(self) -> Section:
+        return await self._ok("stats")
