@@ -1,35 +1,539 @@
-"""Request statistics kept by the daemon (minimal; extended by the observability work)."""
+"""What the daemon counts about itself, and the two ways it is read out.
+
+Rules of this module:
+
+* The event loop writes, everybody else only reads.  :meth:`Metrics.observe`
+  runs on the loop thread after every request (the server's observer hook);
+  it updates plain dicts and lists and nothing else.  The ``stats`` request
+  reads them on the same thread; the Prometheus endpoint reads them from its
+  own HTTP thread through :class:`_Collector`.
+* Nothing here changes the cache or the server: cache sizes, flags and the
+  token are read from :class:`~pylvmetad.cache.CacheState`, connection figures
+  from :class:`~pylvmetad.server.ServerStats`, when somebody asks.
+* Every figure has one name in each output; docs/observability.md lists them.
+
+Theory of operation
+-------------------
+Per request name there is one :class:`_RequestFigures`: replies counted by
+their ``response`` word, and a latency histogram with fixed bucket bounds
+(:data:`BUCKET_BOUNDS`, a 1-2-5 series from 10 µs to 10 s).  Recording a
+request is a dict look-up, a dict increment, a ``bisect`` into the bounds
+and a list increment: no allocation beyond the float sum, no locks, no
+sorting.  Percentiles are derived when read, by linear interpolation inside
+the bucket that holds the rank (what Prometheus' ``histogram_quantile``
+does), so they are estimates with the precision of the buckets.
+
+Request names and failure reasons come from clients, so both are bounded
+before they become keys: a request name the daemon does not know is counted
+as :data:`OTHER_REQUEST`, the variable tail of an internal error is dropped,
+and past :data:`MAX_FAILURE_KEYS` distinct (request, reason) pairs further
+new reasons are counted as ``other``.  A misbehaving client can therefore not
+grow the daemon's memory or the scrape's label set.
+
+Reading from the HTTP thread without locks
+------------------------------------------
+The collector never iterates a live container.  It first copies each one with
+a single C-level call (``dict.copy()``, ``list(d.values())``, a list slice);
+under the GIL such a call runs to completion without executing Python
+bytecode (keys are ``str``/``int``, whose hashes and comparisons are C code;
+copying allocates no GC-tracked object mid-way), so the event loop cannot
+interleave with it and the copy is a consistent picture of that one
+container.  Integers read from counters are immutable objects, so a value
+read is always a value that was written.  What is *not* guaranteed is
+consistency across containers: a scrape may see a request in
+``requests_total`` whose latency lands in the next scrape.  That skew is at
+most the requests of one scheduler slice, which monitoring tolerates, and it
+keeps the hot path free of locks.  Should a copy ever race regardless
+(``RuntimeError: dictionary changed size``), it is retried.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+import os
+import re
+import threading
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
 
-from .cache import CacheState
-from .codec import Section
+from . import LVM_VERSION, __version__
+from .cache import DISABLE_REASONS, UPDATE_IN_PROGRESS, CacheState, GlobalFlag
+from .codec import Node, Section
 from .handlers import Reply
 
 if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.registry import CollectorRegistry
+
     from .server import Server
+
+log = logging.getLogger("pylvmetad")
+
+#: upper bounds (seconds) of the latency buckets; one more bucket holds the rest (+Inf)
+BUCKET_BOUNDS: tuple[float, ...] = (
+    0.00001, 0.00002, 0.00005,
+    0.0001, 0.0002, 0.0005,
+    0.001, 0.002, 0.005,
+    0.01, 0.02, 0.05,
+    0.1, 0.2, 0.5,
+    1.0, 2.0, 5.0,
+    10.0,
+)  # fmt: skip
+
+#: every request name the daemon answers (PROTOCOL.md §5, plus our ``stats``),
+#: ``NONE`` for text that does not parse and the one LVM sends that is refused
+KNOWN_REQUESTS = frozenset(
+    {
+        "hello",
+        "token_update",
+        "pv_found",
+        "pv_gone",
+        "pv_gone_by_pvid",
+        "pv_clear_all",
+        "pv_lookup",
+        "pv_list",
+        "vg_update",
+        "vg_remove",
+        "vg_lookup",
+        "vg_list",
+        "vg_clear_outdated_pvs",
+        "set_global_info",
+        "get_global_info",
+        "set_vg_info",
+        "dump",
+        "stats",
+        "NONE",
+    }
+)
+#: where requests with any other name are counted
+OTHER_REQUEST = "other"
+#: distinct (request, reason) pairs kept before new reasons count as "other"
+MAX_FAILURE_KEYS = 256
+OTHER_REASON = "other"
+INTERNAL_ERROR = "internal error: "
+#: the result word of each response the daemon sends ("OK" reads as "ok")
+RESULTS = ("ok", "failed", "unknown", "token_mismatch", "token_updating", "multiple")
+
+_NOT_KEY = re.compile(r"[^a-z0-9_]+")
+
+
+class _RequestFigures:
+    """Counts and latency of one request name (written only by the event loop)."""
+
+    __slots__ = ("buckets", "responses", "sum")
+
+    def __init__(self) -> None:
+        #: reply count per response word as sent ("OK", "failed", ...)
+        self.responses: dict[str, int] = {}
+        #: observations per bucket of BUCKET_BOUNDS, the last one +Inf
+        self.buckets: list[int] = [0] * (len(BUCKET_BOUNDS) + 1)
+        self.sum = 0.0
+
+
+@dataclass
+class RequestSnapshot:
+    """A copy of one request's figures, safe to read on any thread."""
+
+    responses: dict[str, int]
+    buckets: list[int]
+    sum: float
+
+    @property
+    def count(self) -> int:
+        return sum(self.buckets)
+
+    def results(self) -> dict[str, int]:
+        """Counts by result word: ``ok``, ``failed``, ``unknown``, ``token_mismatch``, ..."""
+        out: dict[str, int] = {}
+        for response, n in self.responses.items():
+            result = response.lower()
+            out[result] = out.get(result, 0) + n
+        return out
+
+    def quantile(self, q: float) -> float:
+        return histogram_quantile(q, self.buckets)
+
+
+@dataclass
+class Snapshot:
+    """Every figure at one moment; what both outputs are built from."""
+
+    requests: dict[str, RequestSnapshot]
+    failures: dict[tuple[str, str], int]
+    connections_open: int = 0
+    connections_total: int = 0
+    connections_refused: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    uptime: float = 0.0
+    cache: dict[str, int] = field(default_factory=dict)
+    flags: GlobalFlag = GlobalFlag(0)
+    disable_reason: str = "none"
+    token: str = ""
+    update_pid: int = 0
+    update_cmd: str = ""
+    update_age: int = 0
+
+    @property
+    def update_in_progress(self) -> bool:
+        return self.token == UPDATE_IN_PROGRESS
+
+
+def histogram_quantile(q: float, buckets: list[int]) -> float:
+    """The ``q`` quantile (0..1) of a bucketed distribution, in seconds.
+
+    Linear interpolation within the bucket holding the rank, the lowest
+    bucket starting at 0; a rank in the +Inf bucket reads as the highest
+    finite bound (nothing better is known).  0.0 when nothing was observed.
+    """
+    total = sum(buckets)
+    if total == 0:
+        return 0.0
+    rank = q * total
+    seen = 0
+    for i, n in enumerate(buckets):
+        if n and seen + n >= rank:
+            if i == len(BUCKET_BOUNDS):
+                return BUCKET_BOUNDS[-1]
+            lower = BUCKET_BOUNDS[i - 1] if i else 0.0
+            upper = BUCKET_BOUNDS[i]
+            return lower + (upper - lower) * max(rank - seen, 0.0) / n
+        seen += n
+    return BUCKET_BOUNDS[-1]
+
+
+def reason_key(reason: str) -> str:
+    """A failure reason as a bare config key: ``"VG not found"`` -> ``vg_not_found``."""
+    return _NOT_KEY.sub("_", reason.lower()).strip("_") or "unspecified"
+
+
+_T = TypeVar("_T")
+
+
+def _copied(copy: Callable[[], _T]) -> _T:
+    """Run a C-level copy of a container the event loop may be writing (see module doc)."""
+    for _ in range(5):
+        try:
+            return copy()
+        except RuntimeError:  # changed size during the copy: take it again
+            continue
+    return copy()
 
 
 class Metrics:
-    def __init__(self, state: CacheState) -> None:
+    """The daemon's figures: fed by the server, read by ``stats`` and Prometheus."""
+
+    def __init__(self, state: CacheState, clock: Callable[[], float] = time.monotonic) -> None:
         self.state = state
         self.server: Server | None = None
-        self.requests: dict[tuple[str, str], int] = {}
+        self.clock = clock
+        self.started = clock()
+        self._figures: dict[str, _RequestFigures] = {}
+        self.failures: dict[tuple[str, str], int] = {}
+        self._http: WSGIServer | None = None
+        self._http_thread: threading.Thread | None = None
+        #: the port the metrics endpoint listens on (useful with port 0)
+        self.http_port: int | None = None
 
     def attach_server(self, server: Server) -> None:
         self.server = server
 
+    # -- the hot path: once per request, on the event loop ------------------
     def observe(self, reply: Reply, elapsed: float) -> None:
-        key = (reply.request, reply.response)
-        self.requests[key] = self.requests.get(key, 0) + 1
+        """Count one answered request; ``elapsed`` is its handling time in seconds."""
+        request = reply.request
+        figures = self._figures.get(request)
+        if figures is None:
+            request, figures = self._figures_for(request)
+        responses = figures.responses
+        response = reply.response
+        responses[response] = responses.get(response, 0) + 1
+        figures.buckets[bisect_left(BUCKET_BOUNDS, elapsed)] += 1
+        figures.sum += elapsed
+        if reply.reason is not None:
+            self._count_failure(request, reply.reason)
+
+    def _figures_for(self, request: str) -> tuple[str, _RequestFigures]:
+        if request not in KNOWN_REQUESTS:
+            request = OTHER_REQUEST
+        figures = self._figures.get(request)
+        if figures is None:
+            figures = self._figures[request] = _RequestFigures()
+        return request, figures
+
+    def _count_failure(self, request: str, reason: str) -> None:
+        if reason.startswith(INTERNAL_ERROR):  # keep the exception type, drop its message
+            reason = INTERNAL_ERROR + reason[len(INTERNAL_ERROR) :].split(":", 1)[0]
+        key = (request, reason)
+        failures = self.failures
+        if key not in failures and len(failures) >= MAX_FAILURE_KEYS:
+            key = (request, OTHER_REASON)
+        failures[key] = failures.get(key, 0) + 1
+
+    # -- reading ------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        """Copy every figure; safe from any thread (see the module doc)."""
+        figures = _copied(self._figures.copy)
+        requests = {
+            name: RequestSnapshot(_copied(f.responses.copy), f.buckets[:], f.sum) for name, f in figures.items()
+        }
+        snap = Snapshot(requests=requests, failures=_copied(self.failures.copy))
+        server = self.server
+        if server is not None:
+            stats = server.stats
+            snap.connections_open = stats.connections_open
+            snap.connections_total = stats.connections_total
+            snap.connections_refused = stats.connections_refused
+            snap.bytes_in = stats.bytes_in
+            snap.bytes_out = stats.bytes_out
+            snap.uptime = time.monotonic() - stats.started
+        else:
+            snap.uptime = self.clock() - self.started
+        state = self.state
+        outdated = _copied(lambda: list(state.vgid_to_outdated_pvs.values()))
+        infos = _copied(lambda: list(state.vgid_to_info.values()))
+        snap.cache = {
+            "pvs": len(state.pvid_to_pvmeta),
+            "vgs": len(state.vgid_to_metadata),
+            "devices": len(state.device_to_pvid),
+            "vg_names": len(state.vgname_to_vgid),
+            "outdated_pvs": sum(len(pvs) for pvs in outdated),
+            "invalid_vgs": sum(1 for info in infos if info.invalid),
+            "generation": state.generation,
+        }
+        snap.flags = state.flags
+        snap.disable_reason = state.disable_reason()
+        tokens = state.tokens
+        snap.token = tokens.token
+        snap.update_pid = tokens.update_pid
+        snap.update_cmd = tokens.update_cmd
+        begin = tokens.update_begin
+        snap.update_age = max(state.now() - begin, 0) if begin and snap.update_in_progress else 0
+        return snap
 
     def stats_section(self) -> Section:
-        return Section()
+        """The figures as a config tree: the body of the ``stats`` reply."""
+        snap = self.snapshot()
+        flags = snap.flags
+        requests: list[tuple[str, Node]] = []
+        for name in sorted(snap.requests):
+            figures = snap.requests[name]
+            results = figures.results()
+            entry: list[tuple[str, Node]] = [("count", figures.count)]
+            entry += [(result, results.pop(result, 0)) for result in ("ok", "failed")]
+            entry += sorted((reason_key(r), n) for r, n in results.items())  # other result words seen
+            entry += [
+                ("sum_seconds", figures.sum),
+                ("p50_seconds", figures.quantile(0.50)),
+                ("p99_seconds", figures.quantile(0.99)),
+            ]
+            requests.append((name, Section(entry)))
+        failures: dict[str, dict[str, int]] = {}
+        for (request, reason), n in snap.failures.items():
+            per = failures.setdefault(request, {})
+            key = reason_key(reason)  # distinct reasons may share a key: add them up
+            per[key] = per.get(key, 0) + n
+        return Section(
+            [
+                (
+                    "daemon",
+                    Section(
+                        [
+                            ("pid", os.getpid()),
+                            ("version", __version__),
+                            ("lvm_version", LVM_VERSION),
+                            ("uptime_seconds", int(snap.uptime)),
+                        ]
+                    ),
+                ),
+                (
+                    "connections",
+                    Section(
+                        [
+                            ("open", snap.connections_open),
+                            ("total", snap.connections_total),
+                            ("refused", snap.connections_refused),
+                            ("bytes_in", snap.bytes_in),
+                            ("bytes_out", snap.bytes_out),
+                        ]
+                    ),
+                ),
+                ("cache", Section(list(snap.cache.items()))),
+                (
+                    "global",
+                    Section(
+                        [
+                            ("invalid", int(bool(flags & GlobalFlag.INVALID))),
+                            ("disabled", int(bool(flags & GlobalFlag.DISABLE))),
+                            ("disable_reason", snap.disable_reason),
+                        ]
+                    ),
+                ),
+                (
+                    "token",
+                    Section(
+                        [
+                            ("token", snap.token),
+                            ("update_in_progress", int(snap.update_in_progress)),
+                            ("update_pid", snap.update_pid),
+                            ("update_cmd", snap.update_cmd),
+                            ("update_age_seconds", snap.update_age),
+                        ]
+                    ),
+                ),
+                ("requests", Section(requests)),
+                (
+                    "failures",
+                    Section(
+                        (request, Section(sorted(per.items()))) for request, per in sorted(failures.items())
+                    ),
+                ),
+            ]
+        )
 
+    # -- Prometheus ---------------------------------------------------------
     def serve_http(self, listen: str) -> None:
-        raise ValueError("metrics endpoint not implemented yet")
+        """Serve /metrics at ``HOST:PORT`` from a daemon thread (port 0: any free port).
+
+        Raises ValueError for a malformed address and OSError when it cannot
+        be bound; logs the address actually bound.
+        """
+        # imported here: it costs the daemon's start ~35 ms, worth paying only when used
+        from prometheus_client import start_http_server
+
+        host, port = parse_listen(listen)
+        self._http, self._http_thread = start_http_server(port, host, prometheus_registry(self))
+        self._http_thread.name = "pylvmetad-metrics"
+        self.http_port = int(self._http.server_port)
+        shown = f"[{host}]" if ":" in host else host
+        log.info(
+            "serving metrics on http://%s:%d/metrics",
+            shown,
+            self.http_port,
+            extra={"fields": {"metrics_host": host, "metrics_port": self.http_port}},
+        )
 
     def stop_http(self) -> None:
-        pass
+        """Stop the metrics endpoint (if serving) and wait for its thread."""
+        if self._http is None:
+            return
+        self._http.shutdown()  # returns once serve_forever has left its loop
+        self._http.server_close()
+        if self._http_thread is not None:
+            self._http_thread.join(5)
+        self._http = self._http_thread = None
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6addr]:PORT`` for IPv6) as (host, port); ValueError if malformed."""
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"expected HOST:PORT, got {listen!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port_text)
+
+
+def prometheus_registry(metrics: Metrics) -> CollectorRegistry:
+    """A registry holding the daemon's figures (read per scrape) and the process collector."""
+    from prometheus_client.process_collector import ProcessCollector
+    from prometheus_client.registry import Collector, CollectorRegistry
+
+    class SnapshotCollector(Collector):
+        def collect(self) -> Iterable[Metric]:
+            return prometheus_families(metrics.snapshot())
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector())
+    ProcessCollector(registry=registry)
+    return registry
+
+
+def prometheus_families(snap: Snapshot) -> Iterator[Metric]:
+    """The Prometheus metric families of one snapshot (names: docs/observability.md)."""
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+        InfoMetricFamily,
+    )
+
+    requests = CounterMetricFamily(
+        "pylvmetad_requests", "Requests answered, by request name and result", labels=("request", "result")
+    )
+    durations = HistogramMetricFamily(
+        "pylvmetad_request_duration_seconds", "Time to handle one request", labels=("request",)
+    )
+    for name in sorted(snap.requests):
+        figures = snap.requests[name]
+        for result, n in sorted(figures.results().items()):
+            requests.add_metric((name, result), n)
+        durations.add_metric((name,), list(_cumulative(figures.buckets)), figures.sum)
+    yield requests
+    yield durations
+    failures = CounterMetricFamily(
+        "pylvmetad_request_failures",
+        "Replies carrying a reason (failed, unknown, token_mismatch, ...), by request and reason",
+        labels=("request", "reason"),
+    )
+    for (request, reason), n in sorted(snap.failures.items()):
+        failures.add_metric((request, reason), n)
+    yield failures
+
+    yield GaugeMetricFamily("pylvmetad_connections_open", "Client connections open now", snap.connections_open)
+    yield CounterMetricFamily("pylvmetad_connections", "Client connections accepted", snap.connections_total)
+    yield CounterMetricFamily(
+        "pylvmetad_connections_refused", "Connections refused by --allow-uid", snap.connections_refused
+    )
+    yield CounterMetricFamily("pylvmetad_bytes_received", "Bytes read from clients", snap.bytes_in)
+    yield CounterMetricFamily("pylvmetad_bytes_sent", "Bytes written to clients", snap.bytes_out)
+
+    cache = snap.cache
+    for key, help_text in (
+        ("pvs", "PVs with metadata in the cache (pvid_to_pvmeta)"),
+        ("vgs", "VGs with metadata in the cache (vgid_to_metadata)"),
+        ("devices", "Devices mapped to a PV (device_to_pvid)"),
+        ("vg_names", "Distinct VG names (vgname_to_vgid)"),
+        ("outdated_pvs", "PVs holding older metadata of their VG (vgid_to_outdated_pvs)"),
+        ("invalid_vgs", "VGs flagged invalid by set_vg_info and not yet updated"),
+    ):
+        yield GaugeMetricFamily(f"pylvmetad_cache_{key}", help_text, cache[key])
+    yield CounterMetricFamily(
+        "pylvmetad_cache_changes", "Changes made to the cache tables", cache["generation"]
+    )
+
+    flags = snap.flags
+    yield GaugeMetricFamily(
+        "pylvmetad_global_invalid", "1 while the global INVALID flag is set", int(bool(flags & GlobalFlag.INVALID))
+    )
+    yield GaugeMetricFamily(
+        "pylvmetad_global_disabled", "1 while the cache is disabled (DISABLE flag)", int(bool(flags & GlobalFlag.DISABLE))
+    )
+    reasons = GaugeMetricFamily(
+        "pylvmetad_global_disable_reason", "1 for each disable reason currently set", labels=("reason",)
+    )
+    for word, bit in DISABLE_REASONS:
+        reasons.add_metric((word,), int(bool(flags & bit)))
+    yield reasons
+    yield GaugeMetricFamily(
+        "pylvmetad_update_in_progress", "1 while a command holds the token 'update in progress'", int(snap.update_in_progress)
+    )
+    yield GaugeMetricFamily("pylvmetad_update_pid", "Pid of the command updating the cache (0: none)", snap.update_pid)
+    yield GaugeMetricFamily(
+        "pylvmetad_update_age_seconds", "How long the running cache update has been going", snap.update_age
+    )
+    yield GaugeMetricFamily("pylvmetad_uptime_seconds", "Seconds since the daemon started", snap.uptime)
+    yield InfoMetricFamily("pylvmetad", "Daemon version", {"version": __version__, "lvm_version": LVM_VERSION})
+
+
+def _cumulative(buckets: Iterable[int]) -> Iterator[tuple[str, int]]:
+    """Per-bucket counts as Prometheus' cumulative ``(le, count)`` pairs."""
+    running = 0
+    for bound, n in zip((*(repr(b) for b in BUCKET_BOUNDS), "+Inf"), buckets, strict=True):
+        running += n
+        yield bound, running
