@@ -13,26 +13,35 @@ Rules of this module:
 
 Theory of operation
 -------------------
-A message is tokenised by one compiled regular expression (``findall``), so
-the per-character work happens in C.  A small recursive-descent pass turns
-the token list into :class:`Section` objects, which are ordered lists of
+Two parsers give the same tree.  The general one tokenises a message with
+one compiled regular expression and a small recursive-descent pass turns
+the tokens into :class:`Section` objects, which are ordered lists of
 ``(key, value)`` pairs: order is significant (first match wins on lookup,
-duplicates are kept, replies echo stored order).
+duplicates are kept, replies echo stored order).  The fast path (see "Fast
+path" below) handles the subset of the syntax LVM's tools actually send --
+bare keys, braces, double-quoted strings, decimal integers, lists -- with a
+``fullmatch`` that proves the text is in that subset and a ``findall`` that
+yields one tuple per statement; anything else (comments, floats, quoted or
+path keys, errors) falls through to the general parser unchanged.
 
 Sections that the daemon stores but never looks inside (a VG's
-``logical_volumes``, which is most of a 1000-LV VG's metadata) can be parsed
-*lazily*: :func:`parse` is given their key names, skips over their bodies
-with a brace-matching regular expression, checks that the body is in the
-canonical form LVM's writer produces (so echoing the text is equivalent to
-re-writing the tree), and keeps the text.  The tree is built only if
+``logical_volumes``, which is most of a 1000-LV VG's metadata) are parsed
+*lazily*: :func:`parse` is given their key names, and one regular
+expression checks that a body is in the canonical form LVM's writer
+produces and finds its closing brace (so echoing the text reads back as the
+same tree as re-writing it).  The text is kept; the tree is built only if
 somebody asks for the children.  A body that is not canonical is parsed
-eagerly, so lazy parsing never changes what a reply says.
+eagerly, so lazy parsing never changes what a reply says.  Bodies checked
+recently are remembered, because the same LV sections arrive again and again
+(once per PV in ``pvscan --cache``, and in every vg_update that leaves the
+LVs alone): recognising one costs a string comparison instead of a match.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from sys import intern as _intern
 from typing import Union, overload
 
 __all__ = [
@@ -150,13 +159,18 @@ class Section:
     # -- look-ups -------------------------------------------------------
     def child(self, key: str) -> Node | None:
         """First direct child named ``key`` (no path splitting)."""
-        for k, v in self.items:
+        items = self._items
+        if items is None:
+            items = self.items
+        for k, v in items:
             if k == key:
                 return v
         return None
 
     def find(self, path: str) -> Node | None:
         """First node at ``a/b/c``; a value met before the end stops the walk."""
+        if path and "/" not in path:  # the common case: one step, no splitting
+            return self.child(path)
         node: Node = self
         for part in path.split("/"):
             if not part:
@@ -276,7 +290,7 @@ _TOKEN = re.compile(
     | ('[^']*')                           # 2 single-quoted string
     | ([{}\[\],=])                        # 3 punctuation
     | ([^ \t\n\r\v\f\#={}\[\],"']+)       # 4 word: key, number or bare word
-    | (["'])                              # 5 unterminated quote
+    | ("(?:[^"\\]|\\.)*\\?|'[^']*)           # 5 unterminated quote: to the end, once
     """,
     re.VERBOSE | re.DOTALL,
 )
@@ -360,8 +374,16 @@ def parse(text: str, lazy: frozenset[str] = frozenset()) -> Section:
     nul = text.find("\0")
     if nul >= 0:  # the C parser sees a C string: a NUL ends the text
         text = text[:nul]
+    fast = _parse_fast(text, lazy)
+    if fast is not None:
+        return fast
     if lazy:
         return _parse_lazy(text, lazy)
+    return _parse_eager(text)
+
+
+def _parse_eager(text: str) -> Section:
+    """The general parser: every token through :func:`_statements`."""
     toks = _Tokens(text)
     if not toks.kinds:
         raise ParseError("empty document", *_position(text, len(text)))
@@ -492,43 +514,117 @@ def _value(toks: _Tokens, key: str) -> Value:
 # ---------------------------------------------------------------------------
 # Lazy parsing
 # ---------------------------------------------------------------------------
-# One match consumes everything up to the next brace that is not inside a
-# string or comment, so skipping a section costs one Python step per brace.
-_TO_BRACE = re.compile(r"""(?:[^{}"'\#]+|"(?:[^"\\]|\\.)*"|'[^']*'|\#[^\n]*)*([{}])""", re.DOTALL)
-# What LVM's writer emits: keys, ``=``, braces, double-quoted strings,
-# decimal integers without leading zeros, floats, ``[]`` and lists of two or
-# more atoms.  Echoing a body made only of these is the same as re-writing
-# its tree.  (Keys with ``/`` are path keys and excluded.)
-_C_ATOM = r'(?:"(?:[^"\\]|\\.)*"|-?(?:0|[1-9][0-9]{0,17}|[0-9]+\.[0-9]+)(?![^\s=\#{}\[\],"\']))'
-_CANONICAL_BODY = re.compile(
-    r"(?:[ \t\n]+|[A-Za-z0-9_.+\-]+[ \t]*(?:\{|=[ \t]*(?:"
-    + _C_ATOM
-    + r"|\[[ \t]*\]|\[[ \t]*"
-    + _C_ATOM
-    + r"(?:[ \t]*,[ \t]*"
-    + _C_ATOM
-    + r")+[ \t]*\]))|\})*+"
-)
+# What LVM's writer emits: bare keys, ``=``, braces, double-quoted strings
+# whose only escapes are ``\"`` and ``\\`` (the only ones the reader undoes),
+# decimal integers without leading zeros or ``-0``, floats as ``%f`` prints
+# them with at most 15 significant digits (so they read back to the same
+# text), ``[]`` and lists of two or more atoms.  Echoing a body made only of
+# these reads back as the same tree as re-writing it.  No comments, no
+# single quotes, no path keys (``/``), no one-atom lists.
+_C_STR = r'"[^"\\]*(?:\\["\\][^"\\]*)*"'
+_C_NUM = r'(?:0|-?[1-9][0-9]{0,17}|-?(?:0|[1-9][0-9]{0,8})\.[0-9]{6})(?![^ \t\n\r\v\f\#={}\[\],"\'])'
+_C_ATOM = f"(?:{_C_STR}|{_C_NUM})"
+_C_VALUE = rf"(?:{_C_ATOM}|\[[ \t]*\]|\[[ \t]*{_C_ATOM}(?:[ \t]*,[ \t]*{_C_ATOM})+[ \t]*\])"
+_C_KEY = r"[A-Za-z0-9_.+\-]+[ \t]*"
+#: nesting accepted inside a lazy body (LVM's LV sections nest two levels)
+LAZY_MAX_DEPTH = 6
 
 
-def _skip_section(text: str, start: int) -> int:
-    """Offset of the ``}`` closing a section whose body starts at ``start``; -1 if none."""
-    depth = 0
-    pos = start
-    match = _TO_BRACE.match
-    while True:
-        m = match(text, pos)
-        if m is None:
-            return -1
-        if m.group(1) == "{":
-            depth += 1
-            if depth > MAX_DEPTH:  # too deep to keep: the eager parser reports it
-                return -1
-        elif depth == 0:
-            return m.start(1)
-        else:
-            depth -= 1
-        pos = m.end()
+def _canonical_body(depth: int) -> str:
+    """A canonical section body with at most ``depth`` levels of subsections.
+
+    Python's ``re`` has no recursion, so the nesting is unrolled: level k is
+    statements whose subsections are level k-1 bodies.  The pattern grows
+    linearly with ``depth``.  Braces are balanced by construction, so the
+    match of a body ends exactly before the ``}`` that closes it.
+    """
+    body = rf"(?:[ \t\n]+|{_C_KEY}={_C_VALUE})*+"
+    for _ in range(depth):
+        body = rf"(?:[ \t\n]+|{_C_KEY}(?:=[ \t]*{_C_VALUE}|\{{{body}\}}))*+"
+    return body
+
+
+# One match checks a whole lazy body and finds its end: canonical, balanced,
+# followed by the closing brace.  A body deeper than LAZY_MAX_DEPTH, or with
+# anything non-canonical in it, does not match and is parsed eagerly.
+_LAZY_BODY = re.compile(_canonical_body(LAZY_MAX_DEPTH) + r"(?=\})")
+_LAZY_HEAD_CACHE: dict[frozenset[str], re.Pattern[str]] = {}
+
+
+def _lazy_head(lazy: frozenset[str]) -> re.Pattern[str]:
+    """``name {`` at the start of a line, for any of the ``lazy`` names."""
+    head = _LAZY_HEAD_CACHE.get(lazy)
+    if head is None:
+        names = "|".join(re.escape(n) for n in sorted(lazy))
+        head = re.compile(r"(?m)^[ \t]*(?:" + names + r")[ \t]*\{")
+        _LAZY_HEAD_CACHE[lazy] = head
+    return head
+
+
+def _cut_lazy(text: str, lazy: frozenset[str], check_head: bool) -> tuple[list[str], list[str]]:
+    """Split ``text`` around the canonical bodies of ``lazy`` sections.
+
+    Returns the pieces between the bodies (``len(raws) + 1`` of them; piece
+    i ends with the ``{`` of the section whose body is ``raws[i]``, piece
+    i+1 starts with its ``}``) and the bodies.  A head found inside a string
+    is not a section; ``check_head`` tokenises the text before each head to
+    rule that out (the fast parser instead validates every piece, which
+    proves the same thing).
+    """
+    pieces: list[str] = []
+    raws: list[str] = []
+    if not any(name in text for name in lazy):
+        return [text], raws
+    head = _lazy_head(lazy)
+    pos = search_at = 0
+    misses = 0  # heads whose body is not canonical; each costs a scan of the text
+    while (m := head.search(text, search_at)) is not None:
+        if check_head and _ends_inside_string(text, pos, m.start()):
+            break  # the head is inside a multi-line string: parse the rest eagerly
+        start = m.end()
+        raw = _recently_verified(text, start)
+        if raw is None:
+            body = _LAZY_BODY.match(text, start)
+            if body is None:  # not canonical: parsed with the text around it
+                misses += 1
+                if misses > 8:  # not LVM's writer: stop, or many heads cost O(n^2)
+                    break
+                search_at = start
+                continue
+            raw = body.group()
+            _remember_verified(raw)
+        pieces.append(text[pos:start])
+        raws.append(raw)
+        pos = search_at = start + len(raw)
+    pieces.append(text[pos:])
+    return pieces, raws
+
+
+# The same LV sections arrive again and again: ``pvscan --cache`` sends a
+# VG's metadata once per PV, and every vg_update that does not touch an LV
+# repeats them.  Matching _LAZY_BODY costs a few ms per 300 KiB, comparing
+# strings a few µs, so bodies that matched recently are remembered.  The
+# match of _LAZY_BODY at a position depends only on the text from there up
+# to the closing brace (statements are consumed left to right without
+# backtracking, and the match stops at the first "}" outside a statement).
+# So if a remembered body followed by "}" starts at that position, the
+# match would be exactly that body: the memo returns what the regex would.
+_VERIFIED: list[str] = []
+_VERIFIED_MAX = 4
+_VERIFIED_MIN_CHARS = 512  # below this the regex is as cheap as the comparisons
+
+
+def _recently_verified(text: str, start: int) -> str | None:
+    for raw in _VERIFIED:
+        if text.startswith(raw, start) and text.startswith("}", start + len(raw)):
+            return raw
+    return None
+
+
+def _remember_verified(raw: str) -> None:
+    if len(raw) >= _VERIFIED_MIN_CHARS:
+        _VERIFIED.insert(0, raw)
+        del _VERIFIED[_VERIFIED_MAX:]
 
 
 def _ends_inside_string(text: str, start: int, end: int) -> bool:
@@ -536,43 +632,26 @@ def _ends_inside_string(text: str, start: int, end: int) -> bool:
     return any(m.lastindex == 5 for m in _TOKEN.finditer(text, start, end))
 
 
-_LAZY_HEAD_CACHE: dict[frozenset[str], re.Pattern[str]] = {}
+#: placeholder key of a cut-out body; a NUL cannot come from a client (parse
+#: cuts the text at the first one), so no client key can be mistaken for it
+_LAZY_MARK = "\0lazy"
 
 
 def _parse_lazy(text: str, lazy: frozenset[str]) -> Section:
-    """Parse ``text``, keeping canonical bodies of the ``lazy`` sections as text.
+    """The general path: keep canonical bodies of the ``lazy`` sections as text.
 
     The lazy bodies are cut out first (so the eager parser sees placeholder
     sections), then spliced back in as raw :class:`Section` objects.
     """
-    head = _LAZY_HEAD_CACHE.get(lazy)
-    if head is None:
-        names = "|".join(re.escape(n) for n in sorted(lazy))
-        head = re.compile(r"(?m)^[ \t]*(?:" + names + r")[ \t]*\{")
-        _LAZY_HEAD_CACHE[lazy] = head
-    pieces: list[str] = []
-    raws: list[str] = []
-    pos = 0
-    for m in head.finditer(text):
-        if m.start() < pos:
-            continue
-        if _ends_inside_string(text, pos, m.start()):
-            break  # the head is inside a multi-line string: parse it all eagerly
-        body_start = m.end()
-        close = _skip_section(text, body_start)
-        if close < 0:
-            break
-        body = text[body_start:close]
-        if _CANONICAL_BODY.fullmatch(body) is None:
-            continue
-        pieces.append(text[pos:body_start])
-        pieces.append(f"\n__lazy_{len(raws)}__=0\n")
-        raws.append(body)
-        pos = close
+    pieces, raws = _cut_lazy(text, lazy, check_head=True)
     if not raws:
-        return parse(text)
-    pieces.append(text[pos:])
-    tree = parse("".join(pieces))
+        return _parse_eager(text)
+    joined: list[str] = []
+    for n in range(len(raws)):
+        joined.append(pieces[n])
+        joined.append(f"\n{_LAZY_MARK}{n}=0\n")
+    joined.append(pieces[-1])
+    tree = _parse_eager("".join(joined))
     _restore_lazy(tree, raws)
     return tree
 
@@ -582,11 +661,118 @@ def _restore_lazy(section: Section, raws: list[str]) -> None:
     for idx, (k, v) in enumerate(items):
         if isinstance(v, Section):
             inner = v.items
-            if len(inner) == 1 and inner[0][0].startswith("__lazy_") and inner[0][0].endswith("__"):
-                n = int(inner[0][0][7:-2])
-                items[idx] = (k, Section(raw=raws[n]))
+            if len(inner) == 1 and inner[0][0].startswith(_LAZY_MARK):
+                items[idx] = (k, Section(raw=raws[int(inner[0][0][len(_LAZY_MARK) :])]))
             else:
                 _restore_lazy(v, raws)
+
+
+# ---------------------------------------------------------------------------
+# Fast path
+# ---------------------------------------------------------------------------
+# Nearly every message LVM sends uses a small subset of the syntax: bare
+# keys without ``/``, braces, double-quoted strings, decimal integers that
+# fit in 64 bits (no octal, no ``+``) and comma-separated lists of those; no
+# comments, no floats, no bare words, no single quotes.  For such a text the
+# statements come out of one ``findall`` (a tuple per statement, instead of
+# three tokens each through Python) and the tree is built in one loop.
+#
+# Why it is the same tree as the general parser's: the text is first checked
+# with ``fullmatch`` against the same statement pattern, so every character
+# belongs to a statement and the statements tokenise exactly as the general
+# tokeniser would (same string rule, every number followed by a delimiter).
+# Strings are unescaped by the same function and integers converted by
+# ``int``, which is what ``_number`` does for this digit form.  Anything
+# outside the subset, unbalanced braces, an empty document or nesting past
+# MAX_DEPTH returns None and the general parser runs (and raises the error).
+_F_WS = r"[ \t\n\r\v\f]*"
+_F_STR = r'"[^"\\]*(?:\\.[^"\\]*)*"'
+_F_INT = r'-?(?:0|[1-9][0-9]{0,17})(?![^ \t\n\r\v\f\#={}\[\],"\'])'
+_F_ATOM = f"(?:{_F_STR}|{_F_INT})"
+_F_LIST = rf"\[{_F_WS}(?:{_F_ATOM}(?:{_F_WS},{_F_WS}{_F_ATOM})*{_F_WS})?\]"
+
+
+def _f_statement(group: str) -> str:
+    """One statement; ``group`` opens the six fields findall reports.
+
+    The document pattern uses the same text with non-capturing groups:
+    Python 3.11's ``re`` mishandles capturing groups inside ``*+``.
+    """
+    g = group
+    return (
+        rf"{_F_WS}(?:{g}[A-Za-z0-9_.+\-]+){_F_WS}(?:{g}\{{)|={_F_WS}(?:{g}{_F_STR})|{g}{_F_INT})|{g}{_F_LIST})))"
+        rf"|{g}\}}))"
+    )
+
+
+_FAST_STATEMENT = re.compile(_f_statement("("), re.DOTALL)
+_FAST_DOCUMENT = re.compile(rf"(?:{_f_statement('(?:')})*+{_F_WS}", re.DOTALL)
+_FAST_LIST_ATOM = re.compile(rf"({_F_STR})|({_F_INT})", re.DOTALL)
+
+
+# Stored PV records repeat the same pairs thousands of times (("format",
+# "lvm2"), ("start", 4096), ...).  A pair of a key and an atom is immutable,
+# so equal pairs can be one object: about a third of a PV record's memory.
+# Only str and int atoms are shared (never lists, never sections), and the
+# table is bounded by clearing it when it grows past _SHARED_PAIRS_MAX.
+_SHARED_PAIRS: dict[tuple[str, Node], tuple[str, Node]] = {}
+_SHARED_PAIRS_MAX = 16384
+
+
+def _fast_list(text: str) -> Value:
+    atoms: list[Atom] = [_unescape(s) if s else int(i) for s, i in _FAST_LIST_ATOM.findall(text)]
+    return atoms[0] if len(atoms) == 1 else atoms
+
+
+def _parse_fast(text: str, lazy: frozenset[str]) -> Section | None:
+    """The tree of ``text`` if it is in the common subset (see above), else None."""
+    pieces, raws = _cut_lazy(text, lazy, check_head=False) if lazy else ([text], [])
+    if len(_SHARED_PAIRS) > _SHARED_PAIRS_MAX:
+        _SHARED_PAIRS.clear()
+    share = _SHARED_PAIRS.setdefault
+    root = Section()
+    stack = [root]
+    items: list[tuple[str, Node]] = []
+    root._items = items
+    for n, piece in enumerate(pieces):
+        if _FAST_DOCUMENT.fullmatch(piece) is None:
+            return None
+        end = len(piece)
+        while end and piece[end - 1] in " \t\n\r\v\f":  # trailing blanks would cost findall O(n^2)
+            end -= 1
+        for key, opened, string, integer, lst, closed in _FAST_STATEMENT.findall(piece, 0, end):
+            # keys repeat in every PV and LV record: share one string object each
+            key = _intern(key)
+            if closed:
+                stack.pop()
+                if not stack:
+                    return None
+                items = stack[-1]._items  # type: ignore[assignment]  # built here: never lazy
+            elif opened:
+                child = Section()
+                items.append((key, child))
+                stack.append(child)
+                if len(stack) > MAX_DEPTH + 1:
+                    return None
+                items = []
+                child._items = items
+            elif string:
+                pair: tuple[str, Node] = (key, _unescape(string))
+                items.append(share(pair, pair))
+            elif integer:
+                pair = (key, int(integer))
+                items.append(share(pair, pair))
+            else:
+                items.append((key, _fast_list(lst)))
+        if n < len(raws):
+            # the piece ended with the lazy section's "{": it is on top of the stack
+            if len(stack) - 1 + LAZY_MAX_DEPTH > MAX_DEPTH:
+                return None
+            lazy_section = stack[-1]
+            lazy_section._items, lazy_section.raw = None, raws[n]
+    if len(stack) != 1 or not root._items:
+        return None
+    return root
 
 
 # ---------------------------------------------------------------------------
@@ -616,7 +802,10 @@ def format_value(value: Value) -> str:
     return format_atom(value)
 
 
-_KEY_NEEDS_QUOTES = re.compile(r'[#"!]')
+# LVM quotes keys holding # " or !; we also quote any key our reader would
+# split (whitespace and punctuation), so a client-chosen key -- a PV uuid in
+# pv_list, say -- can never make a reply unparsable for every other client.
+_KEY_NEEDS_QUOTES = re.compile(r'[#"!\s=,{}\[\]\']')
 
 
 def _format_key(key: str) -> str:

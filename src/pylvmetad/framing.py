@@ -43,17 +43,36 @@ class Framer:
 
     def feed(self, data: bytes) -> list[bytes]:
         buf = self._buf
+        if (
+            not buf
+            and data.endswith(TERMINATOR)
+            and data.find(TERMINATOR) == len(data) - len(TERMINATOR)
+            and len(data) - len(TERMINATOR) <= self.max_message
+        ):
+            # the usual case: nothing pending and the read holds exactly one
+            # whole message; the loop below would return the same, after
+            # copying it into the buffer and out again
+            return [data[: -len(TERMINATOR)]]
         buf += data
         messages: list[bytes] = []
         start = 0
         # the terminator may straddle the previous chunk's end: back up 3 bytes
         search = max(self._scan_from - 3, 0)
-        while True:
-            end = buf.find(TERMINATOR, search)
-            if end < 0:
-                break
-            messages.append(bytes(buf[start:end]))
-            start = search = end + len(TERMINATOR)
+        too_large = 0
+        with memoryview(buf) as view:  # slicing a view copies once, a bytearray twice
+            while True:
+                end = buf.find(TERMINATOR, search)
+                if end < 0:
+                    break
+                if end - start > self.max_message:  # arrived whole in one read: still too large
+                    too_large = end - start
+                    break
+                messages.append(bytes(view[start:end]))
+                start = search = end + len(TERMINATOR)
+        if too_large:
+            buf.clear()
+            self._scan_from = 0
+            raise MessageTooLarge(too_large, self.max_message)
         if start:
             del buf[:start]
         self._scan_from = len(buf)

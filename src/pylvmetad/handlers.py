@@ -15,13 +15,16 @@ Rules of this module:
 Theory of operation: serialised forms are reused
 ------------------------------------------------
 Stored PV records and VG metadata do not change between writes, so their
-text is kept: per PV, the body of its ``pv_list`` entry; per VG, the text of
-its metadata around the ``physical_volumes`` section (the only part
-vg_lookup edits).  Both are keyed by the identity of the stored tree, which
-the cache replaces (never edits) on change, so a stale text cannot be served.
+text is kept: per PV, where the body of its ``pv_list`` entry sits in the
+last pv_list reply; per VG, the text of its metadata around the
+``physical_volumes`` section (the only part vg_lookup edits).  Both are keyed
+by the identity of the stored tree, which the cache replaces (never edits)
+on change, so a stale text cannot be served.
 Whole replies of pv_list, vg_list and vg_lookup are also kept, keyed by the
-cache's ``generation`` counter; the invalidation markers are appended to a
-cached reply fresh every time.
+cache's ``generation`` counter and by their invalidation markers, which are
+computed fresh for every request (a changed marker means a new reply).  A hit
+returns the very same :class:`Reply` object: no per-request copy of a large
+reply (pv_list of 5000 PVs is ~1.7 MB) beyond the server's encoding.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ GLOBAL_INVALID_MARK = "global_invalid {\n}\n"
 VG_INVALID_MARK = "vg_invalid {\n}\n"
 #: requests answered whatever the token (``stats`` is ours, read-only like dump)
 TOKEN_EXEMPT = frozenset({"dump", "stats"})
+_INVALID_BIT = int(GlobalFlag.INVALID)
 
 
 @dataclass(frozen=True)
@@ -190,10 +194,14 @@ class RequestHandler:
         #: supplies the figures of the ``stats`` request (set by the daemon)
         self.stats_provider: Callable[[], Section] | None = None
         # serialised forms of stored trees, keyed by the tree's identity
-        self._pv_text: dict[str, tuple[Section, str]] = {}
+        # where each PV record's text (depth 2) sits in the last pv_list
+        # reply, so a rebuild copies unchanged records instead of formatting
+        # them again (a copy of the record's text would cost 2 MB per 5000 PVs)
+        self._pv_list_text = ""
+        self._pv_spans: dict[str, tuple[Section, int, int]] = {}
         self._vg_text: dict[str, tuple[Section, str, str, Section | None]] = {}
-        # whole replies (without invalidation markers), keyed by generation
-        self._reply_cache: dict[tuple[str, str], tuple[int, str]] = {}
+        # whole replies, keyed by generation and their invalidation marks
+        self._reply_cache: dict[tuple[str, str], tuple[int, str, Reply]] = {}
 
     # -- entry point ----------------------------------------------------
     def handle_text(self, text: str) -> Reply:
@@ -318,15 +326,6 @@ class RequestHandler:
         self.state.pv_clear_all()
         return ok("pv_clear_all")
 
-    def _pv_body(self, pvid: str, pvmeta: Section) -> str:
-        """The pvmeta children as text (depth 2), reused while the record is unchanged."""
-        cached = self._pv_text.get(pvid)
-        if cached is not None and cached[0] is pvmeta:
-            return cached[1]
-        text = format_tree(pvmeta, 2)
-        self._pv_text[pvid] = (pvmeta, text)
-        return text
-
     def _pv_vg_lines(self, pvid: str, indent: str) -> str:
         vgid, name = self.state.pv_vg(pvid)
         lines = ""
@@ -337,7 +336,8 @@ class RequestHandler:
         return lines
 
     def _global_mark(self) -> str:
-        return GLOBAL_INVALID_MARK if self.state.flags & GlobalFlag.INVALID else ""
+        # int(): IntFlag's own "&" is a slow Python-level method, and this runs per request
+        return GLOBAL_INVALID_MARK if int(self.state.flags) & _INVALID_BIT else ""
 
     def pv_lookup(self, req: Request) -> Reply:
         state = self.state
@@ -362,30 +362,48 @@ class RequestHandler:
         )
         return Reply(body, "pv_lookup", "OK")
 
-    def _cached_reply(self, key: tuple[str, str], build: Callable[[], str]) -> str:
+    def _cached_reply(self, request: str, key: str, tail: str, build: Callable[[], str]) -> Reply:
+        """The OK reply ``build() + tail``, reused while the cache and ``tail`` are unchanged.
+
+        ``tail`` (invalidation marks and the closing blank line) is computed
+        fresh by every caller, so a reused reply always carries today's marks.
+        """
         generation = self.state.generation
-        hit = self._reply_cache.get(key)
-        if hit is not None and hit[0] == generation:
-            return hit[1]
-        text = build()
+        hit = self._reply_cache.get((request, key))
+        if hit is not None and hit[0] == generation and hit[1] == tail:
+            return hit[2]
+        reply = Reply(build() + tail, request, "OK")
         if len(self._reply_cache) > 4096:
             self._reply_cache.clear()
-        self._reply_cache[key] = (generation, text)
-        return text
+        self._reply_cache[(request, key)] = (generation, tail, reply)
+        return reply
 
     def pv_list(self, req: Request) -> Reply:
+        old_text, old_spans = self._pv_list_text, self._pv_spans
+        spans: dict[str, tuple[Section, int, int]] = {}
+        rebuilt: list[bool] = []
+
         def build() -> str:
+            rebuilt.append(True)
             parts = ['response="OK"\nphysical_volumes {\n']
+            at = len(parts[0])
             for pvid, pvmeta in self.state.pvid_to_pvmeta.items():
-                parts.append(f"\t{_key(pvid)} {{\n")
-                parts.append(self._pv_body(pvid, pvmeta))
-                parts.append(self._pv_vg_lines(pvid, "\t\t"))
-                parts.append("\t}\n")
+                head = f"\t{_key(pvid)} {{\n"
+                span = old_spans.get(pvid)
+                unchanged = span is not None and span[0] is pvmeta  # same record: copy its text
+                body = old_text[span[1] : span[2]] if span is not None and unchanged else format_tree(pvmeta, 2)
+                tail = self._pv_vg_lines(pvid, "\t\t") + "\t}\n"
+                start = at + len(head)
+                spans[pvid] = (pvmeta, start, start + len(body))
+                parts += (head, body, tail)
+                at = start + len(body) + len(tail)
             parts.append("}\n")
             return "".join(parts)
 
-        body = self._cached_reply(("pv_list", ""), build) + self._global_mark() + "\n\n"
-        return Reply(body, "pv_list", "OK")
+        reply = self._cached_reply("pv_list", "", self._global_mark() + "\n\n", build)
+        if rebuilt:  # the spans are offsets into the text just built, a prefix of reply.body
+            self._pv_list_text, self._pv_spans = reply.body, spans
+        return reply
 
     # -- VGs --------------------------------------------------------------
     def vg_update(self, req: Request) -> Reply:
@@ -427,8 +445,7 @@ class RequestHandler:
             parts.append("}\n")
             return "".join(parts)
 
-        body = self._cached_reply(("vg_list", ""), build) + self._global_mark() + "\n\n"
-        return Reply(body, "vg_list", "OK")
+        return self._cached_reply("vg_list", "", self._global_mark() + "\n\n", build)
 
     def _vg_around_pvs(self, vgid: str, metadata: Section) -> tuple[str, str, Section | None]:
         """Metadata text before and after its ``physical_volumes`` section (depth 1)."""
@@ -488,10 +505,8 @@ class RequestHandler:
         def build() -> str:
             return f'response="OK"\nname={quote(name)}\n' + self._vg_metadata_text(vgid, metadata)
 
-        body = self._cached_reply(("vg_lookup", vgid), build) + self._global_mark()
-        if state.vg_invalid(vgid):
-            body += VG_INVALID_MARK
-        return Reply(body + "\n\n", "vg_lookup", "OK")
+        tail = self._global_mark() + (VG_INVALID_MARK if state.vg_invalid(vgid) else "") + "\n\n"
+        return self._cached_reply("vg_lookup", vgid, tail, build)
 
     # -- global -----------------------------------------------------------
     def set_global_info(self, req: Request) -> Reply:

@@ -254,7 +254,7 @@ class Server:
         who = f"pid {peer.pid} uid {peer.uid}" if peer else "unknown peer"
         log.log(WIRE, "connection from %s", who)
         try:
-            await self._conversation(reader, writer, who)
+            await self._conversation(reader, writer, who, peer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except Exception:  # never let one connection take the daemon down
@@ -271,7 +271,11 @@ class Server:
                 if not self._stopping.is_set():
                     self._arm_idle_timer()
 
-    async def _conversation(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, who: str) -> None:
+    async def _conversation(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, who: str, peer: PeerCredentials | None = None
+    ) -> None:
+        # structured fields of error lines, for --log-json (docs/observability.md)
+        peer_fields = {"peer_pid": peer.pid, "peer_uid": peer.uid} if peer else {}
         framer = Framer(self.max_message)
         handler = self.handler
         wire = log.isEnabledFor(WIRE)
@@ -283,7 +287,12 @@ class Server:
             try:
                 messages = framer.feed(data)
             except MessageTooLarge as exc:
-                log.error("request from %s too large: %s; disconnecting", who, exc)
+                log.error(
+                    "request from %s too large: %s; disconnecting",
+                    who,
+                    exc,
+                    extra={"fields": {"request": "NONE", "response": "failed", "reason": "request too large", **peer_fields}},
+                )
                 reply = failed("NONE", "request too large")
                 self._observe(reply, 0.0)
                 await self._send(writer, encode_reply(reply.body))
@@ -297,7 +306,13 @@ class Server:
                 elapsed = time.perf_counter() - began
                 self._observe(reply, elapsed)
                 if reply.response == "failed":
-                    log.error("%s from %s failed: %s", reply.request, who, reply.reason)
+                    log.error(
+                        "%s from %s failed: %s",
+                        reply.request,
+                        who,
+                        reply.reason,
+                        extra={"fields": {"request": reply.request, "response": "failed", "reason": reply.reason, **peer_fields}},
+                    )
                 if wire:
                     log.log(WIRE, "%s", "".join(f"-> {line}\n" for line in reply.body.splitlines()).rstrip("\n"))
                 await self._send(writer, encode_reply(reply.body))
@@ -312,4 +327,8 @@ class Server:
     async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
         writer.write(data)
         self.stats.bytes_out += len(data)
-        await writer.drain()
+        # drain() only has work when the transport holds unsent bytes (a
+        # client slow to read, or a reply larger than the socket buffer);
+        # skipping it otherwise saves two coroutine frames per request
+        if writer.transport.get_write_buffer_size():
+            await writer.drain()
