@@ -811,11 +811,6 @@ def test_vg_lookup_reply_layout_is_the_tree_writer(s: Session) -> None:
     assert body.endswith("\t}\n}\n\n\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a lazily kept section (logical_volumes) is echoed with the client's trailing "
-    "indentation plus a newline, adding a line holding only a TAB before its closing brace",
-)
 def test_logical_volumes_are_written_without_a_stray_indent_line(s: Session) -> None:
     populated(s, lvs=("lv1",))
     for body in (s.send(request("vg_lookup", uuid=VG)).body, s.dump()):
@@ -823,11 +818,6 @@ def test_logical_volumes_are_written_without_a_stray_indent_line(s: Session) -> 
         assert "\t\t\t}\n\t\t}\n\t}\n" in body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a lazily kept section is echoed in the client's layout (indentation, spaces "
-    "around '=' and after ',') instead of being re-written by LVM's tree writer",
-)
 def test_logical_volumes_are_rewritten_in_the_tree_writer_layout(s: Session) -> None:
     s.populate(pv_found(PV1, D1))
     hand_written = (

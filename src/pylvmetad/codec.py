@@ -514,49 +514,68 @@ def _value(toks: _Tokens, key: str) -> Value:
 # ---------------------------------------------------------------------------
 # Lazy parsing
 # ---------------------------------------------------------------------------
-# What LVM's writer emits: bare keys, ``=``, braces, double-quoted strings
-# whose only escapes are ``\"`` and ``\\`` (the only ones the reader undoes),
-# decimal integers without leading zeros or ``-0``, floats as ``%f`` prints
-# them with at most 15 significant digits (so they read back to the same
-# text), ``[]`` and lists of two or more atoms.  Echoing a body made only of
-# these reads back as the same tree as re-writing it.  No comments, no
-# single quotes, no path keys (``/``), no one-atom lists.
+# What LVM's writer emits, byte for byte: one statement per line, indented
+# with one TAB per level, ``key=value`` without spaces, ``key {`` and ``}``;
+# bare keys; double-quoted strings whose only escapes are ``\"`` and ``\\``
+# (the only ones the reader undoes); decimal integers without leading zeros
+# or ``-0``; floats as ``%f`` prints them with at most 15 significant digits
+# (so they read back to the same text); ``[]`` and lists of two or more atoms
+# joined by a bare comma.  A body in exactly this form, at the depth it is
+# written at, is the writer's own output for its tree: echoing it is the
+# same as re-writing it.  Anything else (comments, single quotes, path keys,
+# one-atom lists, other layouts) is parsed eagerly and re-written.
 _C_STR = r'"[^"\\]*(?:\\["\\][^"\\]*)*"'
 _C_NUM = r'(?:0|-?[1-9][0-9]{0,17}|-?(?:0|[1-9][0-9]{0,8})\.[0-9]{6})(?![^ \t\n\r\v\f\#={}\[\],"\'])'
 _C_ATOM = f"(?:{_C_STR}|{_C_NUM})"
-_C_VALUE = rf"(?:{_C_ATOM}|\[[ \t]*\]|\[[ \t]*{_C_ATOM}(?:[ \t]*,[ \t]*{_C_ATOM})+[ \t]*\])"
-_C_KEY = r"[A-Za-z0-9_.+\-]+[ \t]*"
+_C_VALUE = rf"(?:{_C_ATOM}|\[\]|\[{_C_ATOM}(?:,{_C_ATOM})+\])"
+_C_KEY = r"[A-Za-z0-9_.+\-]+"
 #: nesting accepted inside a lazy body (LVM's LV sections nest two levels)
 LAZY_MAX_DEPTH = 6
 
 
-def _canonical_body(depth: int) -> str:
-    """A canonical section body with at most ``depth`` levels of subsections.
+def _writer_body(depth: int, levels: int) -> str:
+    """The writer's output for the children of a section whose ``}`` is at ``depth``.
 
-    Python's ``re`` has no recursion, so the nesting is unrolled: level k is
-    statements whose subsections are level k-1 bodies.  The pattern grows
-    linearly with ``depth``.  Braces are balanced by construction, so the
-    match of a body ends exactly before the ``}`` that closes it.
+    Python's ``re`` has no recursion, so nesting is unrolled ``levels``
+    deep.  Braces are balanced by construction and every line carries its
+    exact indentation, so a match ends exactly at the section's own
+    closing line (``\n``, ``depth`` TABs), before its ``}``.
     """
-    body = rf"(?:[ \t\n]+|{_C_KEY}={_C_VALUE})*+"
-    for _ in range(depth):
-        body = rf"(?:[ \t\n]+|{_C_KEY}(?:=[ \t]*{_C_VALUE}|\{{{body}\}}))*+"
+    inner = "\t" * (depth + levels)
+    body = rf"(?:\n{inner}{_C_KEY}={_C_VALUE})*+"
+    for level in range(levels - 1, -1, -1):
+        ind = "\t" * (depth + level + 1)
+        close = "\t" * (depth + level + 1)
+        body = rf"(?:\n{ind}{_C_KEY}(?:={_C_VALUE}| \{{{body}\n{close}\}}))*+"
     return body
 
 
-# One match checks a whole lazy body and finds its end: canonical, balanced,
-# followed by the closing brace.  A body deeper than LAZY_MAX_DEPTH, or with
-# anything non-canonical in it, does not match and is parsed eagerly.
-_LAZY_BODY = re.compile(_canonical_body(LAZY_MAX_DEPTH) + r"(?=\})")
+_LAZY_BODIES: dict[int, re.Pattern[str]] = {}
+
+
+def _lazy_body(depth: int) -> re.Pattern[str]:
+    """The pattern of a lazy body whose section line is indented ``depth`` TABs."""
+    pattern = _LAZY_BODIES.get(depth)
+    if pattern is None:
+        pattern = re.compile(_writer_body(depth, LAZY_MAX_DEPTH) + "\n" + "\t" * depth + r"(?=\})")
+        _LAZY_BODIES[depth] = pattern
+    return pattern
+
+
 _LAZY_HEAD_CACHE: dict[frozenset[str], re.Pattern[str]] = {}
 
 
 def _lazy_head(lazy: frozenset[str]) -> re.Pattern[str]:
-    """``name {`` at the start of a line, for any of the ``lazy`` names."""
+    """``name {`` at the start of a line, for any of the ``lazy`` names.
+
+    Group 1 is the line's indentation, group 2 what stands between the
+    name and the brace: a body is kept as text only after a head in the
+    writer's own form (TABs, one space).
+    """
     head = _LAZY_HEAD_CACHE.get(lazy)
     if head is None:
         names = "|".join(re.escape(n) for n in sorted(lazy))
-        head = re.compile(r"(?m)^[ \t]*(?:" + names + r")[ \t]*\{")
+        head = re.compile(r"(?m)^([ \t]*)(?:" + names + r")([ \t]*)\{")
         _LAZY_HEAD_CACHE[lazy] = head
     return head
 
@@ -581,18 +600,21 @@ def _cut_lazy(text: str, lazy: frozenset[str], check_head: bool) -> tuple[list[s
     while (m := head.search(text, search_at)) is not None:
         if check_head and _ends_inside_string(text, pos, m.start()):
             break  # the head is inside a multi-line string: parse the rest eagerly
-        start = m.end()
-        raw = _recently_verified(text, start)
+        start = search_at = m.end()
+        indent = m.group(1)
+        if m.group(2) != " " or indent.strip("\t"):
+            continue  # not the writer's layout: parsed with the text around it
+        depth = len(indent)
+        raw = _recently_verified(text, start, depth)
         if raw is None:
-            body = _LAZY_BODY.match(text, start)
+            body = _lazy_body(depth).match(text, start)
             if body is None:  # not canonical: parsed with the text around it
                 misses += 1
                 if misses > 8:  # not LVM's writer: stop, or many heads cost O(n^2)
                     break
-                search_at = start
                 continue
             raw = body.group()
-            _remember_verified(raw)
+            _remember_verified(raw, depth)
         pieces.append(text[pos:start])
         raws.append(raw)
         pos = search_at = start + len(raw)
@@ -602,28 +624,29 @@ def _cut_lazy(text: str, lazy: frozenset[str], check_head: bool) -> tuple[list[s
 
 # The same LV sections arrive again and again: ``pvscan --cache`` sends a
 # VG's metadata once per PV, and every vg_update that does not touch an LV
-# repeats them.  Matching _LAZY_BODY costs a few ms per 300 KiB, comparing
-# strings a few µs, so bodies that matched recently are remembered.  The
-# match of _LAZY_BODY at a position depends only on the text from there up
-# to the closing brace (statements are consumed left to right without
-# backtracking, and the match stops at the first "}" outside a statement).
-# So if a remembered body followed by "}" starts at that position, the
-# match would be exactly that body: the memo returns what the regex would.
-_VERIFIED: list[str] = []
+# repeats them.  Matching a lazy body costs a few ms per 300 KiB, comparing
+# strings a few µs, so bodies that matched recently are remembered with the
+# depth they matched at.  The match at a position depends only on the text
+# from there up to the closing brace (statements are consumed left to right
+# without backtracking, and the match stops at the section's own closing
+# line).  So if a remembered body of the same depth followed by "}" starts
+# at that position, the match would be exactly that body: the memo returns
+# what the regex would.
+_VERIFIED: list[tuple[int, str]] = []
 _VERIFIED_MAX = 4
 _VERIFIED_MIN_CHARS = 512  # below this the regex is as cheap as the comparisons
 
 
-def _recently_verified(text: str, start: int) -> str | None:
-    for raw in _VERIFIED:
-        if text.startswith(raw, start) and text.startswith("}", start + len(raw)):
+def _recently_verified(text: str, start: int, depth: int) -> str | None:
+    for seen_depth, raw in _VERIFIED:
+        if seen_depth == depth and text.startswith(raw, start) and text.startswith("}", start + len(raw)):
             return raw
     return None
 
 
-def _remember_verified(raw: str) -> None:
+def _remember_verified(raw: str, depth: int) -> None:
     if len(raw) >= _VERIFIED_MIN_CHARS:
-        _VERIFIED.insert(0, raw)
+        _VERIFIED.insert(0, (depth, raw))
         del _VERIFIED[_VERIFIED_MAX:]
 
 
@@ -817,11 +840,9 @@ def _write(section: Section, depth: int, out: list[str]) -> None:
     for key, value in section.items:
         k = _format_key(key)
         if isinstance(value, Section):
-            if value.raw is not None:
-                out.append(f"{indent}{k} {{{value.raw}")
-                if not value.raw.endswith("\n"):
-                    out.append("\n")
-                out.append(f"{indent}}}\n")
+            if value.raw is not None and value.raw.endswith("\n" + indent):
+                # kept as the writer's own text for this depth (see _cut_lazy)
+                out.append(f"{indent}{k} {{{value.raw}}}\n")
                 continue
             out.append(f"{indent}{k} {{\n")
             _write(value, depth + 1, out)
