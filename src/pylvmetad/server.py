@@ -6,8 +6,12 @@ Rules of this module:
   each complete message through :meth:`RequestHandler.handle`, and the reply
   back out.  Each request runs to completion on the event loop thread, so
   every request is atomic with respect to every other without locks.
-* A connection costs a buffer and a coroutine; a slow or stalled client holds
-  nothing else and blocks nobody.  Its buffer is bounded by ``max_message``.
+* A connection is an :class:`asyncio.Protocol` (no stream coroutines: a
+  request is answered inside ``data_received``, which halves the per-request
+  cost of the event loop).  A slow or stalled client holds its buffer and
+  nothing else, and blocks nobody.  Its input is bounded by ``max_message``;
+  its output by the transport's high-water mark: a client that does not read
+  its replies stops being read until it does.
 * Shutdown follows the original (PROTOCOL-REFERENCE.md §1.8): stop accepting,
   keep serving connected clients until they leave, then exit.  A second
   signal closes them at once.
@@ -16,6 +20,7 @@ Rules of this module:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -25,6 +30,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from .framing import DEFAULT_MAX_MESSAGE, Framer, MessageTooLarge, decode, encode_reply
 from .handlers import Reply, RequestHandler, failed
@@ -32,7 +38,6 @@ from .handlers import Reply, RequestHandler, failed
 log = logging.getLogger("pylvmetad")
 WIRE = 15  # between DEBUG and INFO; the original's "wire" log class
 logging.addLevelName(WIRE, "WIRE")
-READ_CHUNK = 1 << 18
 
 
 class StartupError(Exception):
@@ -171,7 +176,7 @@ class Server:
         self.observer = observer
         self.stats = ServerStats()
         self._server: asyncio.base_events.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._connections: set[Connection] = set()
         self._stopping = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle_handle: asyncio.TimerHandle | None = None
@@ -179,7 +184,8 @@ class Server:
 
     # -- lifecycle --------------------------------------------------------
     async def start(self) -> None:
-        self._server = await asyncio.start_unix_server(self._serve, sock=self.sock, limit=READ_CHUNK)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_unix_server(lambda: Connection(self), sock=self.sock)
         self._idle.set()
         self._arm_idle_timer()
 
@@ -187,15 +193,19 @@ class Server:
         """Stop accepting; exit once connected clients have left (twice: close them now)."""
         if self._stopping.is_set():
             if not self._force:
-                log.info("second shutdown request: closing %d connections", len(self._writers))
+                log.info("second shutdown request: closing %d connections", len(self._connections))
                 self._force = True
-                for writer in list(self._writers):
-                    writer.close()
+                for connection in list(self._connections):
+                    connection.close()
             return
         log.info("shutting down%s", f" ({reason})" if reason else "")
         self._stopping.set()
         if self._server is not None:
             self._server.close()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
     async def serve_until_stopped(self) -> None:
         """Run until shutdown was requested and every client has disconnected."""
@@ -227,13 +237,11 @@ class Server:
             self.idle_timeout, self.request_shutdown, f"inactive for {self.idle_timeout:g} seconds"
         )
 
-    # -- connections -------------------------------------------------------
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    # -- connection bookkeeping (called by Connection) ----------------------
+    def admit(self, connection: Connection, peer: PeerCredentials | None) -> bool:
+        """Whether a new connection may be served; counts it if so."""
         if self._stopping.is_set():  # the original refuses connections once stopping
-            writer.close()
-            return
-        sock = writer.get_extra_info("socket")
-        peer = peer_credentials(sock) if sock is not None else None
+            return False
         if self.allow_uids is not None and (peer is None or peer.uid not in self.allow_uids):
             self.stats.connections_refused += 1
             log.warning(
@@ -241,94 +249,164 @@ class Server:
                 peer.uid if peer else "?",
                 peer.pid if peer else "?",
             )
-            writer.close()
-            return
-        stats = self.stats
-        stats.connections_open += 1
-        stats.connections_total += 1
-        self._writers.add(writer)
+            return False
+        self.stats.connections_open += 1
+        self.stats.connections_total += 1
+        self._connections.add(connection)
         self._idle.clear()
         if self._idle_handle is not None:
             self._idle_handle.cancel()
             self._idle_handle = None
-        who = f"pid {peer.pid} uid {peer.uid}" if peer else "unknown peer"
-        log.log(WIRE, "connection from %s", who)
-        try:
-            await self._conversation(reader, writer, who, peer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        except Exception:  # never let one connection take the daemon down
-            log.exception("connection from %s failed", who)
-        finally:
-            self._writers.discard(writer)
-            stats.connections_open -= 1
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-            log.log(WIRE, "connection from %s closed", who)
-            if not stats.connections_open:
-                self._idle.set()
-                if not self._stopping.is_set():
-                    self._arm_idle_timer()
+        return True
 
-    async def _conversation(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, who: str, peer: PeerCredentials | None = None
-    ) -> None:
-        # structured fields of error lines, for --log-json (docs/observability.md)
-        peer_fields = {"peer_pid": peer.pid, "peer_uid": peer.uid} if peer else {}
-        framer = Framer(self.max_message)
-        handler = self.handler
-        wire = log.isEnabledFor(WIRE)
-        while not self._force:
-            data = await reader.read(READ_CHUNK)
-            if not data:
-                return  # EOF: a half-sent message is dropped, nothing changed
-            self.stats.bytes_in += len(data)
-            try:
-                messages = framer.feed(data)
-            except MessageTooLarge as exc:
-                log.error(
-                    "request from %s too large: %s; disconnecting",
-                    who,
-                    exc,
-                    extra={"fields": {"request": "NONE", "response": "failed", "reason": "request too large", **peer_fields}},
-                )
-                reply = failed("NONE", "request too large")
-                self._observe(reply, 0.0)
-                await self._send(writer, encode_reply(reply.body))
-                return
-            for message in messages:
-                text = decode(message)
-                if wire:
-                    log.log(WIRE, "%s", "".join(f"<- {line}\n" for line in text.splitlines()).rstrip("\n"))
-                began = time.perf_counter()
-                reply = handler.handle_text(text)
-                elapsed = time.perf_counter() - began
-                self._observe(reply, elapsed)
-                if reply.response == "failed":
-                    log.error(
-                        "%s from %s failed: %s",
-                        reply.request,
-                        who,
-                        reply.reason,
-                        extra={"fields": {"request": reply.request, "response": "failed", "reason": reply.reason, **peer_fields}},
-                    )
-                if wire:
-                    log.log(WIRE, "%s", "".join(f"-> {line}\n" for line in reply.body.splitlines()).rstrip("\n"))
-                await self._send(writer, encode_reply(reply.body))
+    def forget(self, connection: Connection) -> None:
+        """A served connection ended."""
+        if connection not in self._connections:
+            return  # it was refused, never counted
+        self._connections.discard(connection)
+        self.stats.connections_open -= 1
+        if not self.stats.connections_open:
+            self._idle.set()
+            if not self._stopping.is_set():
+                self._arm_idle_timer()
 
-    def _observe(self, reply: Reply, elapsed: float) -> None:
+    def observe(self, reply: Reply, elapsed: float) -> None:
         if self.observer is not None:
             try:
                 self.observer(reply, elapsed)
             except Exception:  # statistics must never cost a reply
                 log.exception("request observer failed")
 
-    async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
-        writer.write(data)
-        self.stats.bytes_out += len(data)
-        # drain() only has work when the transport holds unsent bytes (a
-        # client slow to read, or a reply larger than the socket buffer);
-        # skipping it otherwise saves two coroutine frames per request
-        if writer.transport.get_write_buffer_size():
-            await writer.drain()
+
+class Connection(asyncio.Protocol):
+    """One client: bytes in through a :class:`Framer`, one reply per message out.
+
+    Messages are answered in order as they complete.  While the transport
+    holds more unsent reply bytes than its high-water mark, reading stops
+    and complete messages wait in ``pending``; that bounds what a client
+    that never reads its replies can make the daemon hold.
+    """
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.framer = Framer(server.max_message)
+        self.transport: asyncio.Transport | None = None
+        self.pending: collections.deque[bytes] = collections.deque()
+        self.writing_paused = False
+        self.admitted = False
+        self.closing = False
+        self.who = "unknown peer"
+        # structured fields of error lines, for --log-json (docs/observability.md)
+        self.peer_fields: dict[str, int] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        peer = peer_credentials(sock) if sock is not None else None
+        if not self.server.admit(self, peer):
+            self.closing = True
+            transport.close()
+            return
+        self.admitted = True
+        if peer is not None:
+            self.who = f"pid {peer.pid} uid {peer.uid}"
+            self.peer_fields = {"peer_pid": peer.pid, "peer_uid": peer.uid}
+        log.log(WIRE, "connection from %s", self.who)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.admitted:
+            log.log(WIRE, "connection from %s closed", self.who)
+        self.closing = True
+        self.pending.clear()
+        self.server.forget(self)
+
+    def close(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- flow control: stop reading while replies pile up unread ------------
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        if self.transport is not None and not self.closing:
+            self.transport.resume_reading()
+            self._answer_pending()
+
+    # -- requests -----------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.server.stats.bytes_in += len(data)
+        try:
+            self.pending.extend(self.framer.feed(data))
+        except MessageTooLarge as exc:
+            log.error(
+                "request from %s too large: %s; disconnecting",
+                self.who,
+                exc,
+                extra={
+                    "fields": {"request": "NONE", "response": "failed", "reason": "request too large", **self.peer_fields}
+                },
+            )
+            reply = failed("NONE", "request too large")
+            self.server.observe(reply, 0.0)
+            self.pending.clear()
+            self._write(encode_reply(reply.body))
+            self.close()  # the transport flushes the reply, then closes
+            return
+        self._answer_pending()
+
+    def eof_received(self) -> bool:
+        # a half-sent message is dropped, nothing changed; close our side
+        return False
+
+    def _answer_pending(self) -> None:
+        pending = self.pending
+        while pending and not self.writing_paused and not self.closing:
+            message = pending.popleft()
+            try:
+                self._answer(message)
+            except Exception:  # never let one connection take the daemon down
+                log.exception("connection from %s failed", self.who)
+                self.close()
+
+    def _answer(self, message: bytes) -> None:
+        server = self.server
+        text = decode(message)
+        wire = log.isEnabledFor(WIRE)
+        if wire:
+            log.log(WIRE, "%s", "".join(f"<- {line}\n" for line in text.splitlines()).rstrip("\n"))
+        began = time.perf_counter()
+        reply = server.handler.handle_text(text)
+        elapsed = time.perf_counter() - began
+        server.observe(reply, elapsed)
+        if reply.response == "failed":
+            log.error(
+                "%s from %s failed: %s",
+                reply.request,
+                self.who,
+                reply.reason,
+                extra={
+                    "fields": {
+                        "request": reply.request,
+                        "response": "failed",
+                        "reason": reply.reason,
+                        **self.peer_fields,
+                    }
+                },
+            )
+        if wire:
+            log.log(WIRE, "%s", "".join(f"-> {line}\n" for line in reply.body.splitlines()).rstrip("\n"))
+        self._write(encode_reply(reply.body))
+
+    def _write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.server.stats.bytes_out += len(data)
+        self.transport.write(data)
