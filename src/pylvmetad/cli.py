@@ -338,7 +338,7 @@ def pin_malloc_mmap_threshold() -> None:
 
 
 def use_fast_event_loop() -> str:
-    """Run on uvloop when it is installed (``pip install pylvmetad[fast]``); returns the loop's name.
+    """Run on uvloop when it is installed (a dependency on Linux); returns the loop's name.
 
     uvloop implements the same asyncio API in C (libuv): accepting a
     connection and a request/reply round trip cost about a third of the
