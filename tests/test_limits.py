@@ -174,3 +174,41 @@ def test_two_thousand_idle_connections(tmp_path: Path) -> None:
             s.close()
         assert d.stop() == 0
         log.close()
+
+
+def test_client_that_never_reads_its_replies_is_throttled_not_buffered(tmp_path: Path) -> None:
+    """Replies a client leaves unread stop the daemon reading from it, not grow its memory.
+
+    Each ``dump`` request is 18 bytes and its reply ~400: 100000 of them unread
+    would be 40 MB of replies.  The daemon stops reading that connection once
+    the transport's high-water mark is reached, serves others meanwhile, and
+    answers every request, in order, once the client reads again.
+    """
+    import threading
+
+    d = start_daemon(tmp_path)
+    try:
+        count = 100_000
+        rss_before = proc_status(d.proc.pid, "VmRSS")
+        greedy = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        greedy.connect(d.socket_path)
+        payload = b'request="dump"\n##\n' * count
+        sender = threading.Thread(target=greedy.sendall, args=(payload,))
+        sender.start()
+        # whatever the greedy client has pushed, another client is served at once
+        assert hello_works(d.socket_path)
+        assert proc_status(d.proc.pid, "VmRSS") - rss_before < 16 * MiB
+        # now read everything: every request gets its reply, in order
+        received = b""
+        greedy.settimeout(30)
+        while received.count(b"\n##\n") < count:
+            chunk = greedy.recv(1 << 20)
+            assert chunk, "daemon closed the connection"
+            received += chunk
+        sender.join(30)
+        assert not sender.is_alive()
+        assert received.count(b"# VG METADATA") == count
+        greedy.close()
+        assert proc_status(d.proc.pid, "VmHWM") - rss_before < 16 * MiB
+    finally:
+        d.stop()
