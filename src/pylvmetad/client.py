@@ -311,6 +311,11 @@ class _ClientBase:
         #: how long the daemon lets our "update in progress" block other populators
         self.update_timeout = update_timeout
         self.max_reply = max_reply
+        self._init_connection()
+
+    def _init_connection(self) -> None:
+        """Set up the (closed) connection state of the concrete client."""
+        raise NotImplementedError
 
     def _common(self) -> dict[str, FieldValue]:
         return {"token": self.token, "update_timeout": self.update_timeout, "pid": self.pid, "cmd": self.cmd}
@@ -356,28 +361,7 @@ class Client(_ClientBase):
     Use as a context manager, or call :meth:`close`.
     """
 
-    def __init__(
-        self,
-        socket_path: str | None = None,
-        *,
-        timeout: float | None = 10.0,
-        connect_timeout: float | None = 5.0,
-        token: str = SKIP_TOKEN,
-        pid: int | None = None,
-        cmd: str = "pylvmetactl",
-        update_timeout: int = 10,
-        max_reply: int = DEFAULT_MAX_REPLY,
-    ) -> None:
-        super().__init__(
-            socket_path,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            token=token,
-            pid=pid,
-            cmd=cmd,
-            update_timeout=update_timeout,
-            max_reply=max_reply,
-        )
+    def _init_connection(self) -> None:
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
 
@@ -591,28 +575,7 @@ class AsyncClient(_ClientBase):
     :meth:`close`.
     """
 
-    def __init__(
-        self,
-        socket_path: str | None = None,
-        *,
-        timeout: float | None = 10.0,
-        connect_timeout: float | None = 5.0,
-        token: str = SKIP_TOKEN,
-        pid: int | None = None,
-        cmd: str = "pylvmetactl",
-        update_timeout: int = 10,
-        max_reply: int = DEFAULT_MAX_REPLY,
-    ) -> None:
-        super().__init__(
-            socket_path,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            token=token,
-            pid=pid,
-            cmd=cmd,
-            update_timeout=update_timeout,
-            max_reply=max_reply,
-        )
+    def _init_connection(self) -> None:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._lock: asyncio.Lock | None = None
