@@ -1121,3 +1121,13 @@ def test_dump_shows_cleared_flags_as_0_and_device_keys_as_low_32_bits(s: Session
 
     assert f"INFO flags mapping\n\nvgid_to_info {{\n    {VG} = 0\n}}\n" in dump
     assert f'    7 = "{PV3}"\n' in dump
+
+
+def test_cached_vg_texts_do_not_outlive_their_vgs(s: Session) -> None:
+    """Looking up many VGs that are then removed leaves no text of them behind."""
+    s.populate(pv_found(PV1, D1))
+    for n in range(200):
+        s.fields(vg_update(f"churn{n}", vg_metadata(vgid(1000 + n), 1, [PV1])))
+        assert s.fields(request("vg_lookup", uuid=vgid(1000 + n)))["response"] == "OK"
+        s.fields(request("vg_remove", uuid=vgid(1000 + n)))
+    assert len(s.handler._vg_text) <= 2 * len(s.state.vgid_to_metadata) + 17

@@ -464,6 +464,10 @@ class RequestHandler:
                 after.append((key, value))
         texts = format_tree(Section(before), 1), format_tree(Section(after), 1)
         self._vg_text[vgid] = (metadata, texts[0], texts[1], pvs)
+        cached_vgs = self.state.vgid_to_metadata
+        if len(self._vg_text) > 2 * len(cached_vgs) + 16:
+            # drop the texts of VGs that are gone or changed, so churn cannot grow this
+            self._vg_text = {k: v for k, v in self._vg_text.items() if cached_vgs.get(k) is v[0]}
         return texts[0], texts[1], pvs
 
     def _vg_metadata_text(self, vgid: str, metadata: Section) -> str:
