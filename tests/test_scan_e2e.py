@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from conftest import DaemonProcess
+from helpers_lvm_disk import LvmSandbox, unique_name
 from pylvmetad.client import Client
 from pylvmetad.codec import Section
 from pylvmetad.ondisk import read_pv
 from pylvmetad.scan import DeviceFilter, Scanner, filter_token, main, system_block_devices
-from test_ondisk import LvmSandbox, unique_name
 
 
 @pytest.fixture
