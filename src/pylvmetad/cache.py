@@ -315,10 +315,10 @@ class CacheState:
             for old_pvid in vg_pvids(old):
                 self.mark_outdated(vgid, old_pvid)
                 self.pvid_to_vgid[old_pvid] = vgid
-        if pvid is not None and old is not None and new_seq == old_seq and compare_sections(metadata, old) != 0:
+        if pvid is not None and old is not None and new_seq == old_seq and compare_trees(metadata, old) != 0:
             return MergeResult(False, reported)
         purge = old is not None and (
-            old_seq <= 0 or (pvid is None and (new_seq < old_seq or (new_seq == old_seq and compare_sections(metadata, old) != 0)))
+            old_seq <= 0 or (pvid is None and (new_seq < old_seq or (new_seq == old_seq and compare_trees(metadata, old) != 0)))
         )
         self._changed()
         if purge:
@@ -370,7 +370,7 @@ class CacheState:
 
         if device_pvid is not None and old_device != 0 and device == old_device and device_pvid == pvid:
             assert old is not None
-            changed = int(compare_sections(pvmeta, old) != 0)
+            changed = int(compare_trees(pvmeta, old) != 0)
             self.pvid_to_pvmeta[pvid] = pvmeta
         elif device_pvid is None and old_device == 0:
             changed = 1
@@ -621,8 +621,3 @@ class CacheState:
         if self.tokens.token != UPDATE_IN_PROGRESS and self.tokens.update_pid:
             problems.append("update_pid set while no update is in progress")
         return problems
-
-
-def compare_sections(a: Section, b: Section) -> int:
-    """LVM's loose structural comparison of two stored sections (0 = same)."""
-    return compare_trees(a, b)

@@ -52,6 +52,7 @@ __all__ = [
     "Value",
     "compare_trees",
     "format_atom",
+    "format_key",
     "format_simple",
     "format_tree",
     "format_value",
@@ -831,14 +832,15 @@ def format_value(value: Value) -> str:
 _KEY_NEEDS_QUOTES = re.compile(r'[#"!\s=,{}\[\]\']')
 
 
-def _format_key(key: str) -> str:
+def format_key(key: str) -> str:
+    """A key as LVM's writer prints it: bare, or quoted when it would not read back."""
     return quote(key) if _KEY_NEEDS_QUOTES.search(key) else key
 
 
 def _write(section: Section, depth: int, out: list[str]) -> None:
     indent = "\t" * min(depth, 32)
     for key, value in section.items:
-        k = _format_key(key)
+        k = format_key(key)
         if isinstance(value, Section):
             if value.raw is not None and value.raw.endswith("\n" + indent):
                 # kept as the writer's own text for this depth (see _cut_lazy)

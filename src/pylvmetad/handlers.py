@@ -40,6 +40,7 @@ from .codec import (
     Node,
     ParseError,
     Section,
+    format_key,
     format_simple,
     format_tree,
     parse,
@@ -388,7 +389,7 @@ class RequestHandler:
             parts = ['response="OK"\nphysical_volumes {\n']
             at = len(parts[0])
             for pvid, pvmeta in self.state.pvid_to_pvmeta.items():
-                head = f"\t{_key(pvid)} {{\n"
+                head = f"\t{format_key(pvid)} {{\n"
                 span = old_spans.get(pvid)
                 unchanged = span is not None and span[0] is pvmeta  # same record: copy its text
                 body = old_text[span[1] : span[2]] if span is not None and unchanged else format_tree(pvmeta, 2)
@@ -441,7 +442,7 @@ class RequestHandler:
         def build() -> str:
             parts = ['response="OK"\nvolume_groups {\n']
             for vgid, name in self.state.vgid_to_vgname.items():
-                parts.append(f"\t{_key(vgid)} {{\n\t\tname={quote(name)}\n\t}}\n")
+                parts.append(f"\t{format_key(vgid)} {{\n\t\tname={quote(name)}\n\t}}\n")
             parts.append("}\n")
             return "".join(parts)
 
@@ -480,7 +481,7 @@ class RequestHandler:
             for outdated_pvid in reversed(outdated):  # oldest mark first
                 pvmeta = state.pvid_to_pvmeta.get(outdated_pvid)
                 if pvmeta is not None:
-                    parts.append(f"\t\t{_key(outdated_pvid)} {{\n")
+                    parts.append(f"\t\t{format_key(outdated_pvid)} {{\n")
                     parts.append(format_tree(pvmeta, 3))
                     parts.append("\t\t}\n")
             parts.append("\t}\n")
@@ -552,11 +553,6 @@ class RequestHandler:
         """pylvmetad's own request: the daemon's figures as config text."""
         figures = self.stats_provider() if self.stats_provider is not None else Section()
         return Reply('response="OK"\n' + format_tree(figures) + "\n\n", "stats", "OK")
-
-
-def _key(key: str) -> str:
-    """A table key as a config key (quoted when LVM's writer would quote it)."""
-    return format_tree(Section([(key, 0)])).rsplit("=", 1)[0]
 
 
 def _pairs(title: str, name: str, pairs: list[tuple[str, str]]) -> str:
