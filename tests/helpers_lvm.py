@@ -331,3 +331,45 @@ def atoms(value: object) -> list[Atom]:
         return list(value)
     assert isinstance(value, (str, int, float)), value
     return [value]
+
+
+#: the dump of an empty cache, as the original writes it (PROTOCOL-REFERENCE.md §8)
+EMPTY_DUMP = """# VG METADATA
+
+
+# PV METADATA
+
+
+# VGID to VGNAME mapping
+
+vgid_to_vgname {
+}
+
+# VGID to outdated PVs mapping
+
+
+# VGNAME to VGID mapping
+
+vgname_to_vgid {
+}
+
+# PVID to VGID mapping
+
+pvid_to_vgid {
+}
+
+# DEVICE to PVID mapping
+
+device_to_pvid {
+}
+
+# VGID to INFO version mapping
+
+vgid_to_info {
+}
+
+# VGID to INFO flags mapping
+
+vgid_to_info {
+}
+"""

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DaemonProcess
+from helpers_lvm import EMPTY_DUMP
 from pylvmetad.client import UPDATE_IN_PROGRESS, Client
 from pylvmetad.codec import Section, parse
 from pylvmetad.ctl import dump_to_tables, format_set_reply, format_stats, main
@@ -45,45 +46,6 @@ COMMANDS = [
     "stats",
 ]
 
-EMPTY_DUMP = """# VG METADATA
-
-
-# PV METADATA
-
-
-# VGID to VGNAME mapping
-
-vgid_to_vgname {
-}
-
-# VGID to outdated PVs mapping
-
-
-# VGNAME to VGID mapping
-
-vgname_to_vgid {
-}
-
-# PVID to VGID mapping
-
-pvid_to_vgid {
-}
-
-# DEVICE to PVID mapping
-
-device_to_pvid {
-}
-
-# VGID to INFO version mapping
-
-vgid_to_info {
-}
-
-# VGID to INFO flags mapping
-
-vgid_to_info {
-}
-"""
 
 # PROTOCOL-REFERENCE.md §8's example, plus a second VG sharing the name "vg0"
 EXAMPLE_DUMP = """# VG METADATA

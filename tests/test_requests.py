@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from helpers_lvm import (
+    EMPTY_DUMP,
     FILTER,
     IP,
     MISMATCH_REASON,
@@ -1036,45 +1037,6 @@ def test_vg_update_with_the_announced_seqno_clears_the_flag_and_keeps_the_record
 # ---------------------------------------------------------------------------
 # dump
 # ---------------------------------------------------------------------------
-EMPTY_DUMP = """# VG METADATA
-
-
-# PV METADATA
-
-
-# VGID to VGNAME mapping
-
-vgid_to_vgname {
-}
-
-# VGID to outdated PVs mapping
-
-
-# VGNAME to VGID mapping
-
-vgname_to_vgid {
-}
-
-# PVID to VGID mapping
-
-pvid_to_vgid {
-}
-
-# DEVICE to PVID mapping
-
-device_to_pvid {
-}
-
-# VGID to INFO version mapping
-
-vgid_to_info {
-}
-
-# VGID to INFO flags mapping
-
-vgid_to_info {
-}
-"""
 
 
 def test_dump_of_an_empty_cache(s: Session) -> None:
