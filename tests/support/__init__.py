@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: fixture machinery, LVM runners, wire clients."""
