@@ -37,6 +37,7 @@ from enum import IntFlag
 
 from ..wire.codec import Section, compare_trees
 from .protocol import UPDATE_IN_PROGRESS
+from .tokens import Action, decide
 
 ORPHAN = "#orphan"
 TOKEN_MAX_BYTES = 127
@@ -570,14 +571,22 @@ class CacheState:
         self._changed()
         return True
 
-    def cancel_expired_update(self) -> bool:
-        """get_global_info's check: an update older than its timeout is cancelled."""
+    def token_action(self, name: str, token: str, pid: int) -> Action:
+        """What a request does to the token, from the table in :mod:`.tokens`; nothing changes yet."""
+        return decide(self.tokens, name, token, pid, self.now)
+
+    def apply_token_action(self, action: Action, token: str, pid: int, cmd: str, update_timeout: int) -> str:
+        """Carry out an action of :meth:`token_action` for a request's fields; returns the token before."""
         t = self.tokens
-        if t.update_begin and t.update_timeout and t.update_expired(self.now()):
+        prev = t.token
+        if action is Action.START:
+            t.start_update(pid, cmd, update_timeout, self.now())
+        elif action is Action.FINISH:
+            t.finish_update(token)
+        elif action is Action.CANCEL:
             t.token = ""
             t.clear_update()
-            return True
-        return False
+        return prev
 
     # ------------------------------------------------------------------
     # consistency

@@ -47,8 +47,9 @@ from ..wire.codec import (
     to_int32,
 )
 from ..wire.replies import Reply, failed, ok, simple, unknown
-from .cache import ORPHAN, CacheState, GlobalFlag, TokenState
-from .protocol import LAZY_SECTIONS, PROTOCOL, PROTOCOL_VERSION, SKIP_TOKEN, UPDATE_IN_PROGRESS
+from .cache import ORPHAN, CacheState, GlobalFlag
+from .protocol import LAZY_SECTIONS, PROTOCOL, PROTOCOL_VERSION, UPDATE_IN_PROGRESS
+from .tokens import Action
 
 if TYPE_CHECKING:
     from ..shell.server import Peer
@@ -57,9 +58,8 @@ MISMATCH_REASON = "another command has populated the cache"
 STALE_UPDATER_REASON = "another command has populated the lvmetad cache"
 GLOBAL_INVALID_MARK = "global_invalid {\n}\n"
 VG_INVALID_MARK = "vg_invalid {\n}\n"
-#: requests answered whatever the token (``stats`` is ours, read-only like dump)
-TOKEN_EXEMPT = frozenset({"dump", "stats"})
 _INVALID_BIT = int(GlobalFlag.INVALID)
+_SERVE, _CANCEL = Action.SERVE, Action.CANCEL  # read per request: no Enum class look-up
 
 
 @dataclass
@@ -196,67 +196,53 @@ class RequestHandler:
     def _dispatch(self, req: Request) -> Reply:
         if req.name == "hello":
             return ok("hello", ("protocol", PROTOCOL), ("version", PROTOCOL_VERSION))
-        tokens = self.state.tokens
-        if req.name == "token_update":
-            return self.token_update(req)
-        if req.token != tokens.token and req.name not in TOKEN_EXEMPT and req.token != SKIP_TOKEN:
-            return self._mismatch(req, MISMATCH_REASON)
-        if (
-            req.token == UPDATE_IN_PROGRESS
-            and tokens.update_pid
-            and req.pid
-            and req.pid != tokens.update_pid
-        ):
-            return self._mismatch(req, STALE_UPDATER_REASON)
-        handler = self._handlers.get(req.name)
-        if handler is None:
-            return failed(req.name, "request not implemented")
-        return handler(req)
+        state = self.state
+        action = state.token_action(req.name, req.token, req.pid)
+        if action is _SERVE or action is _CANCEL:
+            if action is _CANCEL:
+                state.apply_token_action(action, req.token, req.pid, req.cmd, req.update_timeout)
+            handler = self._handlers.get(req.name)
+            if handler is None:
+                return failed(req.name, "request not implemented")
+            return handler(req)
+        return self._token_reply(req, action)
 
-    def _mismatch(self, req: Request, reason: str) -> Reply:
+    def _token_reply(self, req: Request, action: Action) -> Reply:
+        """The reply of every token-table action but SERVE (PROTOCOL.md §4)."""
         tokens = self.state.tokens
-        return simple(
-            req.name,
-            "token_mismatch",
-            ("expected", tokens.token),
-            ("received", req.token),
-            ("update_pid", tokens.update_pid),
-            ("reason", reason),
-        )
-
-    # -- token protocol (PROTOCOL.md §4) --------------------------------
-    def token_update(self, req: Request) -> Reply:
-        tokens: TokenState = self.state.tokens
-        now = self.state.now()
-        current_ip = tokens.token == UPDATE_IN_PROGRESS
-        new_ip = req.token == UPDATE_IN_PROGRESS
-        if not current_ip and new_ip:
-            prev = tokens.start_update(req.pid, req.cmd, req.update_timeout, now)
+        if action is Action.REFUSE_MISMATCH or action is Action.REFUSE_STALE:
+            reason = MISMATCH_REASON if action is Action.REFUSE_MISMATCH else STALE_UPDATER_REASON
+            return simple(
+                req.name,
+                "token_mismatch",
+                ("expected", tokens.token),
+                ("received", req.token),
+                ("update_pid", tokens.update_pid),
+                ("reason", reason),
+            )
+        if action is Action.REFUSE_UPDATING:
+            return simple(
+                "token_update",
+                "token_updating",
+                ("expected", UPDATE_IN_PROGRESS),
+                ("update_pid", tokens.update_pid),
+                ("reason", MISMATCH_REASON),
+            )
+        if action is Action.REFUSE_NOT_OWNER:
+            return simple(
+                "token_update",
+                "token_mismatch",
+                ("expected", UPDATE_IN_PROGRESS),
+                ("received", req.token),
+                ("update_pid", tokens.update_pid),
+                ("reason", MISMATCH_REASON),
+            )
+        prev = self.state.apply_token_action(action, req.token, req.pid, req.cmd, req.update_timeout)
+        if action is Action.START:
             return ok("token_update", ("prev_token", prev), ("update_pid", req.pid))
-        if current_ip and new_ip:
-            if not tokens.update_expired(now):
-                return simple(
-                    "token_update",
-                    "token_updating",
-                    ("expected", UPDATE_IN_PROGRESS),
-                    ("update_pid", tokens.update_pid),
-                    ("reason", MISMATCH_REASON),
-                )
-            prev = tokens.start_update(req.pid, req.cmd, req.update_timeout, now)
-            return ok("token_update", ("prev_token", prev), ("update_pid", req.pid))
-        if current_ip:
-            if req.pid != tokens.update_pid:
-                return simple(
-                    "token_update",
-                    "token_mismatch",
-                    ("expected", UPDATE_IN_PROGRESS),
-                    ("received", req.token),
-                    ("update_pid", tokens.update_pid),
-                    ("reason", MISMATCH_REASON),
-                )
-            tokens.finish_update(req.token)
+        if action is Action.FINISH:
             return ok("token_update", ("prev_token", UPDATE_IN_PROGRESS), ("update_pid", 0))
-        # neither side is "update in progress": the token is *not* changed
+        # IGNORE: a token is set only by ending an update
         return ok("token_update", ("prev_token", ""), ("update_pid", tokens.update_pid))
 
     # -- PVs --------------------------------------------------------------
@@ -502,8 +488,7 @@ class RequestHandler:
         return ok("set_global_info")
 
     def get_global_info(self, req: Request) -> Reply:
-        state = self.state
-        state.cancel_expired_update()
+        state = self.state  # an expired update was cancelled by the token table
         t = state.tokens
         return ok(
             "get_global_info",
