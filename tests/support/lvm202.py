@@ -558,6 +558,7 @@ _PID_RES = [
     re.compile(r"(\b(?:daemon_pid|update_pid|pid)\s*=\s*)\d+"),
     re.compile(r"(\b(?:PID|pid) )\d+"),
     re.compile(r"(\bParent PID )\d+"),
+    re.compile(r"(\b[a-z]+\[)\d+(?=\])"),  # LVM's "pvscan[1234] ..." message prefix
 ]
 _TIME_RES = [
     re.compile(r"(\b(?:update_begin|creation_time)\s*=\s*)\d+"),
