@@ -60,7 +60,7 @@ Canon = tuple[object, ...]
 VOLATILE = frozenset({"daemon_pid", "update_begin", "creation_time"})
 
 
-def canonical(tree: Section, mask: Masker) -> Canon:
+def canonical(tree: Section, mask: Callable[[str], str]) -> Canon:
     """An order-free, masked form of a config tree (siblings as a sorted multiset)."""
 
     def atom(value: object) -> object:

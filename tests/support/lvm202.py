@@ -597,3 +597,10 @@ class Masker:
 def sorted_lines(text: str) -> str:
     """For output whose line order LVM does not fix: the same lines, sorted."""
     return "\n".join(sorted(text.splitlines()))
+
+
+def difflib_lines(expected: list[str], actual: list[str]) -> list[str]:
+    """A unified diff of two line lists, expected (C lvmetad) first."""
+    import difflib
+
+    return list(difflib.unified_diff(expected, actual, "C lvmetad", "pylvmetad", lineterm="", n=4))
