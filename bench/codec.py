@@ -1,11 +1,11 @@
-"""Codec throughput on a 1000-LV VG's metadata: ``python bench/codec.py``.
+"""Codec throughput on a 1000-LV VG's metadata: ``python -m bench.codec`` (from a checkout).
 
 Prints MB/s for the eager parse (every token through the general parser),
 the parse the daemon does (fast path, ``logical_volumes`` kept as text; the
 first call checks the body, later calls of the same body hit the memo of
 checked bodies), a lazy parse of a body never seen before (the canonical
 check itself), and the tree writer.  The text is built by the load harness
-(``pylvmetad.bench``), so it has the shape LVM's vg_update sends.
+(``bench.daemon``), so it has the shape LVM's vg_update sends.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ import random
 import time
 from collections.abc import Callable
 
-from pylvmetad import codec
-from pylvmetad.bench import PV, Identity, VGUpdate, lvm_uuid
-from pylvmetad.codec import format_tree, parse
-
-LAZY = frozenset({"logical_volumes", "historical_logical_volumes"})
+from bench.daemon import PV, Identity, VGUpdate, lvm_uuid
+from pylvmetad.metad.protocol import LAZY_SECTIONS as LAZY
+from pylvmetad.wire import codec
+from pylvmetad.wire.codec import format_tree, parse
 
 
 def metadata_text(n_lvs: int, seed: int = 1) -> str:

@@ -1,6 +1,6 @@
 """Benchmark pylvmetad-scan: scan time for 1, 10 and 50 PVs on image files.
 
-Usage: python3 bench/scan.py [--sizes 1,10,50] [--repeat 5] [--per-vg 10]
+Usage: python3 -m bench.scan [--sizes 1,10,50] [--repeat 5] [--per-vg 10]
 
 Needs root, lvm2 and loop devices: the PVs are written by the real LVM tools
 (pvcreate/vgcreate/lvcreate on loop devices, at most ``--per-vg`` attached at a
@@ -30,8 +30,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from pylvmetad.client import Client
-from pylvmetad.scan import DeviceFilter, Scanner, read_device, resolve_device
+from pylvmetad.metad.client import Client
+from pylvmetad.scanner.scan import DeviceFilter, Scanner, read_device, resolve_device
 
 IMAGE_SIZE = 32 << 20
 
@@ -84,7 +84,7 @@ def median_time(fn: Callable[[], object], repeat: int) -> float:
 def start_daemon(root: Path) -> tuple[subprocess.Popen[bytes], str]:
     sock = str(root / "lvmetad.socket")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pylvmetad.cli", "-f", "-s", sock, "-p", str(root / "lvmetad.pid")],
+        [sys.executable, "-m", "pylvmetad.metad.cli", "-f", "-s", sock, "-p", str(root / "lvmetad.pid")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -116,7 +116,7 @@ def measure(sock: str, images: list[Path], repeat: int) -> str:
         t_one = median_time(lambda: scanner.rescan(devices[:1]), repeat)
         pvs = client.pv_list().section("physical_volumes")
         assert pvs is not None and len(pvs) == len(images)
-    cli = [sys.executable, "-m", "pylvmetad.scan", "--cache", "--full", "--socket", sock, *map(str, images)]
+    cli = [sys.executable, "-m", "pylvmetad.scanner.scan", "--cache", "--full", "--socket", sock, *map(str, images)]
     t_cli = median_time(lambda: run(cli), repeat)
     return f"{len(images):>4} {t_read * 1e3:>8.1f}ms {t_pop * 1e3:>8.1f}ms {t_one * 1e3:>8.1f}ms {t_cli * 1e3:>8.1f}ms"
 

@@ -35,9 +35,9 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports():
-    from pylvmetad.codec import Node, ParseError, Section, format_tree, parse
-    from pylvmetad.framing import Framer, MessageTooLarge, decode
-    from pylvmetad.handlers import LAZY_SECTIONS
+    from pylvmetad.metad.protocol import LAZY_SECTIONS
+    from pylvmetad.wire.codec import Node, ParseError, Section, format_tree, parse
+    from pylvmetad.wire.framing import Framer, MessageTooLarge, decode
 
 MAX_MESSAGE = 1 << 16
 

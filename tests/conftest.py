@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pylvmetad.framing import Framer, encode_request
+from pylvmetad.wire.framing import Framer, encode_request
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,7 +69,7 @@ def start_daemon(tmp_path: Path, *extra: str, env: dict[str, str] | None = None)
     log_path = tmp_path / "daemon.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pylvmetad.cli", "-f", "-s", sock, "-p", pidfile, *extra],
+            [sys.executable, "-m", "pylvmetad.metad.cli", "-f", "-s", sock, "-p", pidfile, *extra],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

@@ -7,7 +7,7 @@ What this module holds:
   after the recorded traffic in ``shared/conformance``;
 * :class:`FakeClock`, so token timeouts are tested without sleeping;
 * :class:`Session`, which plays an LVM command against a
-  :class:`~pylvmetad.handlers.RequestHandler`: it adds ``token``, ``pid``,
+  :class:`~pylvmetad.metad.handlers.RequestHandler`: it adds ``token``, ``pid``,
   ``cmd`` and ``update_timeout`` to every request, runs the cache
   population protocol and parses replies.
 
@@ -20,9 +20,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from pylvmetad.cache import CacheState
-from pylvmetad.codec import Atom, Section, Value, format_tree, parse
-from pylvmetad.handlers import Reply, RequestHandler
+from pylvmetad.metad.cache import CacheState
+from pylvmetad.metad.handlers import RequestHandler
+from pylvmetad.wire.codec import Atom, Section, Value, format_tree, parse
+from pylvmetad.wire.replies import Reply
 
 IP = "update in progress"
 #: the token LVM computes for its default filter ``[ "a|.*/|" ]``

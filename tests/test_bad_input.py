@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DaemonProcess, RawConnection, start_daemon
-from pylvmetad.codec import parse
+from pylvmetad.wire.codec import parse
 
 
 @dataclass

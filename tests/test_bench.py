@@ -1,4 +1,4 @@
-"""The load harness (``python -m pylvmetad.bench``) in its tiny mode.
+"""The load harness (``python -m bench.daemon``) in its tiny mode.
 
 No timing is asserted: the test checks that every workload ran against a
 real daemon and that the harness accepts only OK replies.
@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from bench import daemon as bench
 
-from conftest import start_daemon
-from pylvmetad import bench
+from conftest import REPO, start_daemon
 
 ROWS = ["session", "pv_found", "pv_list", "vg_update_10", "vg_lookup_10", "vg_update_1000", "vg_lookup_1000",
         "vg_lookup_8c", "vg_update_1000_changed"]  # fmt: skip
@@ -55,9 +55,9 @@ def test_a_reply_other_than_ok_fails_the_run(tmp_path: Path) -> None:
 
 
 def test_response_of_reads_both_layouts() -> None:
-    assert bench.response_of(b'response = "OK"\nx = 1\n\n##\n') == "OK"
-    assert bench.response_of(b'response="failed"\nreason="x"\n\n##\n') == "failed"
-    assert bench.response_of(b'x = 1\nresponse = "unknown"\n\n##\n') == "unknown"
+    assert bench.response_of(b'response = "OK"\nx = 1\n') == "OK"
+    assert bench.response_of(b'response="failed"\nreason="x"\n') == "failed"
+    assert bench.response_of(b'x = 1\nresponse = "unknown"\n') == "unknown"
     with pytest.raises(bench.BenchError):
         bench.check_ok("x", b'response = "token_mismatch"\n\n##\n')
 
@@ -77,7 +77,8 @@ def test_request_texts_look_like_lvm_traffic() -> None:
 
 def test_command_line_quick_spawn() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "pylvmetad.bench", "--spawn", "--quick"],
+        [sys.executable, "-m", "bench.daemon", "--spawn", "--quick"],
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=240,

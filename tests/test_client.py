@@ -29,8 +29,8 @@ from pylvmetad.client import (
     TokenUpdating,
     check_ok,
 )
-from pylvmetad.codec import Section, parse
-from pylvmetad.framing import TERMINATOR
+from pylvmetad.wire.codec import Section, parse
+from pylvmetad.wire.framing import TERMINATOR
 
 VGID = "VG0001-aaaa-bbbb-cccc-dddd-eeee-000001"
 VGID2 = "VG0002-aaaa-bbbb-cccc-dddd-eeee-000002"

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import conformance_dir
-from pylvmetad.codec import (
+from pylvmetad.wire.codec import (
     MarkedList,
     ParseError,
     Section,

@@ -12,8 +12,8 @@ import json
 import pytest
 
 from conftest import conformance_dir
-from pylvmetad import codec
-from pylvmetad.codec import Node, ParseError, Section, format_tree, parse
+from pylvmetad.wire import codec
+from pylvmetad.wire.codec import Node, ParseError, Section, format_tree, parse
 
 LAZY = frozenset({"logical_volumes", "historical_logical_volumes"})
 

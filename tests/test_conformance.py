@@ -18,7 +18,7 @@ def test_replay_of_recorded_lvm_traffic_passes_completely() -> None:
     corpus = conformance_dir()
     files = sorted(str(p) for p in corpus.glob("*.jsonl"))
     assert files, f"no *.jsonl in {corpus}"
-    daemon = f"{shlex.quote(sys.executable)} -m pylvmetad.cli -f -s {{socket}} -p {{pidfile}}"
+    daemon = f"{shlex.quote(sys.executable)} -m pylvmetad.metad.cli -f -s {{socket}} -p {{pidfile}}"
     result = subprocess.run(
         [sys.executable, str(corpus / "replay.py"), "--daemon", daemon, *files],
         capture_output=True,

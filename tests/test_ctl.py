@@ -14,8 +14,8 @@ import pytest
 from conftest import DaemonProcess
 from helpers_lvm import EMPTY_DUMP
 from pylvmetad.client import UPDATE_IN_PROGRESS, Client
-from pylvmetad.codec import Section, parse
-from pylvmetad.ctl import dump_to_tables, format_set_reply, format_stats, main
+from pylvmetad.metad.ctl import dump_to_tables, format_set_reply, format_stats, main
+from pylvmetad.wire.codec import Section, parse
 from test_client import (
     DEV1,
     DEV2,
@@ -455,7 +455,7 @@ def test_not_running(where: str, tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_console_entry_point_uses_environment_socket(daemon: DaemonProcess) -> None:
     env = {**os.environ, "LVM_LVMETAD_SOCKET": daemon.socket_path}
     result = subprocess.run(
-        [sys.executable, "-m", "pylvmetad.ctl", "get_global_info"], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "pylvmetad.metad.ctl", "get_global_info"], env=env, capture_output=True, text=True, timeout=60
     )
     assert (result.returncode, result.stderr) == (0, "")
     assert f"daemon_pid = {daemon.proc.pid}\n" in result.stdout

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from conftest import RawConnection, start_daemon, wait_for_socket
-from pylvmetad.codec import parse
+from pylvmetad.wire.codec import parse
 
-PYLVMETAD = [sys.executable, "-m", "pylvmetad.cli"]
+PYLVMETAD = [sys.executable, "-m", "pylvmetad.metad.cli"]
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pylvmetad.framing import Framer, MessageTooLarge, encode_reply, encode_request
+from pylvmetad.wire.framing import Framer, MessageTooLarge, encode_reply, encode_request
 
 
 def test_one_message() -> None:

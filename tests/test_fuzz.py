@@ -30,9 +30,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import conformance_dir
-from pylvmetad.codec import Atom, Node, ParseError, Section, format_tree, parse
-from pylvmetad.framing import TERMINATOR, Framer, MessageTooLarge, decode
-from pylvmetad.handlers import LAZY_SECTIONS, RequestHandler
+from pylvmetad.metad.handlers import RequestHandler
+from pylvmetad.metad.protocol import LAZY_SECTIONS
+from pylvmetad.wire.codec import Atom, Node, ParseError, Section, format_tree, parse
+from pylvmetad.wire.framing import TERMINATOR, Framer, MessageTooLarge, decode
 
 SCALE = int(os.environ.get("PYLVMETAD_FUZZ_SCALE", "1"))
 pytestmark = pytest.mark.timeout(300 * SCALE)  # a hang (catastrophic regex) must fail, not stall CI

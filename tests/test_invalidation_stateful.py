@@ -26,8 +26,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from pylvmetad.codec import Section, format_tree, parse
-from pylvmetad.handlers import RequestHandler
+from pylvmetad.metad.handlers import RequestHandler
+from pylvmetad.wire.codec import Section, format_tree, parse
 
 VGS = {"VG0-aaaa": "vg0", "VG1-bbbb": "vg1"}
 PVS = {"PV0-aaaa": 1798, "PV1-bbbb": 1799, "PV2-cccc": 2048}

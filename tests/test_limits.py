@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from conftest import DaemonProcess, RawConnection, start_daemon, wait_for_socket
-from pylvmetad.codec import parse
-from pylvmetad.framing import encode_request
+from pylvmetad.wire.codec import parse
+from pylvmetad.wire.framing import encode_request
 
 MiB = 1 << 20
 
@@ -139,7 +139,7 @@ def test_two_thousand_idle_connections(tmp_path: Path) -> None:
     log = open(tmp_path / "daemon.log", "wb")  # noqa: SIM115 -- closed below
     # start the daemon with the usual 1024 soft limit: it must lift it itself
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pylvmetad.cli", "-f", "-s", sock_path, "-p", str(tmp_path / "pid")],
+        [sys.executable, "-m", "pylvmetad.metad.cli", "-f", "-s", sock_path, "-p", str(tmp_path / "pid")],
         stdout=log,
         stderr=subprocess.STDOUT,
         preexec_fn=lambda: _soft_nofile(1024),

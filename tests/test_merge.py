@@ -25,8 +25,8 @@ from helpers_lvm import (
     vg_update,
     vgid,
 )
-from pylvmetad.cache import ORPHAN, VGInfo
-from pylvmetad.codec import Value
+from pylvmetad.metad.cache import ORPHAN, VGInfo
+from pylvmetad.wire.codec import Value
 
 VG, VG2 = vgid(1), vgid(2)
 PV1, PV2, PV3 = pvid(1), pvid(2), pvid(3)

@@ -20,20 +20,18 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import DaemonProcess, RawConnection, start_daemon
 from pylvmetad import LVM_VERSION
-from pylvmetad.codec import Section, format_tree, parse
-from pylvmetad.handlers import Reply, RequestHandler
-from pylvmetad.logjson import JsonFormatter
-from pylvmetad.metrics import (
-    BUCKET_BOUNDS,
+from pylvmetad.metad.handlers import RequestHandler
+from pylvmetad.metad.metrics import (
     KNOWN_REQUESTS,
     MAX_FAILURE_KEYS,
     OTHER_REQUEST,
     Metrics,
-    histogram_quantile,
-    parse_listen,
     prometheus_families,
-    reason_key,
 )
+from pylvmetad.shell.logjson import JsonFormatter
+from pylvmetad.shell.metrics import BUCKET_BOUNDS, histogram_quantile, parse_listen, reason_key
+from pylvmetad.wire.codec import Section, format_tree, parse
+from pylvmetad.wire.replies import Reply
 
 # shapes copied from conformance/basic.jsonl (pvcreate, vgcreate of two loop devices)
 PV0 = "Rmi91v-g3it-f5xv-XBmP-etBe-EuHO-V4i3px"
@@ -418,7 +416,7 @@ def test_prometheus_endpoint_of_the_daemon(tmp_path: Path) -> None:
 
 def test_metrics_listen_on_a_bad_address_fails_startup(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "pylvmetad.cli", "-f", "-s", str(tmp_path / "s"), "-p", str(tmp_path / "pid"),
+        [sys.executable, "-m", "pylvmetad.metad.cli", "-f", "-s", str(tmp_path / "s"), "-p", str(tmp_path / "pid"),
          "--metrics-listen", "no-port-here"],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip

@@ -22,8 +22,7 @@ from pathlib import Path
 import pytest
 
 from helpers_lvm_disk import LvmSandbox, unique_name
-from pylvmetad.codec import Section, parse
-from pylvmetad.ondisk import (
+from pylvmetad.scanner.ondisk import (
     MDA_HEADER_SIZE,
     OnDiskError,
     PhysicalVolume,
@@ -31,7 +30,7 @@ from pylvmetad.ondisk import (
     lvm_crc,
     read_pv,
 )
-from pylvmetad.scan import (
+from pylvmetad.scanner.scan import (
     Device,
     DeviceFilter,
     build_pvmeta,
@@ -41,6 +40,7 @@ from pylvmetad.scan import (
     read_device,
     resolve_device,
 )
+from pylvmetad.wire.codec import Section, parse
 
 MiB = 1 << 20
 

@@ -29,8 +29,8 @@ from helpers_lvm import (
     vg_update,
     vgid,
 )
-from pylvmetad.cache import ORPHAN, GlobalFlag, VGInfo
-from pylvmetad.codec import Section, Value, parse
+from pylvmetad.metad.cache import ORPHAN, GlobalFlag, VGInfo
+from pylvmetad.wire.codec import Section, Value, parse
 
 VG = vgid(1)
 PV1, PV2, PV3 = pvid(1), pvid(2), pvid(3)

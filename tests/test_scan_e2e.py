@@ -19,9 +19,9 @@ import pytest
 from conftest import DaemonProcess
 from helpers_lvm_disk import LvmSandbox, unique_name
 from pylvmetad.client import Client
-from pylvmetad.codec import Section
-from pylvmetad.ondisk import read_pv
-from pylvmetad.scan import DeviceFilter, Scanner, filter_token, main, system_block_devices
+from pylvmetad.scanner.ondisk import read_pv
+from pylvmetad.scanner.scan import DeviceFilter, Scanner, filter_token, main, system_block_devices
+from pylvmetad.wire.codec import Section
 
 
 @pytest.fixture

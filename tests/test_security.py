@@ -21,14 +21,14 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, DaemonProcess, RawConnection, start_daemon, wait_for_socket
-from pylvmetad import server
-from pylvmetad.codec import parse
+from pylvmetad.shell import sockets
+from pylvmetad.wire.codec import parse
 
 
 def run_daemon(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
     """Run a daemon that is expected to refuse to start."""
     return subprocess.run(
-        [sys.executable, "-m", "pylvmetad.cli", "-f", *args], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "pylvmetad.metad.cli", "-f", *args], capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -58,10 +58,10 @@ def test_bind_happens_under_umask_077(tmp_path: Path, monkeypatch: pytest.Monkey
             seen.append(current)
             super().bind(address)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(socket, "socket", SpySocket)  # what server.bind_unix_socket calls
+    monkeypatch.setattr(socket, "socket", SpySocket)  # what sockets.bind_unix_socket calls
     before = os.umask(0o000)  # the most permissive caller
     try:
-        sock = server.bind_unix_socket(str(tmp_path / "s"))
+        sock = sockets.bind_unix_socket(str(tmp_path / "s"))
     finally:
         os.umask(before)
     sock.close()
@@ -201,7 +201,7 @@ def test_socket_activation_serves_the_inherited_socket_and_leaves_it(tmp_path: P
     fd = listener.fileno()
     # the child gets the socket as fd 3; the shell execs the daemon with LISTEN_PID = its own pid
     daemon_cmd = shlex.join(
-        [sys.executable, "-m", "pylvmetad.cli", "-f", "-l", "all", "-s", path, "-p", str(tmp_path / "pid")]
+        [sys.executable, "-m", "pylvmetad.metad.cli", "-f", "-l", "all", "-s", path, "-p", str(tmp_path / "pid")]
     )
     env = dict(os.environ, SD_ACTIVATION="1", LISTEN_FDS="1")
     log_path = tmp_path / "daemon.log"

@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 
 from conftest import DaemonProcess
-from pylvmetad.codec import Section, parse
+from pylvmetad.wire.codec import Section, parse
 
 CLIENTS = 200
 DURATION = 4.0

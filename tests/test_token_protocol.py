@@ -26,7 +26,7 @@ from helpers_lvm import (
     pvid,
     request,
 )
-from pylvmetad.codec import parse
+from pylvmetad.wire.codec import parse
 
 UPDATER = 100
 OTHER = 200

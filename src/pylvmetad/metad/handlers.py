@@ -32,23 +32,27 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .cache import ORPHAN, UPDATE_IN_PROGRESS, CacheState, GlobalFlag, TokenState
-from .codec import (
-    Atom,
+from ..wire.codec import (
     MarkedList,
     Node,
     ParseError,
     Section,
+    atoms,
     format_key,
-    format_simple,
     format_tree,
     parse,
     quote,
+    to_int32,
 )
+from ..wire.replies import Reply, failed, ok, simple, unknown
+from .cache import ORPHAN, CacheState, GlobalFlag, TokenState
+from .protocol import LAZY_SECTIONS, PROTOCOL, PROTOCOL_VERSION, SKIP_TOKEN, UPDATE_IN_PROGRESS
 
-#: sections kept as text until something needs their content (see codec)
-LAZY_SECTIONS = frozenset({"logical_volumes", "historical_logical_volumes"})
+if TYPE_CHECKING:
+    from ..shell.server import Peer
+
 MISMATCH_REASON = "another command has populated the cache"
 STALE_UPDATER_REASON = "another command has populated the lvmetad cache"
 GLOBAL_INVALID_MARK = "global_invalid {\n}\n"
@@ -56,16 +60,6 @@ VG_INVALID_MARK = "vg_invalid {\n}\n"
 #: requests answered whatever the token (``stats`` is ours, read-only like dump)
 TOKEN_EXEMPT = frozenset({"dump", "stats"})
 _INVALID_BIT = int(GlobalFlag.INVALID)
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A reply body and what it says, for logging and statistics."""
-
-    body: str
-    request: str
-    response: str
-    reason: str | None = None
 
 
 @dataclass
@@ -101,32 +95,9 @@ class Request:
         )
 
 
-def simple(request: str, response: str, *fields: tuple[str, Atom]) -> Reply:
-    reason = next((v for k, v in fields if k == "reason"), None)
-    return Reply(format_simple(response, fields), request, response, str(reason) if reason is not None else None)
-
-
-def failed(request: str, reason: str) -> Reply:
-    return simple(request, "failed", ("reason", reason))
-
-
-def unknown(request: str, reason: str) -> Reply:
-    return simple(request, "unknown", ("reason", reason))
-
-
-def ok(request: str, *fields: tuple[str, Atom]) -> Reply:
-    return simple(request, "OK", *fields)
-
-
 # ---------------------------------------------------------------------------
 # vg_lookup's edits of a PV section (PROTOCOL.md §5 vg_lookup)
 # ---------------------------------------------------------------------------
-def _atoms(value: Node) -> list[Atom] | None:
-    if isinstance(value, Section):
-        return None
-    return list(value) if isinstance(value, list) else [value]
-
-
 def pvmeta_for_vg(pvmeta: Section) -> list[tuple[str, Node]]:
     """The pvmeta children vg_lookup puts in front of a PV: less ``id`` and ``dev_size``.
 
@@ -150,15 +121,15 @@ def edit_pv_section(pv: Section, pvmeta: Section | None) -> Section:
         if status_at is None:
             items.insert(0, ("status", MarkedList(["MISSING"])))
         else:
-            atoms = _atoms(items[status_at][1])
-            if atoms and "MISSING" not in atoms:
-                items[status_at] = ("status", MarkedList(["MISSING", *atoms]))
+            status = atoms(items[status_at][1])
+            if status and "MISSING" not in status:
+                items[status_at] = ("status", MarkedList(["MISSING", *status]))
         return Section(items)
     if status_at is not None:
-        atoms = _atoms(items[status_at][1])
-        if atoms and "MISSING" in atoms:
-            atoms.remove("MISSING")
-            items[status_at] = ("status", atoms if len(atoms) != 1 else atoms[0])
+        status = atoms(items[status_at][1])
+        if status and "MISSING" in status:
+            status.remove("MISSING")
+            items[status_at] = ("status", status if len(status) != 1 else status[0])
     return Section(pvmeta_for_vg(pvmeta) + items)
 
 
@@ -204,7 +175,14 @@ class RequestHandler:
         # whole replies, keyed by generation and their invalidation marks
         self._reply_cache: dict[tuple[str, str], tuple[int, str, Reply]] = {}
 
-    # -- entry point ----------------------------------------------------
+    # -- entry points ---------------------------------------------------
+    def handle_message(self, text: str, peer: Peer) -> Reply:
+        """The server's interface (:class:`~pylvmetad.shell.server.MessageHandler`)."""
+        return self.handle(Request.from_text(text))
+
+    def peer_gone(self, peer: Peer) -> None:
+        """lvmetad keeps no per-client state: nothing to drop."""
+
     def handle_text(self, text: str) -> Reply:
         return self.handle(Request.from_text(text))
 
@@ -217,11 +195,11 @@ class RequestHandler:
 
     def _dispatch(self, req: Request) -> Reply:
         if req.name == "hello":
-            return ok("hello", ("protocol", "lvmetad"), ("version", 1))
+            return ok("hello", ("protocol", PROTOCOL), ("version", PROTOCOL_VERSION))
         tokens = self.state.tokens
         if req.name == "token_update":
             return self.token_update(req)
-        if req.token != tokens.token and req.name not in TOKEN_EXEMPT and req.token != "skip":
+        if req.token != tokens.token and req.name not in TOKEN_EXEMPT and req.token != SKIP_TOKEN:
             return self._mismatch(req, MISMATCH_REASON)
         if (
             req.token == UPDATE_IN_PROGRESS
@@ -562,11 +540,6 @@ def _pairs(title: str, name: str, pairs: list[tuple[str, str]]) -> str:
     return "".join(lines)
 
 
-def _device_key(device: int) -> str:
-    low = device & 0xFFFFFFFF
-    return str(low - (1 << 32) if low & 0x80000000 else low)
-
-
 def format_dump(state: CacheState) -> str:
     """The ``dump`` text (PROTOCOL-REFERENCE.md §8): every table, in table order."""
     out = ["# VG METADATA\n\n"]
@@ -594,7 +567,7 @@ def format_dump(state: CacheState) -> str:
         _pairs(
             "DEVICE to PVID mapping",
             "device_to_pvid",
-            [(_device_key(d), quote(p)) for d, p in state.device_to_pvid.items()],
+            [(str(to_int32(d)), quote(p)) for d, p in state.device_to_pvid.items()],
         )
     )
     infos = state.vgid_to_info.items()

@@ -29,8 +29,8 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ..wire.codec import Node, ParseError, Section, atoms, parse
 from .client import Client, LvmetadError, check_ok, parse_reply
-from .codec import Node, ParseError, Section, parse
 
 EXIT_OK = 0
 EXIT_RESPONSE = 1
@@ -69,12 +69,6 @@ def _plain(node: Node) -> object:
     if isinstance(node, list):
         return list(node)
     return node
-
-
-def _atoms(node: Node) -> list[object]:
-    if isinstance(node, Section):
-        return []
-    return list(node) if isinstance(node, list) else [node]
 
 
 def _hex_flags(node: Node) -> object:
@@ -126,7 +120,7 @@ def dump_to_tables(text: str) -> dict[str, dict[str, object]]:
                 pairs_tables[key][k] = _plain(v)
         elif key == "vgname_to_vgid":
             for name, vgid in node.items:
-                vgname_to_vgid.setdefault(name, []).extend(str(a) for a in _atoms(vgid))
+                vgname_to_vgid.setdefault(name, []).extend(str(a) for a in atoms(vgid))
         elif key == "vgid_to_info":
             field = "version" if info_parts == 0 else "flags"
             info_parts += 1
@@ -134,7 +128,7 @@ def dump_to_tables(text: str) -> dict[str, dict[str, object]]:
                 record = vgid_to_info.setdefault(vgid, {"version": None, "flags": None})
                 record[field] = _hex_flags(value) if field == "flags" else _plain(value)
         elif seen_mapping:
-            vgid_to_outdated_pvs[key] = _atoms(node.child("pv_list") or [])
+            vgid_to_outdated_pvs[key] = atoms(node.child("pv_list") or [])
         elif node.child("seqno") is not None:
             vgid_to_metadata[key] = node.to_python()
         else:

@@ -1,10 +1,11 @@
-"""A load harness for any lvmetad-compatible daemon: ``python -m pylvmetad.bench``.
+"""A load harness for any lvmetad-compatible daemon: ``python -m bench.daemon`` (from a checkout).
 
 Rules of this module:
 
 * It speaks only the wire protocol (PROTOCOL.md): it builds request texts,
-  sends them over the UNIX socket and reads replies.  It uses the codec and
-  the framer as text helpers and imports nothing of the daemon itself, so
+  sends them over the UNIX socket and reads replies.  It uses the wire layer
+  as text helpers, the client transport (:mod:`pylvmetad.rpc`) to exchange
+  them and the protocol's names, and imports nothing of the daemon itself, so
   the same run measures the original C ``lvmetad`` (``--socket`` or
   ``--spawn-cmd 'lvmetad -f -s {socket} -p {pidfile}'``).
 * Every reply is checked: anything but ``response = "OK"`` raises
@@ -52,11 +53,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from .codec import Section, parse, quote
-from .framing import TERMINATOR, encode_request
+from pylvmetad.metad.protocol import UPDATE_IN_PROGRESS
+from pylvmetad.rpc import DaemonError, Transport
+from pylvmetad.wire.codec import Section, parse, quote
+from pylvmetad.wire.framing import TERMINATOR, decode, encode_request
 
 FINAL_TOKEN = "filter:3239235440"
-UPDATE_IN_PROGRESS = "update in progress"
 #: the C daemon's figures on this harness (2 cores); rows 3, 5 and 7 must reach 3x
 TARGETS: dict[str, tuple[float, float]] = {
     "session": (4700, 1),
@@ -243,12 +245,12 @@ class VGUpdate:
 # The client side of the wire
 # ---------------------------------------------------------------------------
 def response_of(reply: bytes) -> str:
-    """The ``response`` field of a reply (LVM's daemons write it first)."""
+    """The ``response`` field of a reply body (LVM's daemons write it first)."""
     m = _RESPONSE.match(reply)
     if m is not None:
         return m.group(1).decode("utf-8", "replace")
     try:  # not first: read it the slow way
-        tree = parse(reply[: -len(TERMINATOR)].decode("utf-8", "surrogateescape"))
+        tree = parse(decode(reply))
     except ValueError:
         return "<unparsable>"
     return tree.get_str("response", "<none>") or "<none>"
@@ -262,18 +264,18 @@ def check_ok(what: str, reply: bytes) -> bytes:
 
 
 class Connection:
-    """One blocking client connection: strictly alternating request and reply."""
+    """One blocking client connection over the client transport: no hello, no timeout.
+
+    The typed client (:class:`pylvmetad.metad.client.Client`) is not used:
+    the requests here are pre-built bytes in LVM's own layout, sent as they are.
+    """
 
     def __init__(self, path: str) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self.sock.connect(path)
-        except OSError:
-            self.sock.close()
-            raise
+        self.transport = Transport(path)
+        self.transport.open(None)
 
     def close(self) -> None:
-        self.sock.close()
+        self.transport.close()
 
     def __enter__(self) -> Connection:
         return self
@@ -282,30 +284,15 @@ class Connection:
         self.close()
 
     def exchange(self, data: bytes) -> bytes:
-        """Send one request, return its whole reply (terminator included)."""
-        self.sock.sendall(data)
-        return read_reply(self.sock)
+        """Send one request, return its reply body (terminator removed)."""
+        return self.transport.exchange_bytes(data, None)
 
     def call(self, what: str, data: bytes) -> bytes:
         return check_ok(what, self.exchange(data))
 
 
-def read_reply(sock: socket.socket) -> bytes:
-    chunk = sock.recv(1 << 16)
-    if chunk.endswith(TERMINATOR):  # the common case: one read
-        return chunk
-    buf = bytearray(chunk)
-    while True:
-        if not chunk:
-            raise BenchError("daemon closed the connection before replying")
-        chunk = sock.recv(1 << 20)
-        buf += chunk
-        if buf.endswith(TERMINATOR):
-            return bytes(buf)
-
-
 def reply_tree(reply: bytes) -> Section:
-    return parse(reply[: -len(TERMINATOR)].decode("utf-8", "surrogateescape"))
+    return parse(decode(reply))
 
 
 # ---------------------------------------------------------------------------
@@ -507,23 +494,29 @@ class Bench:
         n = self.s.clients
         row = Row("vg_lookup_8c", f"vg_lookup, {vg.n_lvs} LVs, {n} clients")
         data = self.lookup_request(vg, Identity(FINAL_TOKEN, self.pid, "lvs"))
-        conns = [self.connect() for _ in range(n)]
+        # one selector drives every connection with a request in flight, so
+        # these are bare sockets: a client transport waits on one reply at a time
+        conns: list[socket.socket] = []
         sel = selectors.DefaultSelector()
         clock = time.perf_counter
         bufs: dict[int, bytearray] = {}
         sent_at: dict[int, float] = {}
         try:
-            self.check_lookup(conns[0].call("vg_lookup", data), vg)
-            for c in conns:
-                c.sock.setblocking(False)
-                sel.register(c.sock, selectors.EVENT_READ, c)
+            with self.connect() as first:
+                self.check_lookup(first.call("vg_lookup", data), vg)
+            for _ in range(n):
+                conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                conns.append(conn)
+                conn.connect(self.path)
+                conn.setblocking(False)
+                sel.register(conn, selectors.EVENT_READ)
             start = clock()
             deadline = start + self.s.duration
-            for c in conns:
-                fd = c.sock.fileno()
+            for conn in conns:
+                fd = conn.fileno()
                 bufs[fd] = bytearray()
                 sent_at[fd] = clock()
-                c.sock.sendall(data)
+                conn.sendall(data)
             in_flight = n
             while in_flight:
                 for key, _ in sel.select():
@@ -537,7 +530,7 @@ class Bench:
                     if not buf.endswith(TERMINATOR):
                         continue
                     now = clock()
-                    check_ok("vg_lookup", bytes(buf))
+                    check_ok("vg_lookup", bytes(buf[: -len(TERMINATOR)]))
                     buf.clear()
                     row.latencies.append(now - sent_at[fd])
                     row.ops += 1
@@ -552,8 +545,8 @@ class Bench:
             row.seconds = clock() - start
         finally:
             sel.close()
-            for c in conns:
-                c.close()
+            for conn in conns:
+                conn.close()
         return row
 
     # -- the run ---------------------------------------------------------------
@@ -636,7 +629,7 @@ def spawned_daemon(command: str | None) -> Iterator[str]:
         sock = os.path.join(tmp, "lvmetad.socket")
         pidfile = os.path.join(tmp, "lvmetad.pid")
         if command is None:
-            argv = [sys.executable, "-m", "pylvmetad.cli", "-f", "-s", sock, "-p", pidfile, "-l", "fatal,error"]
+            argv = [sys.executable, "-m", "pylvmetad.metad.cli", "-f", "-s", sock, "-p", pidfile, "-l", "fatal,error"]
         else:
             argv = shlex.split(command.format(socket=sock, pidfile=pidfile))
         log_path = os.path.join(tmp, "daemon.log")
@@ -651,7 +644,7 @@ def spawned_daemon(command: str | None) -> Iterator[str]:
                 try:
                     Connection(sock).close()
                     break
-                except OSError:
+                except DaemonError:
                     if time.monotonic() > deadline:
                         raise BenchError(f"nothing listens on {sock}") from None
                     time.sleep(0.02)
@@ -671,7 +664,7 @@ def spawned_daemon(command: str | None) -> Iterator[str]:
 # ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m pylvmetad.bench",
+        prog="python -m bench.daemon",
         description="Measure an lvmetad-compatible daemon over its socket (protocol only).",
     )
     where = p.add_mutually_exclusive_group(required=True)
@@ -709,7 +702,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             with spawned_daemon(args.spawn_cmd) as path:
                 bench, memory = run(path)
-    except (BenchError, OSError) as exc:
+    except (BenchError, DaemonError, OSError) as exc:
         print(f"bench FAILED: {exc}", file=sys.stderr)
         return 1
     table, all_pass = format_table(bench.rows, bench.memory, memory)

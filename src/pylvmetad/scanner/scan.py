@@ -71,8 +71,9 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from .client import UPDATE_IN_PROGRESS, Client, LvmetadError, NotFound, RequestFailed, TokenUpdating, check_ok
-from .codec import Section
+from ..metad.client import Client, LvmetadError, NotFound, RequestFailed, TokenUpdating, check_ok
+from ..metad.protocol import UPDATE_IN_PROGRESS
+from ..wire.codec import Section
 from .ondisk import OnDiskError, PhysicalVolume, read_pv
 
 __all__ = [

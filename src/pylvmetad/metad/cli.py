@@ -10,38 +10,32 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import errno
-import fcntl
 import logging
-import logging.handlers
 import os
 import signal
 import sys
-import time
 from collections.abc import Sequence
-from typing import IO
 
-from . import LVM_VERSION, __version__
-from .framing import DEFAULT_MAX_MESSAGE
+from .. import LVM_VERSION, __version__
+from ..shell.logs import DEFAULT_LOG_LEVELS, parse_levels, setup_logging
+from ..shell.process import (
+    EXIT_LOCKED,
+    SHUTDOWN_SIGNALS,
+    PidFile,
+    StartupError,
+    daemonize,
+    pin_malloc_mmap_threshold,
+    raise_nofile_limit,
+    use_fast_event_loop,
+)
+from ..shell.server import Server
+from ..shell.sockets import bind_unix_socket, inherited_socket
+from ..wire.framing import DEFAULT_MAX_MESSAGE
 from .handlers import RequestHandler
-from .server import WIRE, Server, StartupError, bind_unix_socket, inherited_socket
+from .protocol import DEFAULT_SOCKET, SOCKET_ENV
 
-DEFAULT_SOCKET = "/run/lvm/lvmetad.socket"
 DEFAULT_PIDFILE = "/run/lvmetad.pid"
-EXIT_LOCKED = 13
-SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 _early_signals: list[int] = []
-
-#: the original's log classes; "all" enables every one
-LOG_LEVELS = {
-    "fatal": logging.CRITICAL,
-    "error": logging.ERROR,
-    "warn": logging.WARNING,
-    "info": logging.INFO,
-    "wire": WIRE,
-    "debug": logging.DEBUG,
-}
-DEFAULT_LOG_LEVELS = "fatal,error,warn,info"
 
 USAGE = """\
 usage: pylvmetad [-f] [-h] [-?] [-V] [-l LEVELS] [-p PIDFILE] [-s SOCKET] [-t SECONDS]
@@ -110,134 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_levels(text: str | None) -> set[int]:
-    """Log classes named in ``-l`` (unknown words ignored, as the original does)."""
-    words = [w.strip() for w in (text or DEFAULT_LOG_LEVELS).split(",")]
-    if "all" in words:
-        return set(LOG_LEVELS.values())
-    return {LOG_LEVELS[w] for w in words if w in LOG_LEVELS}
-
-
 def parse_timeout(text: str) -> int:
     if not text.isdigit() or int(text) >= 4294967295:
         raise UsageError("Invalid value of timeout parameter.")
     return int(text)
-
-
-class _LevelSet(logging.Filter):
-    """Passes exactly the selected log classes (they are a set, not a threshold)."""
-
-    def __init__(self, levels: set[int]) -> None:
-        super().__init__()
-        self.levels = levels
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno in self.levels
-
-
-class _StderrFormatter(logging.Formatter):
-    """The original's prefixes: ``I:``, ``W:``, ``E:``; none for wire and debug."""
-
-    PREFIX = {logging.INFO: "I: ", logging.WARNING: "W: ", logging.ERROR: "E: ", logging.CRITICAL: "E: "}
-
-    def format(self, record: logging.LogRecord) -> str:
-        return self.PREFIX.get(record.levelno, "") + super().format(record)
-
-
-def setup_logging(levels: set[int], foreground: bool, json_lines: bool) -> None:
-    from .logjson import JsonFormatter
-
-    root = logging.getLogger("pylvmetad")
-    root.handlers.clear()
-    root.setLevel(min(levels | {logging.CRITICAL}))
-    root.propagate = False
-    if foreground:
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(JsonFormatter() if json_lines else _StderrFormatter("%(message)s"))
-        handler.addFilter(_LevelSet(levels))
-        root.addHandler(handler)
-    if os.path.exists("/dev/log"):
-        with contextlib.suppress(OSError):
-            syslog = logging.handlers.SysLogHandler(
-                address="/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON
-            )
-            syslog.ident = f"pylvmetad[{os.getpid()}]: "
-            syslog.setFormatter(JsonFormatter() if json_lines else logging.Formatter("%(message)s"))
-            # fatal and error always reach syslog, as with the original
-            syslog.addFilter(_LevelSet(levels | {logging.CRITICAL, logging.ERROR}))
-            root.addHandler(syslog)
-
-
-class PidFile:
-    """A pid file held with an exclusive ``fcntl`` lock for the daemon's lifetime."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.fd: int | None = None
-
-    def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        for _ in range(20):
-            try:
-                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EACCES, errno.EAGAIN):
-                    os.close(fd)
-                    raise
-                time.sleep(0.001)
-        else:
-            os.close(fd)
-            raise StartupError(f"Failed to acquire lock on {self.path}. Already running?")
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self.fd = fd
-
-    def release(self) -> None:
-        if self.fd is None:
-            return
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-        os.close(self.fd)
-        self.fd = None
-
-
-def _daemonize() -> IO[bytes] | None:
-    """Fork; the parent waits until the child reports readiness and exits with its status.
-
-    Returns the pipe the child writes its readiness byte to.
-    """
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid:
-        os.close(write_fd)
-        with os.fdopen(read_fd, "rb") as ready:
-            status = ready.read(1)
-        if status == b"0":
-            os._exit(0)
-        _, wait_status = os.waitpid(pid, 0)
-        code = os.waitstatus_to_exitcode(wait_status)
-        if code == EXIT_LOCKED:
-            print("pylvmetad: failed to acquire the pid file lock. Already running?", file=sys.stderr)
-        os._exit(code if code > 0 else 1)
-    os.close(read_fd)
-    os.setsid()
-    os.chdir("/")
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
-    return os.fdopen(write_fd, "wb", buffering=0)
-
-
-def raise_nofile_limit() -> None:
-    """Lift the soft open-files limit to the hard one: every idle client holds a descriptor."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -268,12 +138,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # a signal that arrives before the event loop runs is remembered, not fatal
     for signum in SHUTDOWN_SIGNALS:
         signal.signal(signum, lambda signum, frame: _early_signals.append(signum))
-    socket_path = args.socket or os.environ.get("LVM_LVMETAD_SOCKET") or DEFAULT_SOCKET
+    socket_path = args.socket or os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET
     pidfile_path = args.pidfile or os.environ.get("LVM_LVMETAD_PIDFILE") or DEFAULT_PIDFILE
     os.environ["LC_ALL"] = "C"
     raise_nofile_limit()
     inherited = inherited_socket(socket_path)
-    ready = None if args.foreground else _daemonize()
+    ready = None if args.foreground else daemonize("pylvmetad")
     setup_logging(parse_levels(args.levels), args.foreground, args.log_json)
     log = logging.getLogger("pylvmetad")
 
@@ -316,43 +186,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     finally:
         pidfile.release()
-
-
-def pin_malloc_mmap_threshold() -> None:
-    """Keep glibc from holding on to the memory of large requests.
-
-    glibc serves allocations above a threshold (128 KiB) with mmap and
-    returns them on free -- but after freeing one it raises the threshold to
-    that size, so later buffers of a 300 KiB vg_update or a 1.7 MB pv_list
-    reply come from the heap, which fragments and is not given back: RSS
-    grows by megabytes that hold nothing.  Setting the threshold explicitly
-    turns that adjustment off.  Not glibc (or no ctypes): nothing to do.
-    """
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
-
-
-def use_fast_event_loop() -> str:
-    """Run on uvloop when it is installed (a dependency on Linux); returns the loop's name.
-
-    uvloop implements the same asyncio API in C (libuv): accepting a
-    connection and a request/reply round trip cost about a third of the
-    pure-Python loop's (BENCHMARKS.md).  It is optional: without it, or with
-    ``PYLVMETAD_EVENT_LOOP=asyncio``, the standard loop runs unchanged.
-    """
-    if os.environ.get("PYLVMETAD_EVENT_LOOP") == "asyncio":
-        return "asyncio"
-    try:
-        import uvloop  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        return "asyncio"
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return "uvloop"
 
 
 async def _run(

@@ -111,7 +111,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from pylvmetad.codec import ParseError, Section, parse
+from ..wire.codec import ParseError, Section, parse
 
 __all__ = [
     "INITIAL_CRC",

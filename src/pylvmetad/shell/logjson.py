@@ -13,7 +13,10 @@ import json
 import logging
 import time
 
-LEVEL_NAMES = {50: "fatal", 40: "error", 30: "warn", 20: "info", 15: "wire", 10: "debug"}
+from .logs import LOG_LEVELS
+
+#: a level's class name (LVM's log classes, named once in :mod:`.logs`)
+LEVEL_NAMES = {level: name for name, level in LOG_LEVELS.items()}
 _CORE_KEYS = frozenset({"ts", "level", "msg"})
 
 

@@ -35,10 +35,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import IntFlag
 
-from .codec import Section, compare_trees
+from ..wire.codec import Section, compare_trees
+from .protocol import UPDATE_IN_PROGRESS
 
 ORPHAN = "#orphan"
-UPDATE_IN_PROGRESS = "update in progress"
 TOKEN_MAX_BYTES = 127
 CMD_MAX_BYTES = 31
 

@@ -2,8 +2,10 @@
 
 Rules of this module:
 
-* No protocol decisions here.  Bytes go through a :class:`~pylvmetad.framing.Framer`,
-  each complete message through :meth:`RequestHandler.handle`, and the reply
+* No protocol decisions here, and no daemon's code: it serves any
+  :class:`MessageHandler` (lvmetad's request handler, lvmlockd's, a test's).
+  Bytes go through a :class:`~pylvmetad.wire.framing.Framer`, each complete
+  message through :meth:`MessageHandler.handle_message`, and the reply
   back out.  Each request runs to completion on the event loop thread, so
   every request is atomic with respect to every other without locks.
 * A connection is an :class:`asyncio.Protocol` (no stream coroutines: a
@@ -22,118 +24,42 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
 import os
 import socket
-import stat
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Protocol, cast
 
-from .framing import DEFAULT_MAX_MESSAGE, Framer, MessageTooLarge, decode, encode_reply
-from .handlers import Reply, RequestHandler, failed
+from ..wire.framing import DEFAULT_MAX_MESSAGE, Framer, MessageTooLarge, decode, encode_reply
+from ..wire.replies import Reply, failed
+from .logs import WIRE
+from .sockets import PeerCredentials, peer_credentials
 
 log = logging.getLogger("pylvmetad")
-WIRE = 15  # between DEBUG and INFO; the original's "wire" log class
-logging.addLevelName(WIRE, "WIRE")
 
 
-class StartupError(Exception):
-    """The daemon cannot start (socket in use, bad path, ...); the message says why."""
+@dataclass(frozen=True)
+class Peer:
+    """Who sent a message: the connection's serial number and its SO_PEERCRED, if known."""
+
+    connection: int
+    credentials: PeerCredentials | None
 
 
-@dataclass
-class PeerCredentials:
-    pid: int
-    uid: int
-    gid: int
+class MessageHandler(Protocol):
+    """What the server serves: one reply per message, never an exception.
 
-
-def peer_credentials(sock: socket.socket) -> PeerCredentials | None:
-    """SO_PEERCRED of a connected UNIX socket, or None where unavailable."""
-    try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    except (OSError, AttributeError):
-        return None
-    pid, uid, gid = struct.unpack("3i", raw)
-    return PeerCredentials(pid, uid, gid)
-
-
-def bind_unix_socket(path: str) -> socket.socket:
-    """Create, bind and listen on ``path`` with mode 0600 from the first instant.
-
-    A stale socket file (nobody answers on it) is removed; a live daemon on
-    it, or a path that is not a socket, is a :class:`StartupError`.
+    ``peer_gone`` is called once when a connection that sent messages (or
+    could have) ends, so a daemon that keeps per-client state (lvmlockd's
+    locks) can drop it; lvmetad keeps none.
     """
-    if len(os.fsencode(path)) > 107:
-        raise StartupError(f"daemon socket path too long: {path}")
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        st = None
-    if st is not None:
-        if not stat.S_ISSOCK(st.st_mode):
-            raise StartupError(f"{path} exists and is not a socket; refusing to remove it")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.settimeout(1.0)
-            probe.connect(path)
-        except OSError:
-            log.warning("removing stale socket %s", path)
-            os.unlink(path)
-        else:
-            raise StartupError(f"socket {path} already in use: another daemon answers there")
-        finally:
-            probe.close()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old_umask = os.umask(0o077)  # no window in which the socket is accessible to others
-    try:
-        sock.bind(path)
-    except OSError as exc:
-        sock.close()
-        raise StartupError(f"cannot bind {path}: {exc.strerror}") from exc
-    finally:
-        os.umask(old_umask)
-    os.chmod(path, 0o600)
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
 
+    def handle_message(self, text: str, peer: Peer) -> Reply: ...
 
-def inherited_socket(path: str, environ: dict[str, str] | None = None) -> socket.socket | None:
-    """The listening socket systemd passed as fd 3, if it is one we should use.
-
-    Accepted when ``LISTEN_PID`` is our pid and ``LISTEN_FDS`` is 1 (the
-    original also wants ``SD_ACTIVATION=1``; we do not insist, so a plain
-    socket unit works too) and fd 3 is a UNIX stream socket bound at ``path``.
-    The variables are removed from the environment either way.
-    """
-    env = os.environ if environ is None else environ
-    listen_pid = env.pop("LISTEN_PID", None)
-    listen_fds = env.pop("LISTEN_FDS", None)
-    env.pop("SD_ACTIVATION", None)
-    env.pop("LISTEN_FDNAMES", None)
-    if listen_pid is None or listen_fds is None:
-        return None
-    if not (listen_pid.isdigit() and int(listen_pid) == os.getpid() and listen_fds == "1"):
-        return None
-    try:
-        sock = socket.socket(fileno=3)
-    except OSError:
-        return None
-    bound = sock.getsockname()
-    if (
-        sock.family != socket.AF_UNIX
-        or sock.type != socket.SOCK_STREAM
-        or not isinstance(bound, str)
-        or not bound.startswith(path)
-    ):
-        sock.detach()
-        return None
-    sock.setblocking(False)
-    return sock
+    def peer_gone(self, peer: Peer) -> None: ...
 
 
 @dataclass
@@ -153,11 +79,11 @@ RequestObserver = Callable[[Reply, float], None]
 
 
 class Server:
-    """Serves a :class:`RequestHandler` on a listening UNIX socket."""
+    """Serves a :class:`MessageHandler` on a listening UNIX socket."""
 
     def __init__(
         self,
-        handler: RequestHandler,
+        handler: MessageHandler,
         sock: socket.socket,
         *,
         socket_path: str | None = None,
@@ -181,6 +107,7 @@ class Server:
         self._idle = asyncio.Event()
         self._idle_handle: asyncio.TimerHandle | None = None
         self._force = False
+        self._serials = itertools.count(1)
 
     # -- lifecycle --------------------------------------------------------
     async def start(self) -> None:
@@ -252,6 +179,7 @@ class Server:
             return False
         self.stats.connections_open += 1
         self.stats.connections_total += 1
+        connection.peer = Peer(next(self._serials), peer)
         self._connections.add(connection)
         self._idle.clear()
         if self._idle_handle is not None:
@@ -265,6 +193,10 @@ class Server:
             return  # it was refused, never counted
         self._connections.discard(connection)
         self.stats.connections_open -= 1
+        try:
+            self.handler.peer_gone(connection.peer)
+        except Exception:  # one client's clean-up must not take the daemon down
+            log.exception("clean-up after %s failed", connection.who)
         if not self.stats.connections_open:
             self._idle.set()
             if not self._stopping.is_set():
@@ -296,6 +228,7 @@ class Connection(asyncio.Protocol):
         self.admitted = False
         self.closing = False
         self.who = "unknown peer"
+        self.peer = Peer(0, None)
         # structured fields of error lines, for --log-json (docs/observability.md)
         self.peer_fields: dict[str, int] = {}
 
@@ -384,7 +317,7 @@ class Connection(asyncio.Protocol):
         if wire:
             log.log(WIRE, "%s", "".join(f"<- {line}\n" for line in text.splitlines()).rstrip("\n"))
         began = time.perf_counter()
-        reply = server.handler.handle_text(text)
+        reply = server.handler.handle_message(text, self.peer)
         elapsed = time.perf_counter() - began
         server.observe(reply, elapsed)
         if reply.response == "failed":

@@ -264,6 +264,13 @@ def to_int32(value: int) -> int:
     return value - (1 << 32) if value & 0x80000000 else value
 
 
+def atoms(node: Node) -> list[Atom]:
+    """A node's atoms as a new list: a list's items, a scalar alone, none for a section."""
+    if isinstance(node, Section):
+        return []
+    return list(node) if isinstance(node, list) else [node]
+
+
 def _first_atom(node: Node | None) -> Atom | None:
     if node is None or isinstance(node, Section):
         return None

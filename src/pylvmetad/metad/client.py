@@ -4,7 +4,8 @@ Rules of this module:
 
 * It is written from the wire protocol (PROTOCOL.md), not from pylvmetad's
   internals: it must work against the original C daemon as well.  It uses
-  only the codec (config text) and the framing terminator.
+  only the wire layer, the protocol's names (:mod:`.protocol`) and the
+  transport of :mod:`pylvmetad.rpc`.
 * :class:`Client` (blocking sockets) and :class:`AsyncClient` (asyncio) have
   the same methods; everything that does not touch a socket — building a
   request, checking the handshake, turning a reply into a result or an
@@ -32,29 +33,42 @@ makes its token the client's own, so the requests in between carry it.
 when it says ``OK`` and raise the matching :class:`LvmetadError` subclass
 otherwise, so a caller handles "not found" or "token mismatch" with
 ``except`` instead of string comparisons.
-
-The reader completes a message the way the C client does (daemon-io.c):
-when the bytes received so far *end* with the terminator.  The daemon never
-sends unsolicited data, so this is exact for every real reply.
 """
 
 from __future__ import annotations
 
 import asyncio
-import builtins
 import os
-import socket
 import threading
-import time
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Final, Self
 
-from .codec import Atom, Node, ParseError, Section, format_tree, parse
-from .framing import TERMINATOR, decode, encode_request
+from ..rpc import (
+    DEFAULT_MAX_REPLY,
+    AsyncTransport,
+    ConnectionLost,
+    DaemonError,
+    DaemonNotRunning,
+    DaemonTimeout,
+    ProtocolError,
+    Transport,
+)
+from ..wire.codec import Atom, Node, ParseError, Section, format_tree, parse
+from ..wire.framing import TERMINATOR, encode_request
+from .protocol import (
+    DEFAULT_SOCKET,
+    PROTOCOL,
+    PROTOCOL_VERSION,
+    SKIP_TOKEN,
+    UPDATE_IN_PROGRESS,
+    default_socket_path,
+)
 
 __all__ = [
+    "DEFAULT_MAX_REPLY",
     "DEFAULT_SOCKET",
+    "SKIP_TOKEN",
     "UPDATE_IN_PROGRESS",
     "AsyncClient",
     "Client",
@@ -71,73 +85,18 @@ __all__ = [
     "default_socket_path",
 ]
 
-#: where LVM's tools look when $LVM_LVMETAD_SOCKET is not set
-DEFAULT_SOCKET: Final = "/run/lvm/lvmetad.socket"
-#: the token that marks a cache population in progress (PROTOCOL.md §4)
-UPDATE_IN_PROGRESS: Final = "update in progress"
-#: the token that passes the daemon's token gate for any request
-SKIP_TOKEN: Final = "skip"
-#: a reply larger than this is treated as a broken peer, not buffered forever
-DEFAULT_MAX_REPLY: Final = 1 << 30
-_RECV_SIZE: Final = 1 << 16
 _TERMINATOR_TEXT: Final = TERMINATOR.decode()
 
 FieldValue = Atom | list[Atom] | bool | Section | None
 
 
-def default_socket_path() -> str:
-    """$LVM_LVMETAD_SOCKET if set and non-empty, else the built-in default (as LVM's tools)."""
-    return os.environ.get("LVM_LVMETAD_SOCKET") or DEFAULT_SOCKET
-
-
 # ---------------------------------------------------------------------------
-# Exceptions
+# Exceptions (the transport's, under the names this client has always had)
 # ---------------------------------------------------------------------------
-class LvmetadError(Exception):
-    """Base of everything this client raises.
-
-    For a reply the daemon refused, ``response`` and ``reason`` are its
-    fields and ``reply`` the whole parsed reply; for transport problems
-    (no daemon, timeout, broken reply) they are ``None``.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        response: str | None = None,
-        reason: str | None = None,
-        reply: Section | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.response = response
-        self.reason = reason
-        self.reply = reply
-
-
-class DaemonNotRunning(LvmetadError):
-    """Nothing accepts connections on the socket (missing file, refused, no permission)."""
-
-    def __init__(self, socket_path: str, cause: OSError) -> None:
-        detail = cause.strerror or str(cause)
-        super().__init__(f"lvmetad is not running: cannot connect to {socket_path}: {detail}")
-        self.socket_path = socket_path
-        self.cause = cause
-
-
-class LvmetadTimeout(LvmetadError, builtins.TimeoutError):
-    """The daemon did not accept the connection or did not finish a reply in time.
-
-    Also a built-in :class:`TimeoutError`, so generic timeout handling catches it.
-    """
-
-
-class ConnectionLost(LvmetadError):
-    """The daemon closed the connection (or it broke) before a complete reply."""
-
-
-class ProtocolError(LvmetadError):
-    """The peer is not an lvmetad speaking protocol version 1, or sent a reply that does not parse."""
+#: base of everything this client raises (see :class:`pylvmetad.rpc.DaemonError`)
+LvmetadError = DaemonError
+#: also a built-in :class:`TimeoutError`
+LvmetadTimeout = DaemonTimeout
 
 
 class RequestFailed(LvmetadError):
@@ -233,7 +192,7 @@ def check_hello(reply: Section, socket_path: str) -> None:
     response = reply.get_str_allow_empty("response")
     protocol = reply.get_str_allow_empty("protocol")
     version = reply.get_int64("version")
-    if response != "OK" or protocol != "lvmetad" or version != 1:
+    if response != "OK" or protocol != PROTOCOL or version != PROTOCOL_VERSION:
         raise ProtocolError(
             f"{socket_path} is not an lvmetad speaking protocol version 1 "
             f"(hello answered response={response!r} protocol={protocol!r} version={version!r})",
@@ -262,25 +221,6 @@ def check_ok(request: str, reply: Section) -> Section:
         raise ProtocolError(f"{request}: reply without a response field", reply=reply)
     error = _SIMPLE_ERRORS.get(response, LvmetadError)
     raise error(message, response=response, reason=reason, reply=reply)
-
-
-class _ReplyReader:
-    """Accumulates received bytes until they end with the terminator (the C client's rule)."""
-
-    __slots__ = ("_buf", "_limit")
-
-    def __init__(self, limit: int) -> None:
-        self._buf = bytearray()
-        self._limit = limit
-
-    def feed(self, data: bytes) -> str | None:
-        """The reply text once complete, else None."""
-        self._buf += data
-        if self._buf.endswith(TERMINATOR):
-            return decode(bytes(self._buf[: -len(TERMINATOR)]))
-        if len(self._buf) > self._limit:
-            raise ProtocolError(f"reply larger than {self._limit} bytes without a terminator")
-        return None
 
 
 class _ClientBase:
@@ -328,9 +268,6 @@ class _ClientBase:
         common = {} if request == "hello" else self._common()
         return build_request(request, merged, common)
 
-    def _timeout_error(self, what: str, limit: float | None) -> LvmetadTimeout:
-        return LvmetadTimeout(f"lvmetad at {self.socket_path} did not {what} within {limit} s")
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.socket_path!r}, token={self.token!r})"
 
@@ -362,13 +299,13 @@ class Client(_ClientBase):
     """
 
     def _init_connection(self) -> None:
-        self._sock: socket.socket | None = None
+        self._transport = Transport(self.socket_path, daemon=PROTOCOL, max_reply=self.max_reply)
         self._lock = threading.Lock()
 
     # -- connection --------------------------------------------------------
     @property
     def connected(self) -> bool:
-        return self._sock is not None
+        return self._transport.connected
 
     def connect(self) -> None:
         """Open the connection and check the hello reply (no-op when already open)."""
@@ -377,7 +314,7 @@ class Client(_ClientBase):
 
     def close(self) -> None:
         with self._lock:
-            self._drop()
+            self._transport.close()
 
     def __enter__(self) -> Self:
         self.connect()
@@ -388,65 +325,16 @@ class Client(_ClientBase):
     ) -> None:
         self.close()
 
-    def _drop(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-
-    def _ensure_connected(self) -> socket.socket:
-        if self._sock is not None:
-            return self._sock
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    def _ensure_connected(self) -> None:
+        transport = self._transport
+        if transport.connected:
+            return
+        transport.open(self.connect_timeout)
         try:
-            sock.settimeout(self.connect_timeout)
-            try:
-                sock.connect(self.socket_path)
-            except builtins.TimeoutError:
-                raise self._timeout_error("accept the connection", self.connect_timeout) from None
-            except OSError as exc:
-                raise DaemonNotRunning(self.socket_path, exc) from exc
-            self._sock = sock
-            text = self._exchange(self._encode("hello", None, {}), self.connect_timeout)
+            text = transport.exchange(self._encode("hello", None, {}), self.connect_timeout)
             check_hello(parse_reply(text), self.socket_path)
         except BaseException:
-            self._sock = None
-            sock.close()
-            raise
-        return sock
-
-    def _exchange(self, data: bytes, limit: float | None) -> str:
-        """Send one request, read one reply; any failure closes the connection.
-
-        A reply left half-read would be taken for the next request's, so a
-        connection is never reused after an exchange that did not complete.
-        """
-        sock = self._sock
-        assert sock is not None
-        deadline = None if limit is None else time.monotonic() + limit
-        reader = _ReplyReader(self.max_reply)
-        try:
-            sock.settimeout(limit)
-            sock.sendall(data)
-            while True:
-                if deadline is not None:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise builtins.TimeoutError
-                    sock.settimeout(remaining)
-                chunk = sock.recv(_RECV_SIZE)
-                if not chunk:
-                    raise ConnectionLost(f"lvmetad at {self.socket_path} closed the connection before replying")
-                text = reader.feed(chunk)
-                if text is not None:
-                    return text
-        except builtins.TimeoutError:
-            self._drop()
-            raise self._timeout_error("reply", limit) from None
-        except OSError as exc:
-            self._drop()
-            raise ConnectionLost(f"connection to lvmetad at {self.socket_path} failed: {exc}") from exc
-        except BaseException:  # our own errors, KeyboardInterrupt: the exchange is unfinished
-            self._drop()
+            transport.close()
             raise
 
     # -- raw requests --------------------------------------------------------
@@ -455,7 +343,7 @@ class Client(_ClientBase):
         data = self._encode(request, body, fields)
         with self._lock:
             self._ensure_connected()
-            return self._exchange(data, self.timeout)
+            return self._transport.exchange(data, self.timeout)
 
     def call(self, request: str, body: Section | None = None, **fields: FieldValue) -> Section:
         """Send ``request`` with ``fields`` and the children of ``body``; return the parsed reply.
@@ -576,14 +464,13 @@ class AsyncClient(_ClientBase):
     """
 
     def _init_connection(self) -> None:
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._transport = AsyncTransport(self.socket_path, daemon=PROTOCOL, max_reply=self.max_reply)
         self._lock: asyncio.Lock | None = None
 
     # -- connection --------------------------------------------------------
     @property
     def connected(self) -> bool:
-        return self._writer is not None
+        return self._transport.connected
 
     def _get_lock(self) -> asyncio.Lock:
         # created lazily: the lock belongs to the loop that first uses the client
@@ -598,7 +485,7 @@ class AsyncClient(_ClientBase):
 
     async def close(self) -> None:
         async with self._get_lock():
-            await self._drop()
+            await self._transport.close()
 
     async def __aenter__(self) -> Self:
         await self.connect()
@@ -609,67 +496,16 @@ class AsyncClient(_ClientBase):
     ) -> None:
         await self.close()
 
-    async def _drop(self) -> None:
-        writer = self._writer
-        self._abort()
-        if writer is not None:
-            try:
-                await writer.wait_closed()
-            except OSError:
-                pass
-
-    def _abort(self) -> None:
-        """Close without waiting: also safe while the task is being cancelled."""
-        writer, self._reader, self._writer = self._writer, None, None
-        if writer is not None:
-            writer.close()
-
     async def _ensure_connected(self) -> None:
-        if self._writer is not None:
+        transport = self._transport
+        if transport.connected:
             return
+        await transport.open(self.connect_timeout)
         try:
-            async with asyncio.timeout(self.connect_timeout):
-                reader, writer = await asyncio.open_unix_connection(self.socket_path)
-        except builtins.TimeoutError:
-            raise self._timeout_error("accept the connection", self.connect_timeout) from None
-        except OSError as exc:
-            raise DaemonNotRunning(self.socket_path, exc) from exc
-        self._reader, self._writer = reader, writer
-        try:
-            text = await self._exchange(self._encode("hello", None, {}), self.connect_timeout)
+            text = await transport.exchange(self._encode("hello", None, {}), self.connect_timeout)
             check_hello(parse_reply(text), self.socket_path)
         except BaseException:
-            self._abort()
-            raise
-
-    async def _exchange(self, data: bytes, limit: float | None) -> str:
-        """Send one request, read one reply; any failure (or cancellation) closes the connection.
-
-        A reply left half-read would be taken for the next request's, so a
-        connection is never reused after an exchange that did not complete.
-        """
-        reader, writer = self._reader, self._writer
-        assert reader is not None and writer is not None
-        framer = _ReplyReader(self.max_reply)
-        try:
-            async with asyncio.timeout(limit):
-                writer.write(data)
-                await writer.drain()
-                while True:
-                    chunk = await reader.read(_RECV_SIZE)
-                    if not chunk:
-                        raise ConnectionLost(f"lvmetad at {self.socket_path} closed the connection before replying")
-                    text = framer.feed(chunk)
-                    if text is not None:
-                        return text
-        except builtins.TimeoutError:
-            self._abort()
-            raise self._timeout_error("reply", limit) from None
-        except OSError as exc:
-            self._abort()
-            raise ConnectionLost(f"connection to lvmetad at {self.socket_path} failed: {exc}") from exc
-        except BaseException:
-            self._abort()
+            transport.abort()
             raise
 
     # -- raw requests --------------------------------------------------------
@@ -678,7 +514,7 @@ class AsyncClient(_ClientBase):
         data = self._encode(request, body, fields)
         async with self._get_lock():
             await self._ensure_connected()
-            return await self._exchange(data, self.timeout)
+            return await self._transport.exchange(data, self.timeout)
 
     async def call(self, request: str, body: Section | None = None, **fields: FieldValue) -> Section:
         """See :meth:`Client.call`."""

@@ -14,7 +14,7 @@ Rules of this module:
 
 Theory of operation
 -------------------
-Per request name there is one :class:`_RequestFigures`: replies counted by
+Per request name there is one :class:`RequestFigures`: replies counted by
 their ``response`` word, and a latency histogram with fixed bucket bounds
 (:data:`BUCKET_BOUNDS`, a 1-2-5 series from 10 µs to 10 s).  Recording a
 request is a dict look-up, a dict increment, a ``bisect`` into the bounds
@@ -51,18 +51,27 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
-from . import LVM_VERSION, __version__
-from .cache import DISABLE_REASONS, UPDATE_IN_PROGRESS, CacheState, GlobalFlag
-from .codec import Node, Section
-from .handlers import Reply
+from .. import LVM_VERSION, __version__
+from ..shell.metrics import (
+    BUCKET_BOUNDS,
+    RequestFigures,
+    RequestSnapshot,
+    copied,
+    cumulative,
+    parse_listen,
+    reason_key,
+)
+from ..wire.codec import Node, Section
+from ..wire.replies import Reply
+from .cache import DISABLE_REASONS, CacheState, GlobalFlag
+from .protocol import UPDATE_IN_PROGRESS
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -70,20 +79,9 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import CollectorRegistry
 
-    from .server import Server
+    from ..shell.server import Server
 
 log = logging.getLogger("pylvmetad")
-
-#: upper bounds (seconds) of the latency buckets; one more bucket holds the rest (+Inf)
-BUCKET_BOUNDS: tuple[float, ...] = (
-    0.00001, 0.00002, 0.00005,
-    0.0001, 0.0002, 0.0005,
-    0.001, 0.002, 0.005,
-    0.01, 0.02, 0.05,
-    0.1, 0.2, 0.5,
-    1.0, 2.0, 5.0,
-    10.0,
-)  # fmt: skip
 
 #: every request name the daemon answers (PROTOCOL.md §5, plus our ``stats``),
 #: ``NONE`` for text that does not parse and the one LVM sends that is refused
@@ -119,46 +117,6 @@ INTERNAL_ERROR = "internal error: "
 #: the result word of each response the daemon sends ("OK" reads as "ok")
 RESULTS = ("ok", "failed", "unknown", "token_mismatch", "token_updating", "multiple")
 
-_NOT_KEY = re.compile(r"[^a-z0-9_]+")
-
-
-class _RequestFigures:
-    """Counts and latency of one request name (written only by the event loop)."""
-
-    __slots__ = ("buckets", "responses", "sum")
-
-    def __init__(self) -> None:
-        #: reply count per response word as sent ("OK", "failed", ...)
-        self.responses: dict[str, int] = {}
-        #: observations per bucket of BUCKET_BOUNDS, the last one +Inf
-        self.buckets: list[int] = [0] * (len(BUCKET_BOUNDS) + 1)
-        self.sum = 0.0
-
-
-@dataclass
-class RequestSnapshot:
-    """A copy of one request's figures, safe to read on any thread."""
-
-    responses: dict[str, int]
-    buckets: list[int]
-    sum: float
-
-    @property
-    def count(self) -> int:
-        return sum(self.buckets)
-
-    def results(self) -> dict[str, int]:
-        """Counts by result word: ``ok``, ``failed``, ``unknown``, ``token_mismatch``, ..."""
-        out: dict[str, int] = {}
-        for response, n in self.responses.items():
-            result = response.lower()
-            out[result] = out.get(result, 0) + n
-        return out
-
-    def quantile(self, q: float) -> float:
-        return histogram_quantile(q, self.buckets)
-
-
 @dataclass
 class Snapshot:
     """Every figure at one moment; what both outputs are built from."""
@@ -184,47 +142,6 @@ class Snapshot:
         return self.token == UPDATE_IN_PROGRESS
 
 
-def histogram_quantile(q: float, buckets: list[int]) -> float:
-    """The ``q`` quantile (0..1) of a bucketed distribution, in seconds.
-
-    Linear interpolation within the bucket holding the rank, the lowest
-    bucket starting at 0; a rank in the +Inf bucket reads as the highest
-    finite bound (nothing better is known).  0.0 when nothing was observed.
-    """
-    total = sum(buckets)
-    if total == 0:
-        return 0.0
-    rank = q * total
-    seen = 0
-    for i, n in enumerate(buckets):
-        if n and seen + n >= rank:
-            if i == len(BUCKET_BOUNDS):
-                return BUCKET_BOUNDS[-1]
-            lower = BUCKET_BOUNDS[i - 1] if i else 0.0
-            upper = BUCKET_BOUNDS[i]
-            return lower + (upper - lower) * max(rank - seen, 0.0) / n
-        seen += n
-    return BUCKET_BOUNDS[-1]
-
-
-def reason_key(reason: str) -> str:
-    """A failure reason as a bare config key: ``"VG not found"`` -> ``vg_not_found``."""
-    return _NOT_KEY.sub("_", reason.lower()).strip("_") or "unspecified"
-
-
-_T = TypeVar("_T")
-
-
-def _copied(copy: Callable[[], _T]) -> _T:
-    """Run a C-level copy of a container the event loop may be writing (see module doc)."""
-    for _ in range(5):
-        try:
-            return copy()
-        except RuntimeError:  # changed size during the copy: take it again
-            continue
-    return copy()
-
-
 class Metrics:
     """The daemon's figures: fed by the server, read by ``stats`` and Prometheus."""
 
@@ -233,7 +150,7 @@ class Metrics:
         self.server: Server | None = None
         self.clock = clock
         self.started = clock()
-        self._figures: dict[str, _RequestFigures] = {}
+        self._figures: dict[str, RequestFigures] = {}
         self.failures: dict[tuple[str, str], int] = {}
         self._http: WSGIServer | None = None
         self._http_thread: threading.Thread | None = None
@@ -258,12 +175,12 @@ class Metrics:
         if reply.reason is not None:
             self._count_failure(request, reply.reason)
 
-    def _figures_for(self, request: str) -> tuple[str, _RequestFigures]:
+    def _figures_for(self, request: str) -> tuple[str, RequestFigures]:
         if request not in KNOWN_REQUESTS:
             request = OTHER_REQUEST
         figures = self._figures.get(request)
         if figures is None:
-            figures = self._figures[request] = _RequestFigures()
+            figures = self._figures[request] = RequestFigures()
         return request, figures
 
     def _count_failure(self, request: str, reason: str) -> None:
@@ -278,11 +195,11 @@ class Metrics:
     # -- reading ------------------------------------------------------------
     def snapshot(self) -> Snapshot:
         """Copy every figure; safe from any thread (see the module doc)."""
-        figures = _copied(self._figures.copy)
+        figures = copied(self._figures.copy)
         requests = {
-            name: RequestSnapshot(_copied(f.responses.copy), f.buckets[:], f.sum) for name, f in figures.items()
+            name: RequestSnapshot(copied(f.responses.copy), f.buckets[:], f.sum) for name, f in figures.items()
         }
-        snap = Snapshot(requests=requests, failures=_copied(self.failures.copy))
+        snap = Snapshot(requests=requests, failures=copied(self.failures.copy))
         server = self.server
         if server is not None:
             stats = server.stats
@@ -295,8 +212,8 @@ class Metrics:
         else:
             snap.uptime = self.clock() - self.started
         state = self.state
-        outdated = _copied(lambda: list(state.vgid_to_outdated_pvs.values()))
-        infos = _copied(lambda: list(state.vgid_to_info.values()))
+        outdated = copied(lambda: list(state.vgid_to_outdated_pvs.values()))
+        infos = copied(lambda: list(state.vgid_to_info.values()))
         snap.cache = {
             "pvs": len(state.pvid_to_pvmeta),
             "vgs": len(state.vgid_to_metadata),
@@ -429,16 +346,6 @@ class Metrics:
         self._http = self._http_thread = None
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6addr]:PORT`` for IPv6) as (host, port); ValueError if malformed."""
-    host, sep, port_text = listen.rpartition(":")
-    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
-        raise ValueError(f"expected HOST:PORT, got {listen!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port_text)
-
-
 def prometheus_registry(metrics: Metrics) -> CollectorRegistry:
     """A registry holding the daemon's figures (read per scrape) and the process collector."""
     from prometheus_client.process_collector import ProcessCollector
@@ -473,7 +380,7 @@ def prometheus_families(snap: Snapshot) -> Iterator[Metric]:
         figures = snap.requests[name]
         for result, n in sorted(figures.results().items()):
             requests.add_metric((name, result), n)
-        durations.add_metric((name,), list(_cumulative(figures.buckets)), figures.sum)
+        durations.add_metric((name,), list(cumulative(figures.buckets)), figures.sum)
     yield requests
     yield durations
     failures = CounterMetricFamily(
@@ -529,11 +436,3 @@ def prometheus_families(snap: Snapshot) -> Iterator[Metric]:
     )
     yield GaugeMetricFamily("pylvmetad_uptime_seconds", "Seconds since the daemon started", snap.uptime)
     yield InfoMetricFamily("pylvmetad", "Daemon version", {"version": __version__, "lvm_version": LVM_VERSION})
-
-
-def _cumulative(buckets: Iterable[int]) -> Iterator[tuple[str, int]]:
-    """Per-bucket counts as Prometheus' cumulative ``(le, count)`` pairs."""
-    running = 0
-    for bound, n in zip((*(repr(b) for b in BUCKET_BOUNDS), "+Inf"), buckets, strict=True):
-        running += n
-        yield bound, running

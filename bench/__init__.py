@@ -1,0 +1,1 @@
+"""Benchmarks, run from a checkout (not shipped in the wheel): ``python -m bench.daemon``, ``bench.codec``, ``bench.scan``."""

@@ -1,0 +1,115 @@
+"""The daemon's listening socket and its peers: bind, inherit from systemd, SO_PEERCRED.
+
+Rules of this module:
+
+* A socket is never reachable by others, not even for an instant: it is
+  bound under umask 077 and chmod 0600 before ``listen``.
+* A stale socket file (nobody answers on it) is removed; anything else at
+  the path is left alone and reported as a :class:`StartupError`.
+* Nothing here knows which daemon it serves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import stat
+import struct
+from dataclasses import dataclass
+
+from .process import StartupError
+
+log = logging.getLogger("pylvmetad")
+
+
+@dataclass
+class PeerCredentials:
+    pid: int
+    uid: int
+    gid: int
+
+
+def peer_credentials(sock: socket.socket) -> PeerCredentials | None:
+    """SO_PEERCRED of a connected UNIX socket, or None where unavailable."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except (OSError, AttributeError):
+        return None
+    pid, uid, gid = struct.unpack("3i", raw)
+    return PeerCredentials(pid, uid, gid)
+
+
+def bind_unix_socket(path: str) -> socket.socket:
+    """Create, bind and listen on ``path`` with mode 0600 from the first instant.
+
+    A stale socket file (nobody answers on it) is removed; a live daemon on
+    it, or a path that is not a socket, is a :class:`StartupError`.
+    """
+    if len(os.fsencode(path)) > 107:
+        raise StartupError(f"daemon socket path too long: {path}")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None:
+        if not stat.S_ISSOCK(st.st_mode):
+            raise StartupError(f"{path} exists and is not a socket; refusing to remove it")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.settimeout(1.0)
+            probe.connect(path)
+        except OSError:
+            log.warning("removing stale socket %s", path)
+            os.unlink(path)
+        else:
+            raise StartupError(f"socket {path} already in use: another daemon answers there")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o077)  # no window in which the socket is accessible to others
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot bind {path}: {exc.strerror}") from exc
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def inherited_socket(path: str, environ: dict[str, str] | None = None) -> socket.socket | None:
+    """The listening socket systemd passed as fd 3, if it is one we should use.
+
+    Accepted when ``LISTEN_PID`` is our pid and ``LISTEN_FDS`` is 1 (the
+    original also wants ``SD_ACTIVATION=1``; we do not insist, so a plain
+    socket unit works too) and fd 3 is a UNIX stream socket bound at ``path``.
+    The variables are removed from the environment either way.
+    """
+    env = os.environ if environ is None else environ
+    listen_pid = env.pop("LISTEN_PID", None)
+    listen_fds = env.pop("LISTEN_FDS", None)
+    env.pop("SD_ACTIVATION", None)
+    env.pop("LISTEN_FDNAMES", None)
+    if listen_pid is None or listen_fds is None:
+        return None
+    if not (listen_pid.isdigit() and int(listen_pid) == os.getpid() and listen_fds == "1"):
+        return None
+    try:
+        sock = socket.socket(fileno=3)
+    except OSError:
+        return None
+    bound = sock.getsockname()
+    if (
+        sock.family != socket.AF_UNIX
+        or sock.type != socket.SOCK_STREAM
+        or not isinstance(bound, str)
+        or not bound.startswith(path)
+    ):
+        sock.detach()
+        return None
+    sock.setblocking(False)
+    return sock
