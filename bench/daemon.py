@@ -2,7 +2,7 @@
 
 Rules of this module:
 
-* It speaks only the wire protocol (PROTOCOL.md): it builds request texts,
+* It speaks only the wire protocol (docs/protocol.md): it builds request texts,
   sends them over the UNIX socket and reads replies.  It uses the wire layer
   as text helpers, the client transport (:mod:`pylvmetad.rpc`) to exchange
   them and the protocol's names, and imports nothing of the daemon itself, so
@@ -396,7 +396,7 @@ class Bench:
 
     # -- setup -------------------------------------------------------------
     def take_token(self) -> None:
-        """The token protocol as pvscan --cache runs it (PROTOCOL.md §4)."""
+        """The token protocol as pvscan --cache runs it (docs/protocol.md §4)."""
         begin = Identity(UPDATE_IN_PROGRESS, self.pid, "pvscan")
         with self.connect() as c:
             c.call("hello", simple_request("hello", begin))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pylvmetad.codec import parse
+from pylvmetad.wire.codec import parse
 from support import lvm202
 from support.differential import Bed, canonical, pretty, raw_request
 from support.lvm202 import LoopDevices, Lvm202

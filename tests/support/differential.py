@@ -27,12 +27,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from pylvmetad.codec import Section, parse
+from pylvmetad.wire.codec import Section, parse
 from support import lvm202
 from support.lvm202 import Daemon, LoopDevices, Lvm, Lvm202, Masker, Result
 
 #: the pylvmetad-scan command line (module form, so PYTHONPATH picks the worktree)
-SCAN_MODULE = "pylvmetad.scan"
+SCAN_MODULE = "pylvmetad.scanner.scan"
 DEVICES = 4
 #: a directory to keep every scenario's two transcripts in (for reading them, not for the test)
 TRANSCRIPTS_ENV = "PYLVMETAD_LIVE_TRANSCRIPTS"

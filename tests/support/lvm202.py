@@ -58,7 +58,7 @@ HOW_TO_GET = (
     "(https://sourceware.org/pub/lvm2/releases/LVM2.2.02.188.tgz) and run scripts/build-lvm202"
 )
 #: how the tests start pylvmetad (the module of its command line)
-PYLVMETAD_MODULE = "pylvmetad.cli"
+PYLVMETAD_MODULE = "pylvmetad.metad.cli"
 MiB = 1 << 20
 
 

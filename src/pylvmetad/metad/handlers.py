@@ -2,8 +2,8 @@
 
 Rules of this module:
 
-* A handler reads request fields with LVM's getters (PROTOCOL-REFERENCE.md
-  §2.8), calls one :class:`~pylvmetad.cache.CacheState` operation and
+* A handler reads request fields with LVM's getters (docs/protocol.md
+  §2), calls one :class:`~pylvmetad.cache.CacheState` operation and
   builds the reply text.  It never changes a table itself and never does I/O.
 * Every message gets exactly one reply; no exception escapes
   :meth:`RequestHandler.handle` (an unexpected one becomes ``failed`` and the
@@ -64,7 +64,7 @@ _INVALID_BIT = int(GlobalFlag.INVALID)
 
 @dataclass
 class Request:
-    """The fields every request is read for (PROTOCOL-REFERENCE.md §4.0)."""
+    """The fields every request is read for (docs/protocol.md §4)."""
 
     tree: Section
     name: str
@@ -96,7 +96,7 @@ class Request:
 
 
 # ---------------------------------------------------------------------------
-# vg_lookup's edits of a PV section (PROTOCOL.md §5 vg_lookup)
+# vg_lookup's edits of a PV section (docs/protocol.md §5 vg_lookup)
 # ---------------------------------------------------------------------------
 def pvmeta_for_vg(pvmeta: Section) -> list[tuple[str, Node]]:
     """The pvmeta children vg_lookup puts in front of a PV: less ``id`` and ``dev_size``.
@@ -224,7 +224,7 @@ class RequestHandler:
             ("reason", reason),
         )
 
-    # -- token protocol (PROTOCOL.md §4) --------------------------------
+    # -- token protocol (docs/protocol.md §4) --------------------------------
     def token_update(self, req: Request) -> Reply:
         tokens: TokenState = self.state.tokens
         now = self.state.now()
@@ -541,7 +541,7 @@ def _pairs(title: str, name: str, pairs: list[tuple[str, str]]) -> str:
 
 
 def format_dump(state: CacheState) -> str:
-    """The ``dump`` text (PROTOCOL-REFERENCE.md §8): every table, in table order."""
+    """The ``dump`` text (docs/protocol.md §5, dump): every table, in table order."""
     out = ["# VG METADATA\n\n"]
     for metadata in state.vgid_to_metadata.values():
         out.append(format_tree(Section([(metadata.get_str("id") or "unknown", metadata)])))
