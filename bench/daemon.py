@@ -2,7 +2,7 @@
 
 Rules of this module:
 
-* It speaks only the wire protocol (PROTOCOL.md): it builds request texts,
+* It speaks only the wire protocol (docs/protocol.md): it builds request texts,
   sends them over the UNIX socket and reads replies.  It uses the wire layer
   as text helpers, the client transport (:mod:`pylvmetad.rpc`) to exchange
   them and the protocol's names, and imports nothing of the daemon itself, so
@@ -396,7 +396,7 @@ class Bench:
 
     # -- setup -------------------------------------------------------------
     def take_token(self) -> None:
-        """The token protocol as pvscan --cache runs it (PROTOCOL.md §4)."""
+        """The token protocol as pvscan --cache runs it (docs/protocol.md §4)."""
         begin = Identity(UPDATE_IN_PROGRESS, self.pid, "pvscan")
         with self.connect() as c:
             c.call("hello", simple_request("hello", begin))
@@ -671,6 +671,12 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--socket", help="socket of a running daemon")
     where.add_argument("--spawn", action="store_true", help="start a pylvmetad on a temporary socket")
     where.add_argument("--spawn-cmd", metavar="CMD", help="start CMD ({socket} and {pidfile} filled in)")
+    where.add_argument(
+        "--compare",
+        metavar="CMD",
+        help="measure CMD (e.g. the C lvmetad: 'lvmetad -f -s {socket} -p {pidfile}') and pylvmetad side by side",
+    )
+    p.add_argument("--rounds", type=int, default=3, help="rounds of each daemon with --compare (default 3)")
     p.add_argument("--duration", type=float, default=3.0, help="seconds per timed row (default 3)")
     pid = p.add_mutually_exclusive_group()
     pid.add_argument("--pid-of-daemon", type=int, metavar="PID", help="read RSS of this pid")
@@ -696,6 +702,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench.run()
         return bench, daemon_memory(pid or bench.daemon_pid)
 
+    if args.compare:
+        # Imported here: run as ``-m bench.daemon`` this file is __main__, and
+        # bench.compare sees it as bench.daemon, with its own BenchError class.
+        from . import daemon as harness
+        from .compare import compare, format_comparison
+
+        try:
+            c_side, py_side = compare(args.compare, settings, rounds=args.rounds)
+        except (BenchError, harness.BenchError, DaemonError, OSError) as exc:
+            print(f"bench FAILED: {exc}", file=sys.stderr)
+            return 1
+        print(format_comparison(c_side, py_side, args.rounds))
+        return 0
     try:
         if args.socket:
             bench, memory = run(args.socket)

@@ -19,18 +19,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def conformance_dir() -> Path:
-    """The recorded LVM traffic: $PYLVMETAD_CONFORMANCE, else ../shared/conformance."""
+    """The recorded LVM traffic: $PYLVMETAD_CONFORMANCE, else the copy in tests/data/conformance."""
     env = os.environ.get("PYLVMETAD_CONFORMANCE")
-    candidates = [Path(env)] if env else []
-    candidates += [REPO.parent / "shared" / "conformance", Path("/work/shared/conformance")]
-    for path in candidates:
-        if (path / "replay.py").exists():
-            return path
-    raise AssertionError(
-        "conformance corpus not found; set PYLVMETAD_CONFORMANCE (looked in: "
-        + ", ".join(str(c) for c in candidates)
-        + ")"
-    )
+    path = Path(env) if env else REPO / "tests" / "data" / "conformance"
+    if not (path / "replay.py").exists():
+        raise AssertionError(f"conformance corpus not found in {path} (PYLVMETAD_CONFORMANCE={env!r})")
+    return path
 
 
 @dataclass

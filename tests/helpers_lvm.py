@@ -241,7 +241,7 @@ class Session:
     update_timeout: int = 10
     replies: list[Reply] = field(default_factory=list)
     #: cleared by a test that deliberately reaches a state where the original
-    #: lets an invariant slip (PROTOCOL-REFERENCE.md §3.5, "known ways")
+    #: lets an invariant slip (docs/protocol.md §3, invariants)
     invariants_hold: bool = True
 
     @property
@@ -280,7 +280,7 @@ class Session:
             self.update_timeout = saved
 
     def populate(self, *pv_found_requests: str, token: str | None = None) -> list[dict[str, object]]:
-        """The population protocol of a command (PROTOCOL-REFERENCE.md §6.5).
+        """The population protocol of a command (docs/protocol.md §4, population).
 
         ``token_update`` to "update in progress", ``pv_clear_all``, one
         ``pv_found`` per device, ``token_update`` to the command's filter
@@ -334,7 +334,7 @@ def atoms(value: object) -> list[Atom]:
     return [value]
 
 
-#: the dump of an empty cache, as the original writes it (PROTOCOL-REFERENCE.md §8)
+#: the dump of an empty cache, as the original writes it (docs/protocol.md §5, dump)
 EMPTY_DUMP = """# VG METADATA
 
 

@@ -11,7 +11,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-import pytest
+from support.skips import require_root, unavailable
 
 MiB = 1 << 20
 
@@ -68,12 +68,13 @@ class LvmSandbox:
 
     def attach(self, image: Path) -> str:
         """``losetup --find --show``; a failure fails the test (these tests need loop devices)."""
+        require_root("loop devices")
         try:
             r = subprocess.run(["losetup", "--find", "--show", str(image)], capture_output=True, text=True, timeout=60)
         except FileNotFoundError as e:
-            pytest.fail(f"cannot create loop devices: losetup is not installed ({e})")
+            unavailable(f"cannot create loop devices: losetup is not installed ({e}; apt-get install util-linux)")
         if r.returncode != 0 or not r.stdout.strip():
-            pytest.fail(
+            unavailable(
                 f"cannot create a loop device for {image} (losetup --find --show: rc={r.returncode}, "
                 f"{r.stderr.strip()}); these tests need root and working /dev/loop-control"
             )
@@ -107,7 +108,7 @@ class LvmSandbox:
         try:
             r = subprocess.run(["lvm", *args], capture_output=True, text=True, env=env, timeout=120)
         except FileNotFoundError as e:
-            pytest.fail(f"these tests need the lvm2 tools (lvm): {e}")
+            unavailable(f"these tests need the lvm2 tools (lvm; apt-get install lvm2): {e}")
         if r.returncode != 0:
             raise AssertionError(f"lvm {' '.join(args)} failed (rc={r.returncode}):\n{r.stdout}\n{r.stderr}")
         return r.stdout
@@ -124,5 +125,3 @@ class LvmSandbox:
 def unique_name(prefix: str) -> str:
     """A VG name no other test (or agent) uses at the same time."""
     return f"{prefix}{uuid.uuid4().hex[:10]}"
-
-

@@ -1,4 +1,4 @@
-"""Bad input against a real daemon (PROTOCOL.md §8, PROTOCOL-REFERENCE.md §10).
+"""Bad input against a real daemon (docs/protocol.md §8).
 
 Each row is raw bytes a client writes, and the replies it must get.  The
 daemon holds a small VG throughout; its ``dump`` must be byte-identical

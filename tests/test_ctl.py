@@ -47,7 +47,7 @@ COMMANDS = [
 ]
 
 
-# PROTOCOL-REFERENCE.md §8's example, plus a second VG sharing the name "vg0"
+# a dump (docs/protocol.md §5), plus a second VG sharing the name "vg0"
 EXAMPLE_DUMP = """# VG METADATA
 
 aaaaaa-bbbb-cccc-dddd-eeee-ffff-000001 {

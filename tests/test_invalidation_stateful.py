@@ -1,4 +1,4 @@
-"""Invalidation safety (PROTOCOL.md §7) as a state machine over RequestHandler.
+"""Invalidation safety (docs/protocol.md §7) as a state machine over RequestHandler.
 
 The model tracks only what the safety rules need:
 
@@ -201,7 +201,7 @@ TestInvalidation = Invalidation.TestCase
 
 
 def test_purge_by_a_lower_seqno_drops_the_invalidation_as_the_original_does() -> None:
-    """A known hole, kept for fidelity: PROTOCOL.md §7 says a stale VG is never served
+    """A known hole, kept for fidelity: docs/protocol.md §7 says a stale VG is never served
     without vg_invalid, but a vg_update with a *lower* seqno purges and re-adds the VG and
     the original drops its info record with it; conformance/fuzz.jsonl records exactly
     that (keeping the flag fails 3 of its exchanges)."""

@@ -1,6 +1,6 @@
 """Resource limits against a real daemon: message size, stalled and idle clients.
 
-PROTOCOL.md §9: a request over ``--max-message`` gets ``failed`` "request too
+docs/protocol.md §9: a request over ``--max-message`` gets ``failed`` "request too
 large" and the connection is closed, and the daemon never buffers past the
 limit; a stalled client blocks nobody; thousands of idle connections are fine.
 """

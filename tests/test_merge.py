@@ -1,4 +1,4 @@
-"""The VG metadata merge (PROTOCOL.md §6, PROTOCOL-REFERENCE.md §4.5), one rule per test.
+"""The VG metadata merge (docs/protocol.md §6), one rule per test.
 
 Metadata reaches the cache two ways: from a PV (``pv_found`` with
 ``metadata``, the reporting PV is known) and from a command (``vg_update``).
@@ -206,7 +206,7 @@ def test_newer_metadata_from_a_pv_orphans_pvs_it_no_longer_lists(s: Session) -> 
 
 
 def test_equal_seqno_with_different_content_from_a_pv_is_ignored(s: Session) -> None:
-    """REFERENCE §10.4: ignored, changed 0 when the PV record did not change."""
+    """docs/protocol.md §6 (step 4): ignored, changed 0 when the PV record did not change."""
     scanned(s, seqno=2)
     before = s.dump()
     reply = s.fields(pv_found(PV2, D2, vgname="vg0", metadata=vg_metadata(VG, 2, [PV1, PV2], extra=TAG)))
@@ -323,7 +323,7 @@ def test_pv_moving_away_keeps_a_vg_with_another_present_pv(s: Session) -> None:
 
 
 def test_vg_remove_orphans_pvs_even_when_claimed_by_another_vg(s: Session) -> None:
-    """REFERENCE §10.4."""
+    """docs/protocol.md §5, vg_remove."""
     scanned(s)
     s.fields(vg_update("vg1", vg_metadata(VG2, 1, [PV2])))
     s.fields(request("vg_remove", uuid=VG))
@@ -333,7 +333,7 @@ def test_vg_remove_orphans_pvs_even_when_claimed_by_another_vg(s: Session) -> No
 
 
 def test_vg_update_of_a_vg_without_present_pvs_stays_cached(s: Session) -> None:
-    """REFERENCE §10.4: every PV shows MISSING."""
+    """docs/protocol.md §5, vg_lookup: every PV shows MISSING."""
     s.populate()
     assert s.fields(vg_update("vg0", vg_metadata(VG, 1, [PV1, PV2]))) == {"response": "OK"}
 
@@ -372,7 +372,7 @@ def test_device_hints_are_stripped_from_stored_metadata(s: Session) -> None:
     ids=["usual", "second of two kept", "separated both go", "first child kept", "three in a row"],
 )
 def test_device_hint_cursor_quirk(s: Session, items: list[tuple[str, str]], kept: list[str]) -> None:
-    """REFERENCE §3.4.1: a ``device`` right after a removed one (or first) survives."""
+    """docs/protocol.md §6 (step 2): a ``device`` right after a removed one (or first) survives."""
     s.populate(pv_found(PV1, D1))
     s.fields(vg_update("vg0", vg_metadata(VG, 1, [PVRef(PV1, items=items)])))
 

@@ -1,6 +1,6 @@
 """Every request and every failure reply of the spec, driven through the handler core.
 
-PROTOCOL.md §5 and PROTOCOL-REFERENCE.md §4 case by case: each test sends
+docs/protocol.md §5 case by case: each test sends
 request texts shaped like LVM's, parses the reply and looks at the cache
 tables.  The fixture checks the cache invariants after every test.
 """
@@ -244,7 +244,7 @@ def test_a4_known_pv_on_another_device_is_a_duplicate(s: Session) -> None:
 def test_a5_after_pv_gone_by_uuid_left_a_stale_device_entry(s: Session) -> None:
     s.populate(pv_found(PV1, D1))
     assert s.fields(request("pv_gone", uuid=PV1)) == {"response": "OK"}
-    assert s.state.device_to_pvid == {D1: PV1}  # the residue (REFERENCE §10.4)
+    assert s.state.device_to_pvid == {D1: PV1}  # the residue (docs/protocol.md §3, invariants)
     before = s.dump()
 
     assert s.fields(pv_found(PV1, D1)) == failed("Ignore PV for unknown state")
@@ -262,7 +262,7 @@ def test_a5_when_the_pv_record_names_a_device_with_no_entry(s: Session) -> None:
 
 
 def test_a3_over_a_stale_entry_moves_a_known_pv_without_duplicate(s: Session) -> None:
-    """REFERENCE §4.4 A3: the previous occupant has no record, so no duplicate check is made;
+    """docs/protocol.md §5, pv_found: the previous occupant has no record, so no duplicate check is made;
     the PV's record is replaced and its old device entry is left behind."""
     s.populate(pv_found(PV1, D1), pv_found(PV2, D2))
     s.fields(request("pv_gone", uuid=PV2))  # D2 -> PV2 stays, PV2 has no record
@@ -274,7 +274,7 @@ def test_a3_over_a_stale_entry_moves_a_known_pv_without_duplicate(s: Session) ->
 
 
 def test_a3_after_pv_gone_by_uuid_deletes_the_first_pv_record(s: Session) -> None:
-    """REFERENCE §4.7: a different PV on the stale device replaces the old record."""
+    """docs/protocol.md §5, pv_gone: a different PV on the stale device replaces the old record."""
     s.populate(pv_found(PV1, D1))
     s.fields(request("pv_gone", uuid=PV1))
 
@@ -323,7 +323,7 @@ def test_older_metadata_from_a_pv_reports_changed_1(s: Session) -> None:
 
 
 def test_seqno_0_for_an_uncached_vg_gives_status_null(s: Session) -> None:
-    """Checklist D.19 / REFERENCE §10.2: PV stored, metadata ignored, status "(null)"."""
+    """docs/protocol.md §5, pv_found: PV stored, metadata ignored, status "(null)"."""
     s.populate()
     reply = s.fields(pv_found(PV1, D1, vgname="vg0", metadata=vg_metadata(VG, 0, [PV1])))
 
@@ -480,7 +480,7 @@ def test_pv_lookup_of_an_orphan_has_neither_vgid_nor_vgname(s: Session) -> None:
 
 
 def test_pv_lookup_of_a_pv_whose_vg_was_dropped_has_vgid_without_vgname(s: Session) -> None:
-    """REFERENCE §3.5: pvid_to_vgid may name a VG no longer cached."""
+    """docs/protocol.md §3, invariants: pvid_to_vgid may name a VG no longer cached."""
     s.populate(pv_found(PV1, D1, vgname="vg0", metadata=vg_metadata(VG, 1, [PV1, PV2])))
     s.fields(pv_found(PV1, D1, vgname="vg1", metadata=vg_metadata(vgid(2), 1, [PV1])))
     s.fields(pv_found(PV2, D2, mda_ignore=None))
@@ -490,7 +490,7 @@ def test_pv_lookup_of_a_pv_whose_vg_was_dropped_has_vgid_without_vgname(s: Sessi
 
 
 def test_large_device_numbers_are_read_as_32_bits_by_lookup_and_gone(s: Session) -> None:
-    """REFERENCE §3.2: a PV registered with a device >= 2^32 cannot be found by device."""
+    """docs/protocol.md §3 (device numbers are the keys): a PV registered with a device >= 2^32 cannot be found by device."""
     big = 4294967296 + D1
     s.populate(pv_found(PV1, big))
 
@@ -711,7 +711,7 @@ def test_vg_lookup_merges_pvmeta_without_id_and_dev_size(s: Session) -> None:
 
 
 def test_vg_lookup_pvmeta_dropping_quirk_keeps_an_id_right_after_dev_size(s: Session) -> None:
-    """REFERENCE §4.12(a): the node after a dropped one is not re-checked."""
+    """docs/protocol.md §5, vg_lookup: the node after a dropped one is not re-checked."""
     created(s)
     body = f'request="pv_found"\npvmeta {{\n\tdevice={D1}\n\tdev_size=1\n\tid="{PV1}"\n\tformat="lvm2"\n}}\n'
     assert s.fields(body)["changed"] == 1
@@ -965,7 +965,7 @@ def test_set_vg_info_version_not_above_seqno_does_nothing(s: Session, version: i
 
 @pytest.mark.parametrize(("version", "info"), [(4294967295, None), (4294967296 + 5, VGInfo(5, 1))])
 def test_set_vg_info_version_is_read_as_32_bits(s: Session, version: int, info: VGInfo | None) -> None:
-    """REFERENCE §4.14: 4294967295 reads as -1 (ignored); 2^32 + 5 reads as 5."""
+    """docs/protocol.md §5, set_vg_info: 4294967295 reads as -1 (ignored); 2^32 + 5 reads as 5."""
     populated(s, seqno=3)
     s.fields(request("set_vg_info", uuid=VG, version=version))
     assert s.state.vgid_to_info.get(VG) == info
@@ -1023,7 +1023,7 @@ def test_set_vg_info_of_an_unknown_vg_does_nothing(s: Session, fields: dict[str,
 
 
 def test_vg_update_with_the_announced_seqno_clears_the_flag_and_keeps_the_record(s: Session) -> None:
-    """Checklist D.12 (second half), the two-phase update of REFERENCE §5.4."""
+    """Checklist D.12 (second half), the two-phase update of docs/protocol.md §7."""
     created(s)
     s.fields(request("set_vg_info", uuid=VG, name="vg0", version=2))
     assert vg_invalid(s)

@@ -1,6 +1,6 @@
 """Who may talk to the daemon, and what it does to the files around it.
 
-Socket creation (PROTOCOL-REFERENCE.md §1.1): mode 0600 from the first
+Socket creation (docs/protocol.md §1): mode 0600 from the first
 instant (bind under umask 077), a live daemon on the path is never displaced,
 a stale socket is replaced, anything that is not a socket is left alone.  The
 pid file lock (§1.5), ``--allow-uid`` (SO_PEERCRED), peer logging, and

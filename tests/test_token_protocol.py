@@ -1,6 +1,6 @@
-"""The token protocol (PROTOCOL.md §4, PROTOCOL-REFERENCE.md §4.2, §6), without sockets.
+"""The token protocol (docs/protocol.md §4), without sockets.
 
-``token_update`` is tested as the state machine of REFERENCE §6.7, one table
+``token_update`` is tested as the state machine of docs/protocol.md §4, one table
 row per transition; then the two gates every other request passes, the
 cancellation of an abandoned update by ``get_global_info`` (driven by a fake
 clock) and the length limits on the token and the updater's command name.
@@ -406,7 +406,7 @@ def test_update_in_progress_with_updater_pid_zero_serves_any_pid(s: Session) -> 
 
 
 def test_taken_over_updater_is_locked_out(s: Session) -> None:
-    """REFERENCE §6.5: after a takeover the old updater's requests and its finish are refused."""
+    """docs/protocol.md §4: after a takeover the old updater's requests and its finish are refused."""
     s.token_update(IP, pid=UPDATER, update_timeout=5)
     s.clock.advance(5)
     assert s.token_update(IP, pid=OTHER).get_str("response") == "OK"

@@ -6,7 +6,7 @@ follows the table's *action*, so what is checked against the daemon is the
 rest of the row: the reply's response word is the one that action means,
 the request reached the row (the state was in its phase) and the daemon ends
 in the row's *next phase*, which no code reads.  What each action must be is
-pinned down independently, row by row of PROTOCOL-REFERENCE.md §6.7, in
+pinned down independently, row by row of docs/protocol.md §4, in
 test_token_protocol.py.
 """
 

@@ -1,4 +1,4 @@
-"""The daemon's state: every table of PROTOCOL.md §3 and the operations on them.
+"""The daemon's state: every table of docs/protocol.md §3 and the operations on them.
 
 Rules of this module:
 
@@ -9,7 +9,7 @@ Rules of this module:
   consistent (``check_invariants`` says what that means).  An operation that
   refuses does so *before* it changes anything, except where the original
   daemon deliberately keeps a partial effect (pv_found's outdated marking and
-  the duplicate case, PROTOCOL-REFERENCE.md §4.4).
+  the duplicate case, docs/protocol.md §5, pv_found).
 * Method and table names follow the spec (``pvid_to_vgid``,
   ``remove_vg_if_missing``) so the code can be read beside it.
 
@@ -81,7 +81,7 @@ class VGInfo:
 
 @dataclass
 class TokenState:
-    """The cache token and the bookkeeping of a running update (PROTOCOL.md §4)."""
+    """The cache token and the bookkeeping of a running update (docs/protocol.md §4)."""
 
     token: str = ""
     update_pid: int = 0
@@ -124,7 +124,7 @@ def _truncate(text: str, max_bytes: int) -> str:
 
 @dataclass
 class PVFoundResult:
-    """What pv_found reports back (the reply fields of PROTOCOL.md §5)."""
+    """What pv_found reports back (the reply fields of docs/protocol.md §5)."""
 
     failed: str | None = None
     status: str = "orphan"
@@ -176,7 +176,7 @@ def strip_device_hints(metadata: Section) -> None:
 
 @dataclass
 class CacheState:
-    """Every table of the cache plus the global flags and token (PROTOCOL.md §3)."""
+    """Every table of the cache plus the global flags and token (docs/protocol.md §3)."""
 
     clock: Callable[[], float] = time.monotonic
     pvid_to_pvmeta: dict[str, Section] = field(default_factory=dict)
@@ -200,7 +200,7 @@ class CacheState:
         self.generation += 1
 
     # ------------------------------------------------------------------
-    # small shared operations (PROTOCOL-REFERENCE.md §3.4)
+    # small shared operations (docs/protocol.md §6)
     # ------------------------------------------------------------------
     def _add_name(self, name: str, vgid: str) -> None:
         self.vgname_to_vgid.setdefault(name, []).insert(0, vgid)
@@ -273,7 +273,7 @@ class CacheState:
         return all(pvid in self.pvid_to_pvmeta for pvid in vg_pvids(metadata))
 
     # ------------------------------------------------------------------
-    # the metadata merge (PROTOCOL.md §6)
+    # the metadata merge (docs/protocol.md §6)
     # ------------------------------------------------------------------
     def merge_vg_metadata(self, name: str, vgid: str, metadata: Section, pvid: str | None) -> MergeResult:
         """Merge VG metadata sent by a PV (``pvid``) or by a command (``pvid=None``).
@@ -360,7 +360,7 @@ class CacheState:
         vgid: str | None = None,
         metadata: Section | None = None,
     ) -> PVFoundResult:
-        """A device carries PV ``pvid`` (and maybe VG metadata); PROTOCOL.md §5 pv_found."""
+        """A device carries PV ``pvid`` (and maybe VG metadata); docs/protocol.md §5 pv_found."""
         old = self.pvid_to_pvmeta.get(pvid)
         old_device = old.get_int64("device", 0) if old is not None else 0
         old_device = old_device or 0
@@ -489,7 +489,7 @@ class CacheState:
             self._changed()
 
     def resolve_vg(self, vgid: str | None, name: str | None) -> tuple[str, str, str]:
-        """vg_lookup's resolution: (response, reason-or-vgid, name) per PROTOCOL.md §5."""
+        """vg_lookup's resolution: (response, reason-or-vgid, name) per docs/protocol.md §5."""
         if vgid is None and name is None:
             return "unknown", "VG not found", ""
         if vgid is None:
@@ -594,7 +594,7 @@ class CacheState:
     def check_invariants(self) -> list[str]:
         """Violations of the invariants the original always keeps (empty = consistent).
 
-        These are the invariants of PROTOCOL-REFERENCE.md §3.5 that hold for
+        These are the invariants of docs/protocol.md §3 that hold for
         *every* request sequence; the ones the original lets slip (stale
         ``device_to_pvid`` entries after pv_gone by uuid, VGs with no present
         PV inserted by vg_update) are not checked.

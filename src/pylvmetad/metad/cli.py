@@ -1,6 +1,6 @@
 """The ``pylvmetad`` command: options, pid file, logging, daemonising, signals.
 
-Options and environment follow the original lvmetad (PROTOCOL.md §1) so it
+Options and environment follow the original lvmetad (docs/protocol.md §1) so it
 can replace it in a unit file or an LVM test suite unchanged; the long
 options are pylvmetad's own additions.
 """

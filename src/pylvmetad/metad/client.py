@@ -2,7 +2,7 @@
 
 Rules of this module:
 
-* It is written from the wire protocol (PROTOCOL.md), not from pylvmetad's
+* It is written from the wire protocol (docs/protocol.md), not from pylvmetad's
   internals: it must work against the original C daemon as well.  It uses
   only the wire layer, the protocol's names (:mod:`.protocol`) and the
   transport of :mod:`pylvmetad.rpc`.
@@ -24,7 +24,7 @@ Every request except ``hello`` carries ``token``, ``pid``, ``cmd`` and
 ``update_timeout``, like an LVM command's.  The default token is ``"skip"``,
 which passes the daemon's token gate for any request — what lvmetactl and
 lvmlockd send.  A caller that populates the cache, as ``pvscan --cache``
-does, runs the update-in-progress protocol (PROTOCOL.md §4):
+does, runs the update-in-progress protocol (docs/protocol.md §4):
 ``token_update("update in progress")``, ``pv_clear_all()``, ``pv_found()``
 per device, ``token_update("filter:N")``.  A successful ``token_update``
 makes its token the client's own, so the requests in between carry it.
@@ -444,7 +444,7 @@ class Client(_ClientBase):
         return self._ok("set_vg_info", {"uuid": uuid, "name": name, "version": version})
 
     def dump(self) -> str:
-        """The daemon's whole state as text (no ``response`` field; see PROTOCOL.md §5 dump)."""
+        """The daemon's whole state as text (no ``response`` field; see docs/protocol.md §5 dump)."""
         return self.call_text("dump")
 
     def stats(self) -> Section:

@@ -2,7 +2,7 @@
 
 Rules of this module:
 
-* Every command of LVM's own ``lvmetactl`` (PROTOCOL-REFERENCE.md A.4)
+* Every command of LVM's own ``lvmetactl`` (docs/protocol.md §5, dump)
   exists under the same name with the same arguments and, by default, the
   same output: the raw reply text for the look-ups, and
   ``response "…" status "…" reason "…"`` for the ``set_*`` commands, so
@@ -82,9 +82,9 @@ def _hex_flags(node: Node) -> object:
 
 
 def dump_to_tables(text: str) -> dict[str, dict[str, object]]:
-    """The text of a ``dump`` reply as the tables of PROTOCOL.md §3.
+    """The text of a ``dump`` reply as the tables of docs/protocol.md §3.
 
-    The dump is config text in a fixed order (PROTOCOL-REFERENCE.md §8): one
+    The dump is config text in a fixed order (docs/protocol.md §5, dump): one
     section per VG (keyed by VG uuid), one per PV (keyed by PV uuid), the
     ``vgid_to_vgname`` table, one outdated-PV record per VG, then the
     ``vgname_to_vgid``, ``pvid_to_vgid``, ``device_to_pvid`` tables and

@@ -2,7 +2,7 @@
 
 Rules of this module:
 
-* A handler reads request fields with LVM's getters (PROTOCOL-REFERENCE.md
+* A handler reads request fields with LVM's getters (docs/protocol.md
   §2.8), calls one :class:`~pylvmetad.cache.CacheState` operation and
   builds the reply text.  It never changes a table itself and never does I/O.
 * Every message gets exactly one reply; no exception escapes
@@ -64,7 +64,7 @@ _SERVE, _CANCEL = Action.SERVE, Action.CANCEL  # read per request: no Enum class
 
 @dataclass
 class Request:
-    """The fields every request is read for (PROTOCOL-REFERENCE.md §4.0)."""
+    """The fields every request is read for (docs/protocol.md §4)."""
 
     tree: Section
     name: str
@@ -96,7 +96,7 @@ class Request:
 
 
 # ---------------------------------------------------------------------------
-# vg_lookup's edits of a PV section (PROTOCOL.md §5 vg_lookup)
+# vg_lookup's edits of a PV section (docs/protocol.md §5 vg_lookup)
 # ---------------------------------------------------------------------------
 def pvmeta_for_vg(pvmeta: Section) -> list[tuple[str, Node]]:
     """The pvmeta children vg_lookup puts in front of a PV: less ``id`` and ``dev_size``.
@@ -208,7 +208,7 @@ class RequestHandler:
         return self._token_reply(req, action)
 
     def _token_reply(self, req: Request, action: Action) -> Reply:
-        """The reply of every token-table action but SERVE (PROTOCOL.md §4)."""
+        """The reply of every token-table action but SERVE (docs/protocol.md §4)."""
         tokens = self.state.tokens
         if action is Action.REFUSE_MISMATCH or action is Action.REFUSE_STALE:
             reason = MISMATCH_REASON if action is Action.REFUSE_MISMATCH else STALE_UPDATER_REASON
@@ -526,7 +526,7 @@ def _pairs(title: str, name: str, pairs: list[tuple[str, str]]) -> str:
 
 
 def format_dump(state: CacheState) -> str:
-    """The ``dump`` text (PROTOCOL-REFERENCE.md §8): every table, in table order."""
+    """The ``dump`` text (docs/protocol.md §5, dump): every table, in table order."""
     out = ["# VG METADATA\n\n"]
     for metadata in state.vgid_to_metadata.values():
         out.append(format_tree(Section([(metadata.get_str("id") or "unknown", metadata)])))

@@ -83,7 +83,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pylvmetad")
 
-#: every request name the daemon answers (PROTOCOL.md §5, plus our ``stats``),
+#: every request name the daemon answers (docs/protocol.md §5, plus our ``stats``),
 #: ``NONE`` for text that does not parse and the one LVM sends that is refused
 KNOWN_REQUESTS = frozenset(
     {

@@ -1,4 +1,4 @@
-"""The names the lvmetad protocol fixes (PROTOCOL.md), defined once.
+"""The names the lvmetad protocol fixes (docs/protocol.md), defined once.
 
 Daemon, client and tools all import them from here, so a client written
 "from the wire protocol" and the daemon cannot drift apart.  Values only:
@@ -16,7 +16,7 @@ PROTOCOL_VERSION: Final = 1
 #: where LVM's tools look when $LVM_LVMETAD_SOCKET is not set
 DEFAULT_SOCKET: Final = "/run/lvm/lvmetad.socket"
 SOCKET_ENV: Final = "LVM_LVMETAD_SOCKET"
-#: the token that marks a cache population in progress (PROTOCOL.md §4)
+#: the token that marks a cache population in progress (docs/protocol.md §4)
 UPDATE_IN_PROGRESS: Final = "update in progress"
 #: the token that passes the daemon's token gate for any request
 SKIP_TOKEN: Final = "skip"

@@ -1,4 +1,4 @@
-"""The token protocol (PROTOCOL.md §4, PROTOCOL-REFERENCE.md §6.7) as one table.
+"""The token protocol (docs/protocol.md §4) as one table.
 
 Rules of this module:
 

@@ -6,7 +6,7 @@ Rules of this module:
   byte); wire knowledge lives in ``client`` (this module never formats a
   message).  What is here: which devices to read, how a PV read from disk
   becomes a ``pv_found`` (``build_pvmeta``), and the order of requests
-  LVM's tools send (PROTOCOL-REFERENCE.md §6.5, Appendix A).
+  LVM's tools send (docs/protocol.md §4, population).
 * Only reading: no device is ever written.
 
 Theory of operation
@@ -31,7 +31,7 @@ device gets ``pv_found`` (with metadata when it has some) or ``pv_gone`` by
 device number when it holds no PV label any more.
 
 *Watch* (``--watch``): one iteration (:meth:`Scanner.watch_once`) does what an
-LVM command does when it meets the invalidation flags (PROTOCOL.md §7):
+LVM command does when it meets the invalidation flags (docs/protocol.md §7):
 a foreign or empty token, or ``global_invalid``, → full population, then
 ``set_global_info global_invalid=0``; every VG of ``vg_list`` is looked up and
 one whose reply carries ``vg_invalid`` is re-read from its PVs' devices and
@@ -105,7 +105,7 @@ FAKE_MINOR_BITS = 19
 
 
 def filter_token(filters: Iterable[str]) -> str:
-    """LVM's cache token for a ``global_filter`` list (PROTOCOL-REFERENCE.md Appendix B)."""
+    """LVM's cache token for a ``global_filter`` list (docs/protocol.md §4)."""
     reg = 0
     for entry in filters:
         reg = ~zlib.crc32(entry.encode(), ~reg & 0xFFFFFFFF) & 0xFFFFFFFF

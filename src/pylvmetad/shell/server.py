@@ -14,7 +14,7 @@ Rules of this module:
   nothing else, and blocks nobody.  Its input is bounded by ``max_message``;
   its output by the transport's high-water mark: a client that does not read
   its replies stops being read until it does.
-* Shutdown follows the original (PROTOCOL-REFERENCE.md §1.8): stop accepting,
+* Shutdown follows the original (docs/protocol.md §1, shutdown): stop accepting,
   keep serving connected clients until they leave, then exit.  A second
   signal closes them at once.
 """

@@ -4,6 +4,9 @@ Rules of this module:
 
 * A socket is never reachable by others, not even for an instant: it is
   bound under umask 077 and chmod 0600 before ``listen``.
+* The path appears only once the socket listens (bound under a private
+  name, then hard-linked into place), so "the file exists" means "connect
+  works" for anyone waiting on it.
 * A stale socket file (nobody answers on it) is removed; anything else at
   the path is left alone and reported as a :class:`StartupError`.
 * Nothing here knows which daemon it serves.
@@ -11,6 +14,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -66,17 +70,40 @@ def bind_unix_socket(path: str) -> socket.socket:
             raise StartupError(f"socket {path} already in use: another daemon answers there")
         finally:
             probe.close()
+    # Bind and listen under a private name, then link it to ``path``: whoever sees
+    # the path can connect at once (no "exists but refuses" window for clients and
+    # tools that wait for the file), and link(2), unlike rename, fails when another
+    # daemon got there first.  A path too long for a private name is bound directly.
+    private = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}")
+    if len(os.fsencode(private)) > 107:
+        private = path
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o077)  # no window in which the socket is accessible to others
     try:
-        sock.bind(path)
+        with contextlib.suppress(FileNotFoundError):
+            if private != path:
+                os.unlink(private)  # left by a crashed daemon of the same pid
+        sock.bind(private)
     except OSError as exc:
         sock.close()
         raise StartupError(f"cannot bind {path}: {exc.strerror}") from exc
     finally:
         os.umask(old_umask)
-    os.chmod(path, 0o600)
-    sock.listen(128)
+    try:
+        os.chmod(private, 0o600)
+        sock.listen(128)
+        if private != path:
+            try:
+                os.link(private, path)
+            except OSError as exc:
+                raise StartupError(f"cannot bind {path}: {exc.strerror}") from exc
+    except BaseException:
+        sock.close()
+        if private != path:
+            os.unlink(private)
+        raise
+    if private != path:
+        os.unlink(private)
     sock.setblocking(False)
     return sock
 

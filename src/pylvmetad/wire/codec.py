@@ -4,8 +4,8 @@ Rules of this module:
 
 * No I/O and no imports from the rest of pylvmetad.  Bytes-to-messages is
   ``framing``; what the daemon does with a tree is ``cache`` and ``handlers``.
-* Everything here follows LVM's own value model (PROTOCOL.md §2,
-  PROTOCOL-REFERENCE.md §2): a value *is* a list of atoms, so the parser
+* Everything here follows LVM's own value model (docs/protocol.md
+  §2): a value *is* a list of atoms, so the parser
   stores a one-atom list as the bare atom and the writer prints ``[]`` and
   lists of two or more atoms with brackets.  The single exception is
   :class:`MarkedList`, a list the daemon builds itself, which LVM's writer
@@ -920,7 +920,7 @@ def compare_trees(a: Section | list[tuple[str, Node]], b: Section | list[tuple[s
     """LVM's ``compare_config``: 0 means "the same" by its (loose) rules.
 
     Keys are not compared, a longer list equals its own prefix, and a node's
-    children override its value comparison (PROTOCOL-REFERENCE.md §2.12).
+    children override its value comparison (docs/protocol.md §2, comparison).
     """
     if isinstance(a, Section) and isinstance(b, Section):
         if a.raw is not None and a.raw == b.raw:

@@ -1,6 +1,6 @@
 """Sans-I/O message framing: bytes in, complete messages out.
 
-A message is text ending in ``\\n##\\n`` (PROTOCOL.md §1).  The C daemon
+A message is text ending in ``\\n##\\n`` (docs/protocol.md §1).  The C daemon
 only tests whether the *end* of what it has read is the terminator; we split
 on every terminator instead, which answers pipelined requests in order and
 is the same for every real client (they never pipeline).  The buffer is
