@@ -33,6 +33,14 @@ D1, D2, D3 = 2048, 2064, 2080
 #: the cache's own steps a merge is made of (methods of CacheState)
 STEPS = (
     "_changed",
+    "_set_metadata",
+    "_drop_metadata",
+    "_unindex_vg",
+    "_set_pvmeta",
+    "_drop_pvmeta",
+    "_map_pv",
+    "_unmap_pv",
+    "_move_present",
     "_add_name",
     "_drop_name",
     "mark_outdated",
