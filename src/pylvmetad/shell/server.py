@@ -55,6 +55,20 @@ class Peer:
     credentials: PeerCredentials | None
 
 
+class DeferredReply:
+    """A reply that is not ready yet (lvmlockd's lock requests wait on the lock manager).
+
+    The connection answers nothing else until the future resolves, so replies
+    stay in request order; other connections are served meanwhile.  A
+    cancelled future sends nothing (the request was dropped).
+    """
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[Reply]) -> None:
+        self.future = future
+
+
 class MessageHandler(Protocol):
     """What the server serves: one reply per message, never an exception.
 
@@ -63,7 +77,7 @@ class MessageHandler(Protocol):
     locks) can drop it; lvmetad keeps none.
     """
 
-    def handle_message(self, text: str, peer: Peer) -> Reply: ...
+    def handle_message(self, text: str, peer: Peer) -> Reply | DeferredReply: ...
 
     def peer_gone(self, peer: Peer) -> None: ...
 
@@ -276,6 +290,8 @@ class Connection(asyncio.Protocol):
         self.closing = False
         self.who = "unknown peer"
         self.peer = Peer(0, None)
+        #: a DeferredReply is outstanding: later messages wait for it
+        self.waiting = False
         # structured fields of error lines, for --log-json (docs/observability.md)
         self.peer_fields: dict[str, int] = {}
 
@@ -316,7 +332,7 @@ class Connection(asyncio.Protocol):
     @property
     def idle(self) -> bool:
         """No message partly received or waiting to be answered (unread replies are flushed by close)."""
-        return not self.pending and not self.framer.pending
+        return not self.pending and not self.framer.pending and not self.waiting
 
     # -- flow control: stop reading while replies pile up unread ------------
     def pause_writing(self) -> None:
@@ -360,14 +376,14 @@ class Connection(asyncio.Protocol):
 
     def _answer_pending(self) -> None:
         pending = self.pending
-        while pending and not self.writing_paused and not self.closing:
+        while pending and not self.writing_paused and not self.closing and not self.waiting:
             message = pending.popleft()
             try:
                 self._answer(message)
             except Exception:  # never let one connection take the daemon down
                 log.exception("connection from %s failed", self.who)
                 self.close()
-        if self.server.draining and not self.closing and not pending and not self.framer.pending:
+        if self.server.draining and not self.closing and not pending and not self.framer.pending and not self.waiting:
             self.close()  # shutting down: answered, so it goes (its replies are flushed first)
 
     def _answer(self, message: bytes) -> None:
@@ -378,7 +394,27 @@ class Connection(asyncio.Protocol):
             log.log(WIRE, "%s", "".join(f"<- {line}\n" for line in text.splitlines()).rstrip("\n"))
         began = time.perf_counter()
         reply = server.handler.handle_message(text, self.peer)
-        elapsed = time.perf_counter() - began
+        if isinstance(reply, DeferredReply):
+            self.waiting = True
+            reply.future.add_done_callback(lambda future: self._deferred_done(future, began, wire))
+            return
+        self._send_reply(reply, time.perf_counter() - began, wire)
+
+    def _deferred_done(self, future: asyncio.Future[Reply], began: float, wire: bool) -> None:
+        self.waiting = False
+        if self.closing or future.cancelled():
+            return
+        try:
+            reply = future.result()
+            self._send_reply(reply, time.perf_counter() - began, wire)
+        except Exception:  # never let one connection take the daemon down
+            log.exception("connection from %s failed", self.who)
+            self.close()
+            return
+        self._answer_pending()
+
+    def _send_reply(self, reply: Reply, elapsed: float, wire: bool) -> None:
+        server = self.server
         server.observe(reply, elapsed)
         if reply.response == "failed":
             log.error(
