@@ -531,6 +531,55 @@ def test_async_client_against_pylvmetad(daemon: DaemonProcess) -> None:
     asyncio.run(scenario())
 
 
+#: every typed request, with arguments (name, args, kwargs)
+TYPED_CALLS: list[tuple[str, tuple[object, ...], dict[str, object]]] = [
+    ("hello", (), {}),
+    ("token_update", (UPDATE_IN_PROGRESS,), {"update_timeout": 30}),
+    ("pv_clear_all", (), {}),
+    ("pv_found", (pvmeta(PV1, DEV1),), {"vgname": "vg1", "metadata": vg_metadata(VGID, 1, [PV1])}),
+    ("pv_gone", (), {"device": DEV1}),
+    ("pv_lookup", (PV1,), {}),
+    ("pv_list", (), {}),
+    ("vg_update", ("vg1", vg_metadata(VGID, 2, [PV1])), {}),
+    ("vg_remove", (VGID,), {}),
+    ("vg_lookup", (), {"name": "vg1"}),
+    ("vg_list", (), {}),
+    ("vg_clear_outdated_pvs", (VGID,), {}),
+    ("set_global_info", (), {"global_invalid": True, "disable_reason": "DIRECT"}),
+    ("get_global_info", (), {}),
+    ("set_vg_info", (7,), {"uuid": VGID}),
+    ("dump", (), {}),
+    ("stats", (), {}),
+]
+
+
+def test_both_clients_share_one_definition_of_the_typed_requests(tmp_path: Path, fake: list[FakeDaemon]) -> None:
+    """The 17 typed requests are defined once, and both clients put the same bytes on the wire."""
+    names = [name for name, _, _ in TYPED_CALLS]
+    assert len(names) == 17
+    for cls in (Client, AsyncClient):
+        assert not set(names) & set(vars(cls)), f"{cls.__name__} redefines a typed request"
+    script = [HELLO_OK] + ['response = "OK"\n'] * len(TYPED_CALLS)
+    sync_peer = make_fake(fake, tmp_path / "sync.socket", script)
+    async_peer = make_fake(fake, tmp_path / "async.socket", script)
+    with Client(sync_peer.path, pid=4242) as client:
+        for name, args, kwargs in TYPED_CALLS:
+            getattr(client, name)(*args, **kwargs)
+        sync_token = client.token
+
+    async def scenario() -> str:
+        async with AsyncClient(async_peer.path, pid=4242) as client:
+            for name, args, kwargs in TYPED_CALLS:
+                await getattr(client, name)(*args, **kwargs)
+            return client.token
+
+    async_token = asyncio.run(scenario())
+    assert sync_token == async_token == UPDATE_IN_PROGRESS  # token_update's token became the client's
+    assert len(sync_peer.requests) == len(script)
+    assert sync_peer.requests == async_peer.requests
+    assert [parse(text).get_str("request") for text in sync_peer.requests[1:]] == names
+
+
 def test_async_client_not_running_and_timeout(tmp_path: Path, fake: list[FakeDaemon]) -> None:
     missing = str(tmp_path / "absent.socket")
     peer = make_fake(fake, tmp_path / "slow.socket", [HELLO_OK, HANG])

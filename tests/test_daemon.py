@@ -95,7 +95,7 @@ def test_idle_timeout_waits_for_clients_then_exits(tmp_path: Path) -> None:
 
 
 def test_shutdown_keeps_serving_connected_clients_and_refuses_new_ones(tmp_path: Path) -> None:
-    d = start_daemon(tmp_path)
+    d = start_daemon(tmp_path, "--shutdown-grace", "60")
     client = RawConnection(d.socket_path)
     assert parse(client.request('request="hello"')).get_str("response") == "OK"
     d.proc.send_signal(signal.SIGTERM)
@@ -116,7 +116,7 @@ def test_shutdown_keeps_serving_connected_clients_and_refuses_new_ones(tmp_path:
 
 
 def test_second_signal_closes_lingering_clients(tmp_path: Path) -> None:
-    d = start_daemon(tmp_path)
+    d = start_daemon(tmp_path, "--shutdown-grace", "60")
     client = RawConnection(d.socket_path)
     assert parse(client.request('request="hello"')).get_str("response") == "OK"
     d.proc.send_signal(signal.SIGTERM)

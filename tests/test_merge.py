@@ -192,7 +192,7 @@ def test_newer_metadata_from_a_pv_marks_every_old_pv_outdated(s: Session) -> Non
 
     assert (reply["changed"], reply["seqno_before"], reply["seqno_after"]) == (1, 1, 2)
     assert stored_seqno(s) == 2
-    assert s.state.vg_is_complete(s.state.vgid_to_metadata[VG])
+    assert s.state.vg_is_complete(VG)
     assert s.state.vgid_to_outdated_pvs == {VG: [PV2, PV1]}
     assert s.state.pvid_to_vgid == {PV1: VG, PV2: VG}
 

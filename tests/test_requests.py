@@ -1092,4 +1092,4 @@ def test_cached_vg_texts_do_not_outlive_their_vgs(s: Session) -> None:
         s.fields(vg_update(f"churn{n}", vg_metadata(vgid(1000 + n), 1, [PV1])))
         assert s.fields(request("vg_lookup", uuid=vgid(1000 + n)))["response"] == "OK"
         s.fields(request("vg_remove", uuid=vgid(1000 + n)))
-    assert len(s.handler._vg_text) <= 2 * len(s.state.vgid_to_metadata) + 17
+    assert len(s.handler.texts.vg_texts) <= 2 * len(s.state.vgid_to_metadata) + 17

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
 
@@ -20,12 +19,17 @@ from .. import LVM_VERSION, __version__
 from ..shell.logs import DEFAULT_LOG_LEVELS, parse_levels, setup_logging
 from ..shell.process import (
     EXIT_LOCKED,
-    SHUTDOWN_SIGNALS,
     PidFile,
+    PidFileLocked,
+    SignalAction,
     StartupError,
     daemonize,
+    install_early_signal_handlers,
+    install_loop_signal_handlers,
     pin_malloc_mmap_threshold,
     raise_nofile_limit,
+    signal_action,
+    signal_name,
     use_fast_event_loop,
 )
 from ..shell.server import Server
@@ -35,11 +39,13 @@ from .handlers import RequestHandler
 from .protocol import DEFAULT_SOCKET, SOCKET_ENV
 
 DEFAULT_PIDFILE = "/run/lvmetad.pid"
+#: seconds connected clients are served after a stop signal (README, Shutdown)
+DEFAULT_SHUTDOWN_GRACE = 2.0
 _early_signals: list[int] = []
 
 USAGE = """\
 usage: pylvmetad [-f] [-h] [-?] [-V] [-l LEVELS] [-p PIDFILE] [-s SOCKET] [-t SECONDS]
-                 [--max-message BYTES] [--allow-uid UID[,UID...]]
+                 [--max-message BYTES] [--shutdown-grace SECONDS] [--allow-uid UID[,UID...]]
                  [--metrics-listen HOST:PORT] [--log-json]
 
 pylvmetad: LVM metadata cache daemon, wire-compatible with lvmetad of LVM 2.02.
@@ -47,7 +53,8 @@ pylvmetad: LVM metadata cache daemon, wire-compatible with lvmetad of LVM 2.02.
   -f             stay in the foreground and log to stderr as well as syslog
   -l LEVELS      comma list of log classes: all,fatal,error,warn,info,wire,debug
                  (default: %(levels)s; unknown words are ignored)
-  -p PIDFILE     pid file, locked while running
+  -p PIDFILE     pid file, locked while running; must be a regular file
+                 (a symbolic link, fifo or directory there is refused)
                  (default: $LVM_LVMETAD_PIDFILE or %(pidfile)s)
   -s SOCKET      UNIX socket to listen on
                  (default: $LVM_LVMETAD_SOCKET or %(socket)s)
@@ -57,6 +64,9 @@ pylvmetad: LVM metadata cache daemon, wire-compatible with lvmetad of LVM 2.02.
   --max-message BYTES
                  largest request accepted (default %(max)d); a larger one gets
                  'failed' "request too large" and the connection is closed
+  --shutdown-grace SECONDS
+                 after a stop signal, serve connected clients this long, then
+                 close them once their requests are answered (default %(grace)g)
   --allow-uid UID[,UID...]
                  accept connections only from these user ids (SO_PEERCRED)
   --metrics-listen HOST:PORT
@@ -64,7 +74,9 @@ pylvmetad: LVM metadata cache daemon, wire-compatible with lvmetad of LVM 2.02.
   --log-json     log one JSON object per line (for journald and log shippers)
 
 Signals: SIGTERM, SIGINT, SIGHUP, SIGQUIT stop accepting connections; the
-daemon exits once connected clients have left (a second signal closes them).
+daemon exits once connected clients have left or the grace period is over (a
+second signal closes them at once).  SIGUSR1, SIGUSR2, SIGALRM and other
+signals that would kill it by default are logged and ignored (README, Signals).
 """
 
 
@@ -74,6 +86,7 @@ def usage_text() -> str:
         "pidfile": DEFAULT_PIDFILE,
         "socket": DEFAULT_SOCKET,
         "max": DEFAULT_MAX_MESSAGE,
+        "grace": DEFAULT_SHUTDOWN_GRACE,
     }
 
 
@@ -97,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-s", dest="socket", default=None)
     p.add_argument("-t", dest="timeout", default="0")
     p.add_argument("--max-message", type=int, default=DEFAULT_MAX_MESSAGE)
+    p.add_argument("--shutdown-grace", type=float, default=DEFAULT_SHUTDOWN_GRACE)
     p.add_argument("--allow-uid", default=None)
     p.add_argument("--metrics-listen", default=None)
     p.add_argument("--log-json", action="store_true")
@@ -121,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             allow = frozenset(int(u) for u in args.allow_uid.split(",") if u.strip())
         if args.max_message < 1024:
             raise UsageError("--max-message must be at least 1024 bytes")
+        if not 0 <= args.shutdown_grace <= 3600:
+            raise UsageError("--shutdown-grace must be between 0 and 3600 seconds")
     except (UsageError, ValueError) as exc:
         print(f"pylvmetad: {exc}", file=sys.stderr)
         print(usage_text(), file=sys.stderr, end="")
@@ -136,8 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     # a signal that arrives before the event loop runs is remembered, not fatal
-    for signum in SHUTDOWN_SIGNALS:
-        signal.signal(signum, lambda signum, frame: _early_signals.append(signum))
+    install_early_signal_handlers(_early_signals.append)
     socket_path = args.socket or os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET
     pidfile_path = args.pidfile or os.environ.get("LVM_LVMETAD_PIDFILE") or DEFAULT_PIDFILE
     os.environ["LC_ALL"] = "C"
@@ -161,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.foreground:
             print(f"pylvmetad: {exc}", file=sys.stderr)
         report(b"1")
-        return EXIT_LOCKED
+        return EXIT_LOCKED if isinstance(exc, PidFileLocked) else 1
     try:
         try:
             sock = inherited if inherited is not None else bind_unix_socket(socket_path)
@@ -179,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 socket_path=None if inherited is not None else socket_path,
                 max_message=args.max_message,
                 idle_timeout=timeout,
+                shutdown_grace=args.shutdown_grace,
                 allow_uids=allow,
                 metrics_listen=args.metrics_listen,
                 on_ready=lambda: report(b"0"),
@@ -194,6 +210,7 @@ async def _run(
     socket_path: str | None,
     max_message: int,
     idle_timeout: int,
+    shutdown_grace: float,
     allow_uids: frozenset[int] | None,
     metrics_listen: str | None,
     on_ready: object,
@@ -212,18 +229,24 @@ async def _run(
         socket_path=socket_path,
         max_message=max_message,
         idle_timeout=idle_timeout,
+        shutdown_grace=shutdown_grace,
         allow_uids=allow_uids,
         observer=metrics.observe,
     )
     metrics.attach_server(server)
     handler.stats_provider = metrics.stats_section
     loop = asyncio.get_running_loop()
-    for signum in SHUTDOWN_SIGNALS:
-        loop.add_signal_handler(signum, server.request_shutdown, signal.Signals(signum).name)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+    def stop(name: str) -> None:
+        server.request_shutdown(name)
+
+    def note(name: str) -> None:
+        log.info("%s received and ignored (README, Signals)", name)
+
+    install_loop_signal_handlers(loop, stop, note)
     await server.start()
     for early in _early_signals:
-        server.request_shutdown(signal.Signals(early).name)
+        (stop if signal_action(early) is SignalAction.STOP else note)(signal_name(early))
     if metrics_listen:
         try:
             metrics.serve_http(metrics_listen)

@@ -7,9 +7,12 @@ Rules of this module:
   only the wire layer, the protocol's names (:mod:`.protocol`) and the
   transport of :mod:`pylvmetad.rpc`.
 * :class:`Client` (blocking sockets) and :class:`AsyncClient` (asyncio) have
-  the same methods; everything that does not touch a socket — building a
-  request, checking the handshake, turning a reply into a result or an
-  exception — lives in module-level functions both of them call.
+  the same methods, written once: :class:`LvmetadRequests` holds the typed
+  requests (each names its request and builds its fields), and everything
+  else that does not touch a socket — encoding a request, checking the
+  handshake, turning a reply into a result or an exception — lives in
+  module-level functions.  Each client only adds its transport
+  (:mod:`pylvmetad.rpc`): connect, lock, exchange.
 
 Theory of operation
 -------------------
@@ -40,9 +43,9 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from types import TracebackType
-from typing import Final, Self
+from typing import Any, Final, Generic, Self, TypeVar
 
 from ..rpc import (
     DEFAULT_MAX_REPLY,
@@ -75,6 +78,7 @@ __all__ = [
     "ConnectionLost",
     "DaemonNotRunning",
     "LvmetadError",
+    "LvmetadRequests",
     "LvmetadTimeout",
     "MultipleVGs",
     "NotFound",
@@ -223,8 +227,19 @@ def check_ok(request: str, reply: Section) -> Section:
     raise error(message, response=response, reason=reason, reply=reply)
 
 
-class _ClientBase:
-    """Configuration and per-request fields shared by both clients."""
+#: what a typed method returns: the reply (blocking client) or a coroutine of it (asyncio)
+SectionResult = TypeVar("SectionResult")
+#: what ``dump`` returns: the text, or a coroutine of it
+TextResult = TypeVar("TextResult")
+
+
+class LvmetadRequests(Generic[SectionResult, TextResult]):
+    """Configuration, per-request fields and the 17 typed requests, written once for both clients.
+
+    A typed method only names its request and builds its fields; the
+    concrete client's :meth:`_ok` (request, reply, :func:`check_ok`) and
+    :meth:`_text` do the exchange over its transport, blocking or awaited.
+    """
 
     def __init__(
         self,
@@ -257,6 +272,16 @@ class _ClientBase:
         """Set up the (closed) connection state of the concrete client."""
         raise NotImplementedError
 
+    def _ok(
+        self, request: str, fields: Mapping[str, FieldValue] | None = None, *, adopt_token: str | None = None
+    ) -> SectionResult:
+        """Send ``request``; the reply if it says OK (then ``adopt_token`` becomes ours), else raise."""
+        raise NotImplementedError
+
+    def _text(self, request: str) -> TextResult:
+        """Send ``request``; its reply text as received."""
+        raise NotImplementedError
+
     def _common(self) -> dict[str, FieldValue]:
         return {"token": self.token, "update_timeout": self.update_timeout, "pid": self.pid, "cmd": self.cmd}
 
@@ -271,26 +296,110 @@ class _ClientBase:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.socket_path!r}, token={self.token!r})"
 
+    # -- typed requests -------------------------------------------------------
+    def hello(self) -> SectionResult:
+        """The handshake again (a cheap "is the daemon alive" probe): protocol and version."""
+        return self._ok("hello")
 
-# -- fields of the typed requests with several optional parts (both clients) --
-def _lookup_fields(uuid: str | None, device: int | None) -> dict[str, FieldValue]:
-    return {"uuid": uuid, "device": device}
+    def token_update(self, token: str, *, update_timeout: int | None = None) -> SectionResult:
+        """Set the daemon's token; on success it becomes this client's token too.
 
+        ``"update in progress"`` starts a cache population (raises
+        :class:`TokenUpdating` while another command is populating); any
+        other token finishes ours (:class:`TokenMismatch` if another command
+        took the update over).  Reply fields: ``prev_token``, ``update_pid``.
+        """
+        fields: dict[str, FieldValue] = {"token": token}
+        if update_timeout is not None:
+            fields["update_timeout"] = update_timeout
+        return self._ok("token_update", fields, adopt_token=token)
 
-def _set_global_fields(
-    global_invalid: int | bool | None, global_disable: int | bool | None, disable_reason: str | None
-) -> dict[str, FieldValue]:
-    return {"global_invalid": global_invalid, "global_disable": global_disable, "disable_reason": disable_reason}
+    def pv_clear_all(self) -> SectionResult:
+        """Empty every PV and VG table (the first step of a population)."""
+        return self._ok("pv_clear_all")
 
+    def pv_found(self, pvmeta: Section, vgname: str | None = None, metadata: Section | None = None) -> SectionResult:
+        """Report a PV label (and, if the PV holds metadata, its VG) as pvscan does.
 
-def _pv_found_fields(pvmeta: Section, vgname: str | None, metadata: Section | None) -> dict[str, FieldValue]:
-    return {"pvmeta": pvmeta, "vgname": vgname, "metadata": metadata}
+        Reply fields: ``status`` (orphan/complete/partial), ``changed``,
+        ``vgid``, ``vgname``, ``seqno_before``, ``seqno_after``.
+        :class:`RequestFailed` for a duplicate PV or incomplete input.
+        """
+        return self._ok("pv_found", {"pvmeta": pvmeta, "vgname": vgname, "metadata": metadata})
+
+    def pv_gone(self, uuid: str | None = None, device: int | None = None) -> SectionResult:
+        """Forget a PV by uuid or device number (:class:`NotFound` if unknown)."""
+        return self._ok("pv_gone", {"uuid": uuid, "device": device})
+
+    def pv_lookup(self, uuid: str | None = None, device: int | None = None) -> SectionResult:
+        """One PV's record (section ``physical_volume``) by uuid or device number."""
+        return self._ok("pv_lookup", {"uuid": uuid, "device": device})
+
+    def pv_list(self) -> SectionResult:
+        """Every PV (section ``physical_volumes``, keyed by PV uuid)."""
+        return self._ok("pv_list")
+
+    def vg_update(self, vgname: str, metadata: Section) -> SectionResult:
+        """Store a VG's new metadata as a command that just wrote it does."""
+        return self._ok("vg_update", {"vgname": vgname, "metadata": metadata})
+
+    def vg_remove(self, uuid: str) -> SectionResult:
+        """Forget a VG; its PVs become orphans (OK for unknown uuids too)."""
+        return self._ok("vg_remove", {"uuid": uuid})
+
+    def vg_lookup(self, uuid: str | None = None, name: str | None = None) -> SectionResult:
+        """A VG's ``name`` and ``metadata`` (with pvmeta merged into its PVs).
+
+        :class:`NotFound` for an unknown VG, :class:`MultipleVGs` for a name
+        that several VGs share (look up by uuid then).
+        """
+        return self._ok("vg_lookup", {"uuid": uuid, "name": name})
+
+    def vg_list(self) -> SectionResult:
+        """Every VG (section ``volume_groups``, keyed by VG uuid, each with ``name``)."""
+        return self._ok("vg_list")
+
+    def vg_clear_outdated_pvs(self, vgid: str) -> SectionResult:
+        """Drop a VG's list of PVs holding older metadata (after they were repaired)."""
+        return self._ok("vg_clear_outdated_pvs", {"vgid": vgid})
+
+    def set_global_info(
+        self,
+        global_invalid: int | bool | None = None,
+        global_disable: int | bool | None = None,
+        disable_reason: str | None = None,
+    ) -> SectionResult:
+        """Set or clear the global INVALID / DISABLE flags (``disable_reason``: DIRECT, REPAIR, ...)."""
+        return self._ok(
+            "set_global_info",
+            {
+                "global_invalid": global_invalid,
+                "global_disable": global_disable,
+                "disable_reason": disable_reason,
+            },
+        )
+
+    def get_global_info(self) -> SectionResult:
+        """Token, update state, global flags and daemon pid (cancels an update past its timeout)."""
+        return self._ok("get_global_info")
+
+    def set_vg_info(self, version: int, uuid: str | None = None, name: str | None = None) -> SectionResult:
+        """Mark a VG invalid if ``version`` is above its cached seqno (0: unconditionally)."""
+        return self._ok("set_vg_info", {"uuid": uuid, "name": name, "version": version})
+
+    def dump(self) -> TextResult:
+        """The daemon's whole state as text (no ``response`` field; see docs/protocol.md §5 dump)."""
+        return self._text("dump")
+
+    def stats(self) -> SectionResult:
+        """pylvmetad's own counters (sections of figures); the C daemon answers ``failed``."""
+        return self._ok("stats")
 
 
 # ---------------------------------------------------------------------------
 # Blocking client
 # ---------------------------------------------------------------------------
-class Client(_ClientBase):
+class Client(LvmetadRequests[Section, str]):
     """A blocking lvmetad connection; safe to share between threads (one exchange at a time).
 
     ``Client(socket_path=None, *, timeout=10.0, connect_timeout=5.0,
@@ -354,108 +463,22 @@ class Client(_ClientBase):
         """
         return parse_reply(self.call_text(request, body, **fields))
 
-    def _ok(self, request: str, fields: Mapping[str, FieldValue] | None = None) -> Section:
-        return check_ok(request, self.call(request, None, **(fields or {})))
-
-    # -- typed requests -------------------------------------------------------
-    def hello(self) -> Section:
-        """The handshake again (a cheap "is the daemon alive" probe): protocol and version."""
-        return self._ok("hello")
-
-    def token_update(self, token: str, *, update_timeout: int | None = None) -> Section:
-        """Set the daemon's token; on success it becomes this client's token too.
-
-        ``"update in progress"`` starts a cache population (raises
-        :class:`TokenUpdating` while another command is populating); any
-        other token finishes ours (:class:`TokenMismatch` if another command
-        took the update over).  Reply fields: ``prev_token``, ``update_pid``.
-        """
-        fields: dict[str, FieldValue] = {"token": token}
-        if update_timeout is not None:
-            fields["update_timeout"] = update_timeout
-        reply = self._ok("token_update", fields)
-        self.token = token
+    def _ok(
+        self, request: str, fields: Mapping[str, FieldValue] | None = None, *, adopt_token: str | None = None
+    ) -> Section:
+        reply = check_ok(request, self.call(request, None, **(fields or {})))
+        if adopt_token is not None:
+            self.token = adopt_token
         return reply
 
-    def pv_clear_all(self) -> Section:
-        """Empty every PV and VG table (the first step of a population)."""
-        return self._ok("pv_clear_all")
-
-    def pv_found(self, pvmeta: Section, vgname: str | None = None, metadata: Section | None = None) -> Section:
-        """Report a PV label (and, if the PV holds metadata, its VG) as pvscan does.
-
-        Reply fields: ``status`` (orphan/complete/partial), ``changed``,
-        ``vgid``, ``vgname``, ``seqno_before``, ``seqno_after``.
-        :class:`RequestFailed` for a duplicate PV or incomplete input.
-        """
-        return self._ok("pv_found", _pv_found_fields(pvmeta, vgname, metadata))
-
-    def pv_gone(self, uuid: str | None = None, device: int | None = None) -> Section:
-        """Forget a PV by uuid or device number (:class:`NotFound` if unknown)."""
-        return self._ok("pv_gone", _lookup_fields(uuid, device))
-
-    def pv_lookup(self, uuid: str | None = None, device: int | None = None) -> Section:
-        """One PV's record (section ``physical_volume``) by uuid or device number."""
-        return self._ok("pv_lookup", _lookup_fields(uuid, device))
-
-    def pv_list(self) -> Section:
-        """Every PV (section ``physical_volumes``, keyed by PV uuid)."""
-        return self._ok("pv_list")
-
-    def vg_update(self, vgname: str, metadata: Section) -> Section:
-        """Store a VG's new metadata as a command that just wrote it does."""
-        return self._ok("vg_update", {"vgname": vgname, "metadata": metadata})
-
-    def vg_remove(self, uuid: str) -> Section:
-        """Forget a VG; its PVs become orphans (OK for unknown uuids too)."""
-        return self._ok("vg_remove", {"uuid": uuid})
-
-    def vg_lookup(self, uuid: str | None = None, name: str | None = None) -> Section:
-        """A VG's ``name`` and ``metadata`` (with pvmeta merged into its PVs).
-
-        :class:`NotFound` for an unknown VG, :class:`MultipleVGs` for a name
-        that several VGs share (look up by uuid then).
-        """
-        return self._ok("vg_lookup", {"uuid": uuid, "name": name})
-
-    def vg_list(self) -> Section:
-        """Every VG (section ``volume_groups``, keyed by VG uuid, each with ``name``)."""
-        return self._ok("vg_list")
-
-    def vg_clear_outdated_pvs(self, vgid: str) -> Section:
-        """Drop a VG's list of PVs holding older metadata (after they were repaired)."""
-        return self._ok("vg_clear_outdated_pvs", {"vgid": vgid})
-
-    def set_global_info(
-        self,
-        global_invalid: int | bool | None = None,
-        global_disable: int | bool | None = None,
-        disable_reason: str | None = None,
-    ) -> Section:
-        """Set or clear the global INVALID / DISABLE flags (``disable_reason``: DIRECT, REPAIR, ...)."""
-        return self._ok("set_global_info", _set_global_fields(global_invalid, global_disable, disable_reason))
-
-    def get_global_info(self) -> Section:
-        """Token, update state, global flags and daemon pid (cancels an update past its timeout)."""
-        return self._ok("get_global_info")
-
-    def set_vg_info(self, version: int, uuid: str | None = None, name: str | None = None) -> Section:
-        """Mark a VG invalid if ``version`` is above its cached seqno (0: unconditionally)."""
-        return self._ok("set_vg_info", {"uuid": uuid, "name": name, "version": version})
-
-    def dump(self) -> str:
-        """The daemon's whole state as text (no ``response`` field; see docs/protocol.md §5 dump)."""
-        return self.call_text("dump")
-
-    def stats(self) -> Section:
-        """pylvmetad's own counters (sections of figures); the C daemon answers ``failed``."""
-        return self._ok("stats")
+    def _text(self, request: str) -> str:
+        return self.call_text(request)
 
 
 # ---------------------------------------------------------------------------
 # asyncio client
 # ---------------------------------------------------------------------------
-class AsyncClient(_ClientBase):
+class AsyncClient(LvmetadRequests[Coroutine[Any, Any, Section], Coroutine[Any, Any, str]]):
     """The asyncio twin of :class:`Client`: same constructor, same methods, awaited.
 
     Concurrent tasks sharing one client are served one exchange at a time,
@@ -520,67 +543,13 @@ class AsyncClient(_ClientBase):
         """See :meth:`Client.call`."""
         return parse_reply(await self.call_text(request, body, **fields))
 
-    async def _ok(self, request: str, fields: Mapping[str, FieldValue] | None = None) -> Section:
-        return check_ok(request, await self.call(request, None, **(fields or {})))
-
-    # -- typed requests (documented on Client) --------------------------------
-    async def hello(self) -> Section:
-        return await self._ok("hello")
-
-    async def token_update(self, token: str, *, update_timeout: int | None = None) -> Section:
-        fields: dict[str, FieldValue] = {"token": token}
-        if update_timeout is not None:
-            fields["update_timeout"] = update_timeout
-        reply = await self._ok("token_update", fields)
-        self.token = token
+    async def _ok(
+        self, request: str, fields: Mapping[str, FieldValue] | None = None, *, adopt_token: str | None = None
+    ) -> Section:
+        reply = check_ok(request, await self.call(request, None, **(fields or {})))
+        if adopt_token is not None:
+            self.token = adopt_token
         return reply
 
-    async def pv_clear_all(self) -> Section:
-        return await self._ok("pv_clear_all")
-
-    async def pv_found(self, pvmeta: Section, vgname: str | None = None, metadata: Section | None = None) -> Section:
-        return await self._ok("pv_found", _pv_found_fields(pvmeta, vgname, metadata))
-
-    async def pv_gone(self, uuid: str | None = None, device: int | None = None) -> Section:
-        return await self._ok("pv_gone", _lookup_fields(uuid, device))
-
-    async def pv_lookup(self, uuid: str | None = None, device: int | None = None) -> Section:
-        return await self._ok("pv_lookup", _lookup_fields(uuid, device))
-
-    async def pv_list(self) -> Section:
-        return await self._ok("pv_list")
-
-    async def vg_update(self, vgname: str, metadata: Section) -> Section:
-        return await self._ok("vg_update", {"vgname": vgname, "metadata": metadata})
-
-    async def vg_remove(self, uuid: str) -> Section:
-        return await self._ok("vg_remove", {"uuid": uuid})
-
-    async def vg_lookup(self, uuid: str | None = None, name: str | None = None) -> Section:
-        return await self._ok("vg_lookup", {"uuid": uuid, "name": name})
-
-    async def vg_list(self) -> Section:
-        return await self._ok("vg_list")
-
-    async def vg_clear_outdated_pvs(self, vgid: str) -> Section:
-        return await self._ok("vg_clear_outdated_pvs", {"vgid": vgid})
-
-    async def set_global_info(
-        self,
-        global_invalid: int | bool | None = None,
-        global_disable: int | bool | None = None,
-        disable_reason: str | None = None,
-    ) -> Section:
-        return await self._ok("set_global_info", _set_global_fields(global_invalid, global_disable, disable_reason))
-
-    async def get_global_info(self) -> Section:
-        return await self._ok("get_global_info")
-
-    async def set_vg_info(self, version: int, uuid: str | None = None, name: str | None = None) -> Section:
-        return await self._ok("set_vg_info", {"uuid": uuid, "name": name, "version": version})
-
-    async def dump(self) -> str:
-        return await self.call_text("dump")
-
-    async def stats(self) -> Section:
-        return await self._ok("stats")
+    async def _text(self, request: str) -> str:
+        return await self.call_text(request)

@@ -53,7 +53,10 @@ the daemon's 32-bit ``device`` getters (``pv_gone``, ``pv_lookup``) find it.
 Two files mapping to the same fake number are refused (use
 ``--device-number``).
 
-Filters are LVM's: each entry is ``a<d>REGEX<d>`` (accept) or ``r<d>REGEX<d>``
+The filter is LVM's ``devices/global_filter``, read from ``lvm.conf`` as LVM
+2.02 reads it (``lvmconf``), so the token sent is the one LVM's commands send
+and neither side takes the other's population for a foreign one; ``--filter``
+entries replace it (and so change the token).  Filters are LVM's: each entry is ``a<d>REGEX<d>`` (accept) or ``r<d>REGEX<d>``
 (reject) for any delimiter ``<d>``; the first entry whose regex matches the
 device path decides, a path no entry matches is accepted.  A bare REGEX is
 taken as ``a|REGEX|``.  The filter also applies to named devices.
@@ -67,13 +70,13 @@ import re
 import stat
 import sys
 import time
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ..metad.client import Client, LvmetadError, NotFound, RequestFailed, TokenUpdating, check_ok
 from ..metad.protocol import UPDATE_IN_PROGRESS
 from ..wire.codec import Section
+from .lvmconf import LvmConfigError, config_for, lvmetad_token
 from .ondisk import OnDiskError, PhysicalVolume, read_pv
 
 __all__ = [
@@ -105,11 +108,8 @@ FAKE_MINOR_BITS = 19
 
 
 def filter_token(filters: Iterable[str]) -> str:
-    """LVM's cache token for a ``global_filter`` list (docs/protocol.md §4)."""
-    reg = 0
-    for entry in filters:
-        reg = ~zlib.crc32(entry.encode(), ~reg & 0xFFFFFFFF) & 0xFFFFFFFF
-    return f"filter:{reg}"
+    """LVM's cache token for a ``global_filter`` list (docs/protocol.md §4; see ``lvmconf``)."""
+    return lvmetad_token(filters)
 
 
 _FILTER_ENTRY = re.compile(r"^([ar])([^A-Za-z0-9\s])(.*)\2$", re.DOTALL)
@@ -539,7 +539,8 @@ def _parser() -> argparse.ArgumentParser:
         "--filter",
         action="append",
         metavar="REGEX",
-        help="an LVM filter entry a|REGEX| or r|REGEX| (repeatable, in order; default a|.*/|); a bare REGEX means a|REGEX|",
+        help="an LVM filter entry a|REGEX| or r|REGEX| (repeatable, in order), in place of lvm.conf's "
+        "devices/global_filter ($LVM_SYSTEM_DIR or /etc/lvm; LVM's default a|.*/|); a bare REGEX means a|REGEX|",
     )
     p.add_argument(
         "--device-number",
@@ -581,7 +582,7 @@ def _print_scans(scans: Iterable[DeviceScan], verbose: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        dev_filter = DeviceFilter(args.filter or DEFAULT_FILTER)
+        dev_filter = DeviceFilter(config_for(args.filter).global_filter)
         devnos = {}
         for item in args.device_number:
             path, _, value = item.partition("=")
@@ -589,7 +590,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ValueError(f"--device-number wants PATH=DEVNO, got {item!r}")
             devnos[path] = parse_devno(value)
         named = [resolve_device(p, devnos) for p in args.devices]
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, LvmConfigError) as e:
         print(f"pylvmetad-scan: {e}", file=sys.stderr)
         return 2
     clash: dict[int, Device] = {}

@@ -4,7 +4,16 @@ Rules of this module:
 
 * Shared by every daemon of the package; nothing here knows which one runs.
 * The pid file is held with an ``fcntl`` lock for the daemon's lifetime, so
-  "already running" is the lock, not the file's existence.
+  "already running" is the lock, not the file's existence.  It is opened
+  with ``O_NOFOLLOW`` and must be a regular file: a symlink planted at its
+  path (``ln -s /etc/victim PIDFILE``) or a fifo, directory or device there
+  makes the daemon refuse to start instead of truncating or blocking on what
+  it points to.  (The C lvmetad follows the link.)  Only the last component
+  is checked; the directory is the administrator's.
+* Every signal a daemon can be sent is decided in :data:`SIGNAL_ACTIONS`
+  (stop, ignore with a log line, ignore silently, or the default action);
+  :func:`install_early_signal_handlers` applies it before the event loop
+  runs and the daemon's loop installs the ``STOP`` and ``LOG`` handlers.
 * Daemonising keeps the parent until the child says it is ready (or why it
   is not), so ``pylvmetad`` without ``-f`` exits 0 only once it serves.
 """
@@ -17,17 +26,133 @@ import errno
 import fcntl
 import os
 import signal
+import stat
 import sys
 import time
+from collections.abc import Callable
+from enum import Enum
 from typing import IO
 
 #: exit status when the pid file is locked by a running daemon
 EXIT_LOCKED = 13
-SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+class SignalAction(Enum):
+    """What the daemon does on a signal."""
+
+    #: begin the bounded shutdown (a second one closes every connection at once)
+    STOP = "stop"
+    #: ignored, with an info line in the log saying so
+    LOG = "log"
+    #: ignored silently (SIG_IGN): the event a signal reports is handled elsewhere
+    IGNORE = "ignore"
+    #: the kernel's default: a crash stays a crash (core dump), a stop stays a stop
+    DEFAULT = "default"
+
+
+#: every catchable signal, decided (README "Signals").  The rule: only the four
+#: conventional stop signals stop the daemon; a signal that would kill it by
+#: default but says nothing about the daemon (a stray ``kill -USR1``,
+#: ``alarm()``, ``SIGXFSZ``) is ignored and logged; a fault it raises itself
+#: (SEGV, BUS, FPE, ILL, ABRT, SYS, TRAP) and a CPU limit set by the
+#: administrator keep their default action.  Real-time signals: see
+#: :func:`signal_action`.
+SIGNAL_ACTIONS: dict[signal.Signals, SignalAction] = {
+    signal.SIGTERM: SignalAction.STOP,
+    signal.SIGINT: SignalAction.STOP,
+    signal.SIGHUP: SignalAction.STOP,  # as the original: no configuration to reload
+    signal.SIGQUIT: SignalAction.STOP,  # as the original: a clean stop, no core dump
+    signal.SIGUSR1: SignalAction.LOG,
+    signal.SIGUSR2: SignalAction.LOG,
+    signal.SIGALRM: SignalAction.LOG,  # kills the C lvmetad
+    signal.SIGVTALRM: SignalAction.LOG,
+    signal.SIGPROF: SignalAction.LOG,
+    signal.SIGPOLL: SignalAction.LOG,
+    signal.SIGPWR: SignalAction.LOG,
+    signal.SIGSTKFLT: SignalAction.LOG,
+    signal.SIGXFSZ: SignalAction.LOG,  # a too-large write then fails with EFBIG instead
+    signal.SIGPIPE: SignalAction.IGNORE,  # a peer that went away is EPIPE on the write
+    signal.SIGTTIN: SignalAction.IGNORE,  # never stop for the terminal in -f mode
+    signal.SIGTTOU: SignalAction.IGNORE,
+    signal.SIGCHLD: SignalAction.DEFAULT,  # ignored by default; the daemon has no children
+    signal.SIGWINCH: SignalAction.DEFAULT,  # ignored by default
+    signal.SIGURG: SignalAction.DEFAULT,  # ignored by default
+    signal.SIGCONT: SignalAction.DEFAULT,  # resumes after SIGSTOP/SIGTSTP
+    signal.SIGTSTP: SignalAction.DEFAULT,  # Ctrl-Z in -f mode suspends, as for any program
+    signal.SIGXCPU: SignalAction.DEFAULT,  # RLIMIT_CPU is the administrator's decision
+    signal.SIGSEGV: SignalAction.DEFAULT,
+    signal.SIGBUS: SignalAction.DEFAULT,
+    signal.SIGFPE: SignalAction.DEFAULT,
+    signal.SIGILL: SignalAction.DEFAULT,
+    signal.SIGABRT: SignalAction.DEFAULT,
+    signal.SIGSYS: SignalAction.DEFAULT,
+    signal.SIGTRAP: SignalAction.DEFAULT,
+}
+#: SIGKILL and SIGSTOP cannot be caught, blocked or ignored
+UNCATCHABLE = frozenset({signal.SIGKILL, signal.SIGSTOP})
+
+
+def signal_action(signum: int) -> SignalAction:
+    """The decision for any signal number: the table, else real-time signals are LOG."""
+    try:
+        return SIGNAL_ACTIONS[signal.Signals(signum)]
+    except (KeyError, ValueError):
+        pass
+    if signal.SIGRTMIN <= signum <= signal.SIGRTMAX:
+        return SignalAction.LOG  # default action terminates; nothing sends them to a daemon
+    return SignalAction.DEFAULT
+
+
+def catchable_signals() -> list[int]:
+    """Every signal number a process can install a handler for, on this system."""
+    return sorted(int(s) for s in signal.valid_signals() if s not in UNCATCHABLE)
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"SIGRTMIN+{signum - signal.SIGRTMIN}"
+
+
+def install_early_signal_handlers(remember: Callable[[int], None]) -> None:
+    """Apply :data:`SIGNAL_ACTIONS` before the event loop runs.
+
+    STOP and LOG signals are passed to ``remember`` (the loop acts on them
+    once it runs, so a signal during start-up is not fatal); IGNORE signals
+    get ``SIG_IGN``; DEFAULT ones ``SIG_DFL``.
+    """
+    for signum in catchable_signals():
+        action = signal_action(signum)
+        with contextlib.suppress(OSError, ValueError):
+            if action is SignalAction.IGNORE:
+                signal.signal(signum, signal.SIG_IGN)
+            elif action is SignalAction.DEFAULT:
+                signal.signal(signum, signal.SIG_DFL)
+            else:
+                signal.signal(signum, lambda n, frame: remember(n))
+
+
+def install_loop_signal_handlers(
+    loop: asyncio.AbstractEventLoop, stop: Callable[[str], None], note: Callable[[str], None]
+) -> None:
+    """Hand STOP signals to ``stop`` and LOG signals to ``note`` (with the signal's name)."""
+    for signum in catchable_signals():
+        action = signal_action(signum)
+        name = signal_name(signum)
+        with contextlib.suppress(OSError, ValueError, RuntimeError):
+            if action is SignalAction.STOP:
+                loop.add_signal_handler(signum, stop, name)
+            elif action is SignalAction.LOG:
+                loop.add_signal_handler(signum, note, name)
 
 
 class StartupError(Exception):
     """The daemon cannot start (socket in use, bad path, ...); the message says why."""
+
+
+class PidFileLocked(StartupError):
+    """Another process holds the pid file's lock: a daemon is already running."""
 
 
 class PidFile:
@@ -38,7 +163,18 @@ class PidFile:
         self.fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StartupError(f"pid file {self.path} is a symbolic link; refusing to follow it") from exc
+            if exc.errno == errno.EISDIR:
+                raise StartupError(f"pid file {self.path} is a directory, not a regular file") from exc
+            raise StartupError(f"cannot open pid file {self.path}: {exc.strerror}") from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise StartupError(f"pid file {self.path} is not a regular file; refusing to use it")
         for _ in range(20):
             try:
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -50,7 +186,7 @@ class PidFile:
                 time.sleep(0.001)
         else:
             os.close(fd)
-            raise StartupError(f"Failed to acquire lock on {self.path}. Already running?")
+            raise PidFileLocked(f"Failed to acquire lock on {self.path}. Already running?")
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self.fd = fd
@@ -58,8 +194,10 @@ class PidFile:
     def release(self) -> None:
         if self.fd is None:
             return
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        with contextlib.suppress(OSError):
+            ours, there = os.fstat(self.fd), os.lstat(self.path)
+            if (ours.st_dev, ours.st_ino) == (there.st_dev, there.st_ino):  # not something put there since
+                os.unlink(self.path)
         os.close(self.fd)
         self.fd = None
 

@@ -14,9 +14,15 @@ Rules of this module:
   nothing else, and blocks nobody.  Its input is bounded by ``max_message``;
   its output by the transport's high-water mark: a client that does not read
   its replies stops being read until it does.
-* Shutdown follows the original (docs/protocol.md §1, shutdown): stop accepting,
-  keep serving connected clients until they leave, then exit.  A second
-  signal closes them at once.
+* Shutdown is bounded (a difference from the original, which serves
+  connected clients until they leave, so one idle client -- lvmlockd keeps
+  one open for good -- holds it up for ever): stop accepting; keep serving
+  connected clients for ``shutdown_grace`` seconds; then close every idle
+  connection, and each busy one (a message partly received, or messages
+  waiting while the peer does not read its replies) as soon as its requests
+  are answered; ``finish_limit`` (10) seconds later still, whatever is left
+  is aborted.  A closing transport flushes the replies before it closes.  A
+  second signal aborts every connection at once.
 """
 
 from __future__ import annotations
@@ -89,6 +95,8 @@ class Server:
         socket_path: str | None = None,
         max_message: int = DEFAULT_MAX_MESSAGE,
         idle_timeout: float = 0,
+        shutdown_grace: float = 2.0,
+        finish_limit: float = 10.0,
         allow_uids: frozenset[int] | None = None,
         observer: RequestObserver | None = None,
     ) -> None:
@@ -98,6 +106,10 @@ class Server:
         self.socket_path = socket_path
         self.max_message = max_message
         self.idle_timeout = idle_timeout
+        #: seconds connected clients are still served after a shutdown request
+        self.shutdown_grace = shutdown_grace
+        #: seconds after the grace that a request partly received has to complete
+        self.finish_limit = finish_limit
         self.allow_uids = allow_uids
         self.observer = observer
         self.stats = ServerStats()
@@ -107,6 +119,9 @@ class Server:
         self._idle = asyncio.Event()
         self._idle_handle: asyncio.TimerHandle | None = None
         self._force = False
+        #: grace over: connections close as soon as they are idle
+        self.draining = False
+        self._grace_handles: list[asyncio.TimerHandle] = []
         self._serials = itertools.count(1)
 
     # -- lifecycle --------------------------------------------------------
@@ -117,18 +132,48 @@ class Server:
         self._arm_idle_timer()
 
     def request_shutdown(self, reason: str = "") -> None:
-        """Stop accepting; exit once connected clients have left (twice: close them now)."""
+        """Stop accepting; serve connected clients for the grace period, then close them.
+
+        A second request closes every connection at once.
+        """
         if self._stopping.is_set():
             if not self._force:
                 log.info("second shutdown request: closing %d connections", len(self._connections))
-                self._force = True
-                for connection in list(self._connections):
-                    connection.close()
+                self._close_all()
             return
-        log.info("shutting down%s", f" ({reason})" if reason else "")
+        log.info(
+            "shutting down%s; %d clients connected, served for %g more seconds",
+            f" ({reason})" if reason else "",
+            len(self._connections),
+            self.shutdown_grace,
+        )
         self._stopping.set()
         if self._server is not None:
             self._server.close()
+        if self._connections:
+            loop = asyncio.get_running_loop()
+            self._grace_handles.append(loop.call_later(self.shutdown_grace, self._end_grace))
+
+    def _end_grace(self) -> None:
+        """Close idle connections now, busy ones once answered (at the latest ``finish_limit`` later)."""
+        self.draining = True
+        busy = 0
+        for connection in list(self._connections):
+            if connection.idle:
+                connection.close()
+            else:
+                busy += 1
+        if busy:
+            log.info("grace period over: waiting for %d connections to finish their requests", busy)
+            loop = asyncio.get_running_loop()
+            self._grace_handles.append(loop.call_later(self.finish_limit, self._close_all))
+
+    def _close_all(self) -> None:
+        if self._connections:
+            log.info("closing %d connections", len(self._connections))
+        self._force = True
+        for connection in list(self._connections):
+            connection.abort()
 
     @property
     def stopping(self) -> bool:
@@ -148,6 +193,8 @@ class Server:
     def close_socket(self) -> None:
         if self._idle_handle is not None:
             self._idle_handle.cancel()
+        for handle in self._grace_handles:
+            handle.cancel()
         with contextlib.suppress(OSError):
             self.sock.close()
         if self.socket_path is not None:
@@ -260,6 +307,17 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def abort(self) -> None:
+        """Close now, dropping replies the peer has not read."""
+        self.closing = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    @property
+    def idle(self) -> bool:
+        """No message partly received or waiting to be answered (unread replies are flushed by close)."""
+        return not self.pending and not self.framer.pending
+
     # -- flow control: stop reading while replies pile up unread ------------
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -309,6 +367,8 @@ class Connection(asyncio.Protocol):
             except Exception:  # never let one connection take the daemon down
                 log.exception("connection from %s failed", self.who)
                 self.close()
+        if self.server.draining and not self.closing and not pending and not self.framer.pending:
+            self.close()  # shutting down: answered, so it goes (its replies are flushed first)
 
     def _answer(self, message: bytes) -> None:
         server = self.server

@@ -1,0 +1,219 @@
+"""Reply texts of the structured lookups, reused while what they show is unchanged.
+
+Rules of this module:
+
+* :class:`ReplyTexts` builds the bodies of ``pv_list``, ``vg_list`` and
+  ``vg_lookup`` from a :class:`~pylvmetad.metad.cache.CacheState` and keeps
+  them for reuse; it only reads the cache, never changes it, and does no I/O.
+* Every kept text is keyed by something that changes whenever the text
+  would: the identity of a stored tree (the cache replaces trees on change,
+  it never edits one) or the cache's ``generation`` counter plus the
+  invalidation marks, which the caller computes fresh for every request.
+  So a stale text cannot be served.
+* What it keeps is bounded: at most 4096 whole replies, and texts of VGs
+  no longer cached are dropped once they outnumber the cached ones.
+
+Theory of operation
+-------------------
+Stored PV records and VG metadata do not change between writes, so their
+text is kept: per PV, where the body of its ``pv_list`` entry sits in the
+last pv_list reply (a rebuild copies unchanged records instead of
+formatting them again; a copy per record would cost 2 MB per 5000 PVs);
+per VG, the text of its metadata around the ``physical_volumes`` section
+(the only part vg_lookup edits).  Whole replies are also kept, keyed by
+generation and marks; a hit returns the very same :class:`Reply` object, so
+a large reply (pv_list of 5000 PVs is ~1.7 MB) is not copied per request
+beyond the server's encoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ...wire.codec import MarkedList, Node, Section, atoms, format_key, format_tree, quote
+from ...wire.replies import Reply
+from ..cache import CacheState
+
+#: more whole replies than this and the store starts over
+MAX_KEPT_REPLIES = 4096
+
+
+# ---------------------------------------------------------------------------
+# vg_lookup's edits of a PV section (docs/protocol.md §5 vg_lookup)
+# ---------------------------------------------------------------------------
+def pvmeta_for_vg(pvmeta: Section) -> list[tuple[str, Node]]:
+    """The pvmeta children vg_lookup puts in front of a PV: less ``id`` and ``dev_size``.
+
+    The original's cursor walk never drops the first child nor a node that
+    directly follows a dropped one; with LVM's field order this drops both.
+    """
+    kids = list(pvmeta.items)
+    i = 0
+    while i + 1 < len(kids):
+        if kids[i + 1][0] in ("id", "dev_size"):
+            del kids[i + 1]
+        i += 1
+    return kids
+
+
+def edit_pv_section(pv: Section, pvmeta: Section | None) -> Section:
+    """A PV section as vg_lookup returns it: pvmeta merged in, or ``MISSING`` flagged."""
+    items = list(pv.items)
+    status_at = next((i for i, (k, _) in enumerate(items) if k == "status"), None)
+    if pvmeta is None:
+        if status_at is None:
+            items.insert(0, ("status", MarkedList(["MISSING"])))
+        else:
+            status = atoms(items[status_at][1])
+            if status and "MISSING" not in status:
+                items[status_at] = ("status", MarkedList(["MISSING", *status]))
+        return Section(items)
+    if status_at is not None:
+        status = atoms(items[status_at][1])
+        if status and "MISSING" in status:
+            status.remove("MISSING")
+            items[status_at] = ("status", status if len(status) != 1 else status[0])
+    return Section(pvmeta_for_vg(pvmeta) + items)
+
+
+def pv_vg_lines(state: CacheState, pvid: str, indent: str) -> str:
+    """The ``vgid`` and ``vgname`` lines pv_lookup and pv_list add to a PV record."""
+    vgid, name = state.pv_vg(pvid)
+    lines = ""
+    if vgid is not None:
+        lines += f"{indent}vgid={quote(vgid)}\n"
+    if name is not None:
+        lines += f"{indent}vgname={quote(name)}\n"
+    return lines
+
+
+class ReplyTexts:
+    """The kept texts of one cache's structured replies (see the module's rules)."""
+
+    def __init__(self, state: CacheState) -> None:
+        self.state = state
+        #: the last pv_list reply body, and where each PV record's text sits in it
+        self.pv_list_text = ""
+        self.pv_record_spans: dict[str, tuple[Section, int, int]] = {}
+        #: per VG uuid: (its metadata tree, text before and after physical_volumes, that section)
+        self.vg_texts: dict[str, tuple[Section, str, str, Section | None]] = {}
+        #: whole replies: (request, key) -> (generation, marks, reply)
+        self.replies: dict[tuple[str, str], tuple[int, str, Reply]] = {}
+
+    def kept_reply(self, request: str, key: str, tail: str, build: Callable[[], str]) -> Reply:
+        """The OK reply ``build() + tail``, reused while the cache and ``tail`` are unchanged.
+
+        ``tail`` (invalidation marks and the closing blank line) is computed
+        fresh by every caller, so a reused reply always carries today's marks.
+        """
+        generation = self.state.generation
+        hit = self.replies.get((request, key))
+        if hit is not None and hit[0] == generation and hit[1] == tail:
+            return hit[2]
+        reply = Reply(build() + tail, request, "OK")
+        if len(self.replies) > MAX_KEPT_REPLIES:
+            self.replies.clear()
+        self.replies[(request, key)] = (generation, tail, reply)
+        return reply
+
+    # -- pv_list ------------------------------------------------------------
+    def pv_list(self, tail: str) -> Reply:
+        old_text, old_spans = self.pv_list_text, self.pv_record_spans
+        spans: dict[str, tuple[Section, int, int]] = {}
+        rebuilt: list[bool] = []
+        state = self.state
+
+        def build() -> str:
+            rebuilt.append(True)
+            parts = ['response="OK"\nphysical_volumes {\n']
+            at = len(parts[0])
+            for pvid, pvmeta in state.pvid_to_pvmeta.items():
+                head = f"\t{format_key(pvid)} {{\n"
+                span = old_spans.get(pvid)
+                unchanged = span is not None and span[0] is pvmeta  # same record: copy its text
+                body = old_text[span[1] : span[2]] if span is not None and unchanged else format_tree(pvmeta, 2)
+                record_tail = pv_vg_lines(state, pvid, "\t\t") + "\t}\n"
+                start = at + len(head)
+                spans[pvid] = (pvmeta, start, start + len(body))
+                parts += (head, body, record_tail)
+                at = start + len(body) + len(record_tail)
+            parts.append("}\n")
+            return "".join(parts)
+
+        reply = self.kept_reply("pv_list", "", tail, build)
+        if rebuilt:  # the spans are offsets into the text just built, a prefix of reply.body
+            self.pv_list_text, self.pv_record_spans = reply.body, spans
+        return reply
+
+    # -- vg_list ------------------------------------------------------------
+    def vg_list(self, tail: str) -> Reply:
+        state = self.state
+
+        def build() -> str:
+            parts = ['response="OK"\nvolume_groups {\n']
+            for vgid, name in state.vgid_to_vgname.items():
+                parts.append(f"\t{format_key(vgid)} {{\n\t\tname={quote(name)}\n\t}}\n")
+            parts.append("}\n")
+            return "".join(parts)
+
+        return self.kept_reply("vg_list", "", tail, build)
+
+    # -- vg_lookup ----------------------------------------------------------
+    def vg_lookup(self, vgid: str, name: str, tail: str) -> Reply:
+        metadata = self.state.vgid_to_metadata[vgid]
+
+        def build() -> str:
+            return f'response="OK"\nname={quote(name)}\n' + self._vg_metadata_text(vgid, metadata)
+
+        return self.kept_reply("vg_lookup", vgid, tail, build)
+
+    def _vg_around_pvs(self, vgid: str, metadata: Section) -> tuple[str, str, Section | None]:
+        """Metadata text before and after its ``physical_volumes`` section (depth 1)."""
+        kept = self.vg_texts.get(vgid)
+        if kept is not None and kept[0] is metadata:
+            return kept[1], kept[2], kept[3]
+        before: list[tuple[str, Node]] = []
+        after: list[tuple[str, Node]] = []
+        pvs: Section | None = None
+        for key, value in metadata.items:
+            if pvs is None and key == "physical_volumes" and isinstance(value, Section):
+                pvs = value
+            elif pvs is None:
+                before.append((key, value))
+            else:
+                after.append((key, value))
+        texts = format_tree(Section(before), 1), format_tree(Section(after), 1)
+        self.vg_texts[vgid] = (metadata, texts[0], texts[1], pvs)
+        cached_vgs = self.state.vgid_to_metadata
+        if len(self.vg_texts) > 2 * len(cached_vgs) + 16:
+            # drop the texts of VGs that are gone or changed, so churn cannot grow this
+            self.vg_texts = {k: v for k, v in self.vg_texts.items() if cached_vgs.get(k) is v[0]}
+        return texts[0], texts[1], pvs
+
+    def _vg_metadata_text(self, vgid: str, metadata: Section) -> str:
+        state = self.state
+        before, after, pvs = self._vg_around_pvs(vgid, metadata)
+        parts = ["metadata {\n"]
+        outdated = state.vgid_to_outdated_pvs.get(vgid)
+        if outdated is not None:
+            parts.append("\toutdated_pvs {\n")
+            for outdated_pvid in reversed(outdated):  # oldest mark first
+                pvmeta = state.pvid_to_pvmeta.get(outdated_pvid)
+                if pvmeta is not None:
+                    parts.append(f"\t\t{format_key(outdated_pvid)} {{\n")
+                    parts.append(format_tree(pvmeta, 3))
+                    parts.append("\t\t}\n")
+            parts.append("\t}\n")
+        parts.append(before)
+        if pvs is not None:
+            parts.append("\tphysical_volumes {\n")
+            for key, pv in pvs.items:
+                pv_id = pv.get_str("id") if isinstance(pv, Section) else None
+                if pv_id is not None:
+                    assert isinstance(pv, Section)
+                    pv = edit_pv_section(pv, state.pvid_to_pvmeta.get(pv_id))
+                parts.append(format_tree(Section([(key, pv)]), 2))
+            parts.append("\t}\n")
+        parts.append(after)
+        parts.append("}\n")
+        return "".join(parts)

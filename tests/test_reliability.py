@@ -1,0 +1,177 @@
+"""The daemon process under an unlucky or hostile operator (issue 13).
+
+The pid file is never followed through a symlink nor used when it is not a
+regular file; shutdown is bounded even while clients stay connected; every
+signal is decided (process.SIGNAL_ACTIONS) and a stray one does not kill the
+daemon.  Each test starts its own daemon in a temp dir; about 5 s in all.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import RawConnection, start_daemon
+from pylvmetad.shell.process import (
+    SIGNAL_ACTIONS,
+    UNCATCHABLE,
+    SignalAction,
+    catchable_signals,
+    signal_action,
+)
+from pylvmetad.wire.codec import parse
+
+
+def refused_start(tmp_path: Path, pidfile: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pylvmetad.metad.cli", "-f", "-s", str(tmp_path / "s"), "-p", str(pidfile)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def hello(path: str) -> str | None:
+    with RawConnection(path) as c:
+        return parse(c.request('request="hello"')).get_str("response")
+
+
+# ---------------------------------------------------------------------------
+# the pid file
+# ---------------------------------------------------------------------------
+def test_pidfile_symlink_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    link = tmp_path / "lvmetad.pid"
+    link.symlink_to(victim)
+    result = refused_start(tmp_path, link)
+    assert result.returncode == 1, result.stderr
+    assert "symbolic link" in result.stderr
+    assert victim.read_text() == "precious\n"
+    assert link.is_symlink()  # left as found
+    assert not (tmp_path / "s").exists()
+
+
+def test_dangling_pidfile_symlink_creates_nothing(tmp_path: Path) -> None:
+    link = tmp_path / "lvmetad.pid"
+    link.symlink_to(tmp_path / "would-be-created")
+    result = refused_start(tmp_path, link)
+    assert result.returncode == 1 and "symbolic link" in result.stderr
+    assert not (tmp_path / "would-be-created").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_pidfile_that_is_not_a_regular_file_is_refused(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "lvmetad.pid"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.mkdir()
+    result = refused_start(tmp_path, path)  # a fifo must not block the start either
+    assert result.returncode == 1, result.stderr
+    assert "not a regular file" in result.stderr or "is a directory" in result.stderr
+    assert path.exists() and not path.is_file()
+
+
+# ---------------------------------------------------------------------------
+# bounded shutdown
+# ---------------------------------------------------------------------------
+def test_sigterm_ends_while_an_idle_client_never_leaves(tmp_path: Path) -> None:
+    d = start_daemon(tmp_path, "--shutdown-grace", "0.5")
+    idle = RawConnection(d.socket_path, timeout=30)
+    assert parse(idle.request('request="hello"')).get_str("response") == "OK"
+    d.proc.send_signal(signal.SIGTERM)
+    try:
+        assert d.proc.wait(30) == 0, d.log()  # the old daemon waited for the client for ever
+        assert idle.sock.recv(1) == b""  # closed by the daemon, not by us
+    finally:
+        idle.close()
+        d.stop()
+    assert not os.path.exists(d.socket_path)
+    assert not os.path.exists(d.pidfile)
+
+
+def test_a_request_in_flight_is_answered_before_its_connection_closes(tmp_path: Path) -> None:
+    d = start_daemon(tmp_path, "--shutdown-grace", "0")
+    idle = RawConnection(d.socket_path, timeout=30)
+    busy = RawConnection(d.socket_path, timeout=30)
+    try:
+        assert parse(idle.request('request="hello"')).get_str("response") == "OK"
+        # a whole message and half of the next in one write: once the first is
+        # answered, the daemon holds the half (a unix socket delivers one small write whole)
+        busy.send_raw(b'request="hello"\n##\nrequest="get_global_info"\n')
+        assert parse(busy.read_reply()).get_str("response") == "OK"
+        d.proc.send_signal(signal.SIGTERM)
+        assert idle.sock.recv(1) == b""  # the grace (0 s) is over: the idle one is closed ...
+        assert d.proc.poll() is None  # ... and the busy one holds the daemon
+        busy.send_raw(b'token="skip"\n##\n')
+        reply = parse(busy.read_reply())
+        assert reply.get_str("response") == "OK" and reply.get_int("daemon_pid", 0) == d.proc.pid
+        assert busy.sock.recv(1) == b""  # answered, then closed
+        assert d.proc.wait(30) == 0, d.log()
+    finally:
+        idle.close()
+        busy.close()
+        d.stop()
+    assert not os.path.exists(d.socket_path) and not os.path.exists(d.pidfile)
+
+
+def test_bad_shutdown_grace_is_refused() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pylvmetad.metad.cli", "-f", "--shutdown-grace", "-1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1 and "--shutdown-grace" in result.stderr
+
+
+# ---------------------------------------------------------------------------
+# signals
+# ---------------------------------------------------------------------------
+def test_every_catchable_signal_is_decided() -> None:
+    named = {int(s) for s in signal.Signals if s not in UNCATCHABLE and int(s) < signal.SIGRTMIN}
+    assert named <= {int(s) for s in SIGNAL_ACTIONS}, named - {int(s) for s in SIGNAL_ACTIONS}
+    stops = {s for s, a in SIGNAL_ACTIONS.items() if a is SignalAction.STOP}
+    assert stops == {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
+    assert signal_action(signal.SIGRTMIN + 3) is SignalAction.LOG
+    assert len(catchable_signals()) == len(signal.valid_signals()) - 2
+
+
+def test_signals_that_would_kill_are_ignored_and_logged(tmp_path: Path) -> None:
+    d = start_daemon(tmp_path)
+    ignored = [s for s in catchable_signals() if signal_action(s) in (SignalAction.LOG, SignalAction.IGNORE)]
+    assert signal.SIGALRM in ignored and signal.SIGUSR1 in ignored and signal.SIGPIPE in ignored
+    try:
+        for signum in [*ignored, signal.SIGCHLD, signal.SIGWINCH, signal.SIGURG]:
+            os.kill(d.proc.pid, signum)
+            assert hello(d.socket_path) == "OK", f"after signal {signum}: {d.log()}"
+        assert d.proc.poll() is None
+        assert "SIGALRM received and ignored" in d.log()
+        assert "SIGUSR2 received and ignored" in d.log()
+    finally:
+        assert d.stop() == 0, d.log()
+
+
+def test_a_signal_while_starting_is_acted_on_once_serving(tmp_path: Path) -> None:
+    """STOP and LOG signals that arrive before the event loop runs are remembered, not fatal."""
+    sock = tmp_path / "s"
+    code = (
+        "import os, signal, sys\n"
+        "from pylvmetad.metad import cli\n"
+        "from pylvmetad.shell.process import install_early_signal_handlers\n"
+        "install_early_signal_handlers(cli._early_signals.append)\n"  # what main() does first
+        "os.kill(os.getpid(), signal.SIGALRM)\n"  # kills a process without the handlers ...
+        "os.kill(os.getpid(), signal.SIGTERM)\n"  # ... and this is served as a shutdown once running
+        f"sys.exit(cli.main(['-f', '-s', {str(sock)!r}, '-p', {str(tmp_path / 'p')!r}]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "SIGALRM received and ignored" in result.stderr
+    assert "shutting down (SIGTERM)" in result.stderr
+    assert not sock.exists()
