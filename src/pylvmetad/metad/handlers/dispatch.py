@@ -6,9 +6,11 @@ Rules of this module:
   §2.8), calls one :class:`~pylvmetad.metad.cache.CacheState` operation and
   builds the reply.  It never changes a table itself and never does I/O.
 * Every message gets exactly one reply; no exception escapes
-  :meth:`RequestHandler.handle` (an unexpected one becomes ``failed`` and the
-  cache is left as the failing operation found it, which the cache's
-  refuse-before-change rule makes safe).
+  :meth:`RequestHandler.handle`.  An unexpected one becomes ``failed``, and
+  the cache is as it was before the request: a refusing operation refuses
+  before it changes anything, and the operations that make several changes
+  are all or nothing (:func:`~pylvmetad.metad.cache.all_or_nothing`;
+  tests/test_merge_atomic.py raises at every step of them).
 * Replies keep LVM's two layouts: the "simple" ``key = value`` one for short
   replies (:mod:`pylvmetad.wire.replies`) and the tree writer for the four
   structured ones, whose texts :class:`~.texts.ReplyTexts` keeps for reuse.
