@@ -10,6 +10,10 @@ Rules of this module:
   refuses does so *before* it changes anything, except where the original
   daemon deliberately keeps a partial effect (pv_found's outdated marking and
   the duplicate case, docs/protocol.md §5, pv_found).
+* The operations that make several changes (``pv_found``, ``vg_update``) are
+  all or nothing (:func:`all_or_nothing`): if one raises midway, every table,
+  the flags and ``generation`` are put back exactly as they were (the
+  tables are journaled, :mod:`pylvmetad.metad.journal`).
 * Method and table names follow the spec (``pvid_to_vgid``,
   ``remove_vg_if_missing``) so the code can be read beside it.
 
@@ -46,12 +50,16 @@ why all mutations go through ``_changed``.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import IntFlag
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from ..wire.codec import Section, compare_trees
+from .journal import MutableValueTable, Table
 from .protocol import UPDATE_IN_PROGRESS
 from .tokens import Action, decide
 
@@ -236,37 +244,85 @@ def strip_device_hints(metadata: Section) -> None:
             i += 1
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def all_or_nothing(operation: Callable[Concatenate[CacheState, _P], _R]) -> Callable[Concatenate[CacheState, _P], _R]:
+    """Make a cache operation atomic: an exception leaves tables, flags and generation as before."""
+
+    @functools.wraps(operation)
+    def atomic(state: CacheState, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        tables = state.tables()
+        if tables[0].in_operation:  # called by another atomic operation
+            return operation(state, *args, **kwargs)
+        flags, generation = state.flags, state.generation
+        for table in tables:
+            table.begin()
+        try:
+            result = operation(state, *args, **kwargs)
+        except BaseException:
+            for table in tables:
+                table.rollback()
+            state.flags, state.generation = flags, generation
+            raise
+        for table in tables:
+            table.commit()
+        return result
+
+    return atomic
+
+
 @dataclass
 class CacheState:
     """Every table of the cache plus the global flags and token (docs/protocol.md §3)."""
 
     clock: Callable[[], float] = time.monotonic
-    pvid_to_pvmeta: dict[str, Section] = field(default_factory=dict)
-    device_to_pvid: dict[int, str] = field(default_factory=dict)
-    vgid_to_metadata: dict[str, Section] = field(default_factory=dict)
-    vgid_to_vgname: dict[str, str] = field(default_factory=dict)
+    pvid_to_pvmeta: Table[str, Section] = field(default_factory=Table)
+    device_to_pvid: Table[int, str] = field(default_factory=Table)
+    vgid_to_metadata: Table[str, Section] = field(default_factory=Table)
+    vgid_to_vgname: Table[str, str] = field(default_factory=Table)
     #: a name may map to several VGs; the most recently added comes first
-    vgname_to_vgid: dict[str, list[str]] = field(default_factory=dict)
-    pvid_to_vgid: dict[str, str] = field(default_factory=dict)
+    vgname_to_vgid: MutableValueTable[str, list[str]] = field(default_factory=lambda: MutableValueTable(list))
+    pvid_to_vgid: Table[str, str] = field(default_factory=Table)
     #: PV uuids holding older metadata of a VG, most recently marked first
-    vgid_to_outdated_pvs: dict[str, OutdatedPVs] = field(default_factory=dict)
-    vgid_to_info: dict[str, VGInfo] = field(default_factory=dict)
+    vgid_to_outdated_pvs: MutableValueTable[str, OutdatedPVs] = field(
+        default_factory=lambda: MutableValueTable(OutdatedPVs)
+    )
+    vgid_to_info: MutableValueTable[str, VGInfo] = field(default_factory=lambda: MutableValueTable(dataclasses.replace))
     flags: GlobalFlag = GlobalFlag(0)
     tokens: TokenState = field(default_factory=TokenState)
     generation: int = 0
     # -- derived indexes (see "Costs grow with the request"); written only by
     #    _set_metadata/_drop_metadata/_set_pvmeta/_drop_pvmeta/_map_pv/_unmap_pv
     #: stored VG -> the PV uuids its metadata lists
-    _listed: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    _listed: Table[str, frozenset[str]] = field(default_factory=Table, repr=False)
     #: PV uuid -> the stored VGs whose metadata lists it
-    _listing: dict[str, set[str]] = field(default_factory=dict, repr=False)
+    _listing: MutableValueTable[str, set[str]] = field(default_factory=lambda: MutableValueTable(set), repr=False)
     #: stored VG -> how many of its listed PVs are not in pvid_to_pvmeta
-    _missing: dict[str, int] = field(default_factory=dict, repr=False)
+    _missing: Table[str, int] = field(default_factory=Table, repr=False)
     #: stored VG -> how many of its listed PVs are present and mapped to it
-    _present: dict[str, int] = field(default_factory=dict, repr=False)
+    _present: Table[str, int] = field(default_factory=Table, repr=False)
 
     def now(self) -> int:
         return int(self.clock())
+
+    def tables(self) -> tuple[Table[Any, Any], ...]:
+        """Every table (docs/protocol.md §3, in its order) and every derived index."""
+        return (
+            self.pvid_to_pvmeta,
+            self.device_to_pvid,
+            self.vgid_to_metadata,
+            self.vgid_to_vgname,
+            self.vgname_to_vgid,
+            self.pvid_to_vgid,
+            self.vgid_to_outdated_pvs,
+            self.vgid_to_info,
+            self._listed,
+            self._listing,
+            self._missing,
+            self._present,
+        )
 
     def _changed(self) -> None:
         self.generation += 1
@@ -472,7 +528,8 @@ class CacheState:
         if pvid is not None and old is not None and new_seq == old_seq and compare_trees(metadata, old) != 0:
             return MergeResult(False, reported)
         purge = old is not None and (
-            old_seq <= 0 or (pvid is None and (new_seq < old_seq or (new_seq == old_seq and compare_trees(metadata, old) != 0)))
+            old_seq <= 0
+            or (pvid is None and (new_seq < old_seq or (new_seq == old_seq and compare_trees(metadata, old) != 0)))
         )
         self._changed()
         if purge:
@@ -504,6 +561,7 @@ class CacheState:
     # ------------------------------------------------------------------
     # PV requests
     # ------------------------------------------------------------------
+    @all_or_nothing
     def pv_found(
         self,
         pvmeta: Section,
@@ -626,6 +684,7 @@ class CacheState:
     # ------------------------------------------------------------------
     # VG requests
     # ------------------------------------------------------------------
+    @all_or_nothing
     def vg_update(self, vgname: str, vgid: str, metadata: Section) -> bool:
         """Metadata written by a command; False (nothing changed) if refused."""
         merge = self.merge_vg_metadata(vgname, vgid, metadata, None)
@@ -734,15 +793,15 @@ class CacheState:
 
     def apply_token_action(self, action: Action, token: str, pid: int, cmd: str, update_timeout: int) -> str:
         """Carry out an action of :meth:`token_action` for a request's fields; returns the token before."""
-        t = self.tokens
-        prev = t.token
+        tokens = self.tokens
+        prev = tokens.token
         if action is Action.START:
-            t.start_update(pid, cmd, update_timeout, self.now())
+            tokens.start_update(pid, cmd, update_timeout, self.now())
         elif action is Action.FINISH:
-            t.finish_update(token)
+            tokens.finish_update(token)
         elif action is Action.CANCEL:
-            t.token = ""
-            t.clear_update()
+            tokens.token = ""
+            tokens.clear_update()
         return prev
 
     # ------------------------------------------------------------------

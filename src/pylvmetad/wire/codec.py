@@ -13,16 +13,27 @@ Rules of this module:
 
 Theory of operation
 -------------------
-Two parsers give the same tree.  The general one tokenises a message with
-one compiled regular expression and a small recursive-descent pass turns
-the tokens into :class:`Section` objects, which are ordered lists of
-``(key, value)`` pairs: order is significant (first match wins on lookup,
-duplicates are kept, replies echo stored order).  The fast path (see "Fast
-path" below) handles the subset of the syntax LVM's tools actually send --
-bare keys, braces, double-quoted strings, decimal integers, lists -- with a
-``fullmatch`` that proves the text is in that subset and a ``findall`` that
-yields one tuple per statement; anything else (comments, floats, quoted or
-path keys, errors) falls through to the general parser unchanged.
+Two parsers give the same tree.  The general one pulls tokens one at a
+time from one compiled regular expression and an iterative loop (an
+explicit stack, no recursion, no token list) turns them into
+:class:`Section` objects, which are ordered lists of ``(key, value)``
+pairs: order is significant (first match wins on lookup, duplicates are
+kept, replies echo stored order).  The fast path (see "Fast path" below)
+handles the subset of the syntax LVM's tools actually send -- bare keys,
+braces, double-quoted strings, decimal integers, lists -- a window of at
+most _WINDOW units at a time: one possessive ``match`` proves the window is
+in that subset and one ``findall`` yields a tuple per unit; anything else
+(comments, floats, quoted or path keys, errors) falls through to the
+general parser unchanged.
+
+Cost is linear in time and bounded in memory for every input shape: every
+repetition in every pattern is possessive or a single character class (the
+regex engine keeps no backtracking record per repeated item), scratch is a
+window or a token, and the memos live in a :class:`Parser` with fixed
+budgets (no memo holds a long string).  Both parsers are generators that
+yield between bounded steps (:meth:`Parser.steps`), so a server can parse a
+huge message a step per turn of its event loop; :func:`parse` runs one to
+the end.
 
 Sections that the daemon stores but never looks inside (a VG's
 ``logical_volumes``, which is most of a 1000-LV VG's metadata) are parsed
@@ -40,14 +51,15 @@ LVs alone): recognising one costs a string comparison instead of a match.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
-from sys import intern as _intern
-from typing import Union, overload
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import TypeVar, Union, overload
 
 __all__ = [
+    "DEFAULT_PARSER",
     "Atom",
     "MarkedList",
     "ParseError",
+    "Parser",
     "Section",
     "Value",
     "compare_trees",
@@ -63,6 +75,7 @@ __all__ = [
 Atom = str | int | float
 Value = Atom | list[Atom]
 Node = Union[Value, "Section"]
+_R = TypeVar("_R")
 
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
@@ -108,7 +121,9 @@ class Section:
     __slots__ = ("_items", "raw")
 
     def __init__(self, items: Iterable[tuple[str, Node]] | None = None, raw: str | None = None) -> None:
-        self._items: list[tuple[str, Node]] | None = list(items) if items is not None else (None if raw is not None else [])
+        self._items: list[tuple[str, Node]] | None = (
+            list(items) if items is not None else (None if raw is not None else [])
+        )
         #: canonical body text (between the braces) when parsed lazily
         self.raw = raw
 
@@ -289,21 +304,30 @@ def _plain(items: list[tuple[str, Node]]) -> list[tuple[str, object]]:
 # ---------------------------------------------------------------------------
 # Tokeniser
 # ---------------------------------------------------------------------------
-# One pass of one regex.  Each alternative is a named group so the parser can
-# dispatch on ``lastindex``; whitespace and comments are dropped by findall.
+# One pass of one regex.  Each alternative is a numbered group so the parser
+# can dispatch on ``lastindex``; whitespace and comments have no group.
+# Every repetition is possessive (``*+``) or a single-character class: the
+# regex engine keeps no backtracking record per repeated item, so a token's
+# cost is linear in its length and its memory constant (a 100 MB string was
+# 14 GB with ``(?:[^"\\]|\\.)*``).
 _TOKEN = re.compile(
     r"""
-    [ \t\n\r\v\f]+ | \#[^\n]*             # skipped
-    | ("(?:[^"\\]|\\.)*")                 # 1 double-quoted string
-    | ('[^']*')                           # 2 single-quoted string
+    [ \t\n\r\v\f]++ | \#[^\n]*+           # skipped
+    | ("[^"\\]*+(?:\\.[^"\\]*+)*+")       # 1 double-quoted string
+    | ('[^']*+')                          # 2 single-quoted string
     | ([{}\[\],=])                        # 3 punctuation
-    | ([^ \t\n\r\v\f\#={}\[\],"']+)       # 4 word: key, number or bare word
-    | ("(?:[^"\\]|\\.)*\\?|'[^']*)           # 5 unterminated quote: to the end, once
+    | ([^ \t\n\r\v\f\#={}\[\],"']++)      # 4 word: key, number or bare word
+    | ("[^"\\]*+(?:\\.[^"\\]*+)*+\\?|'[^']*+)   # 5 unterminated quote: to the end, once
     """,
     re.VERBOSE | re.DOTALL,
 )
-_NUMBER = re.compile(r"[-+.0-9][0-9]*(?:\.[0-9]*)?")
+_NUMBER = re.compile(r"[-+.0-9][0-9]*+(?:\.[0-9]*+)?+")
+_OCTAL = re.compile(r"[0-7]*+")
 _DQ_UNESCAPE = re.compile(r'\\(["\\])')
+#: tokens (general parser) or characters (fast path) between two steps of
+#: :meth:`Parser.steps`
+STEP_TOKENS = 4096
+STEP_CHARS = 64 * 1024
 
 
 def _unescape(tok: str) -> str:
@@ -328,7 +352,7 @@ def _number(word: str) -> Atom | None:
     if not digits:
         return 0
     if len(digits) > 1 and digits[0] == "0":
-        octal = re.match(r"[0-7]*", digits[1:])
+        octal = _OCTAL.match(digits, 1)
         value = int(octal.group(0), 8) if octal and octal.group(0) else 0
     else:
         try:
@@ -344,110 +368,130 @@ def _position(text: str, offset: int) -> tuple[int, int]:
     return line, column
 
 
-class _Tokens:
-    """The token list of one text, with offsets kept for error messages."""
-
-    __slots__ = ("depth", "i", "kinds", "starts", "text", "values")
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        kinds: list[int] = []
-        values: list[str] = []
-        starts: list[int] = []
-        for m in _TOKEN.finditer(text):
-            kind = m.lastindex
-            if kind is None:
-                continue
-            kinds.append(kind)
-            values.append(m.group(kind))
-            starts.append(m.start())
-        self.kinds, self.values, self.starts, self.i = kinds, values, starts, 0
-        self.depth = 0
-
-    def error(self, message: str, index: int | None = None) -> ParseError:
-        i = self.i if index is None else index
-        offset = self.starts[i] if i < len(self.starts) else len(self.text)
-        line, column = _position(self.text, offset)
-        return ParseError(message, line, column)
+def _built(items: list[tuple[str, Node]]) -> Section:
+    """A section around a list built here (no copy, never lazy)."""
+    section = Section.__new__(Section)
+    section._items, section.raw = items, None
+    return section
 
 
-def parse(text: str, lazy: frozenset[str] = frozenset()) -> Section:
-    """Parse a config text into a :class:`Section` (the document's top level).
+#: a token: (kind, text, offset); kind 0 is the end of the text
+_Token = tuple[int, str, int]
 
-    ``lazy`` names sections whose bodies are kept as text when they are in
-    LVM's canonical form (see the module docstring).  Raises
-    :class:`ParseError` for anything LVM's parser rejects, including an
-    empty document.
+
+def _token_stream(text: str) -> Iterator[_Token]:
+    """The tokens of ``text`` one at a time (never a list of them all)."""
+    for m in _TOKEN.finditer(text):
+        kind = m.lastindex
+        if kind is not None:
+            yield kind, m.group(kind), m.start()
+
+
+Steps = Generator[None, None, Section]
+
+
+def _general(text: str) -> Steps:
+    """The general parser: every token, one at a time, through a table-free loop.
+
+    Iterative (an explicit stack of open sections), so depth costs no Python
+    recursion, and a generator that yields every STEP_TOKENS tokens.  Memory
+    is the tree being built plus one token: no token list.
     """
-    nul = text.find("\0")
-    if nul >= 0:  # the C parser sees a C string: a NUL ends the text
-        text = text[:nul]
-    fast = _parse_fast(text, lazy)
-    if fast is not None:
-        return fast
-    if lazy:
-        return _parse_lazy(text, lazy)
-    return _parse_eager(text)
-
-
-def _parse_eager(text: str) -> Section:
-    """The general parser: every token through :func:`_statements`."""
-    toks = _Tokens(text)
-    if not toks.kinds:
+    eof: _Token = (0, "", len(text))
+    stream = _token_stream(text)
+    kind, tok, start = next(stream, eof)
+    if kind == 0:
         raise ParseError("empty document", *_position(text, len(text)))
-    items = _statements(toks, top=True)
-    return Section(items)
 
+    def error(message: str, offset: int) -> ParseError:
+        return ParseError(message, *_position(text, offset))
 
-def _statements(toks: _Tokens, top: bool) -> list[tuple[str, Node]]:
-    kinds, values = toks.kinds, toks.values
-    n = len(kinds)
     items: list[tuple[str, Node]] = []
-    while toks.i < n:
-        i = toks.i
-        kind, tok = kinds[i], values[i]
+    root = items
+    #: open sections: (the parent's items, key, key offset, the parent's depth)
+    stack: list[tuple[list[tuple[str, Node]], str, int, int]] = []
+    depth = 0
+    budget = STEP_TOKENS
+    while kind:
+        budget -= 1
+        if budget <= 0:
+            budget = STEP_TOKENS
+            yield
+        node: Node
         if kind == 3:
-            if tok == "}" and not top:
-                return items
-            raise toks.error(f"unexpected {tok!r}")
+            if tok == "}" and stack:
+                node = _built(items)
+                items, key, key_start, depth = stack.pop()
+                kind, tok, start = next(stream, eof)
+                _add(items, key, node, key_start, depth, error)
+                continue
+            raise error(f"unexpected {tok!r}", start)
         if kind == 4:
             key = tok
-        elif kind in (1, 2):
+        elif kind == 1 or kind == 2:
             key = _unescape(tok) if kind == 1 else tok[1:-1]
             if not key:
-                raise toks.error("empty section identifier")
+                raise error("empty section identifier", start)
         else:
-            raise toks.error("unterminated string")
-        i += 1
-        if i >= n:
-            raise toks.error("expected '=' or '{' after key", i)
-        op = values[i] if kinds[i] == 3 else ""
-        node: Node
-        if op == "{":
-            depth = toks.depth
-            toks.depth = depth + 1 + (key.count("/") if "/" in key else 0)
-            if toks.depth > MAX_DEPTH:
-                raise toks.error("sections nested too deeply", i)
-            toks.i = i + 1
-            node = Section(_statements(toks, top=False))
-            toks.depth = depth
-            if toks.i >= n:
-                raise toks.error("missing '}'")
-            toks.i += 1
-        elif op == "=":
-            toks.i = i + 1
-            node = _value(toks, key)
+            raise error("unterminated string", start)
+        key_start = start
+        kind, tok, start = next(stream, eof)
+        if kind == 3 and tok == "{":
+            inner = depth + 1 + (key.count("/") if "/" in key else 0)
+            if inner > MAX_DEPTH:
+                raise error("sections nested too deeply", start)
+            stack.append((items, key, key_start, depth))
+            items, depth = [], inner
+            kind, tok, start = next(stream, eof)
+            continue
+        if kind != 3 or tok != "=":
+            raise error("expected '=' or '{' after key", start)
+        kind, tok, start = next(stream, eof)
+        if kind == 3 and tok == "[":
+            atoms: list[Atom] = []
+            kind, tok, start = next(stream, eof)
+            while True:
+                if kind == 0:
+                    raise error("unterminated list", start)
+                if kind == 3 and tok == "]":
+                    kind, tok, start = next(stream, eof)
+                    break
+                atoms.append(_atom(kind, tok, start, key, error))
+                kind, tok, start = next(stream, eof)
+                if kind == 3 and tok == ",":
+                    kind, tok, start = next(stream, eof)
+                elif kind == 4:  # only strings may follow each other without a comma
+                    raise error("expected ',' or ']'", start)
+                budget -= 1
+                if budget <= 0:
+                    budget = STEP_TOKENS
+                    yield
+            node = atoms[0] if len(atoms) == 1 else atoms
         else:
-            raise toks.error("expected '=' or '{' after key", i)
-        if "/" in key:
-            if toks.depth + key.count("/") > MAX_DEPTH:  # a/b/c nests as well
-                raise toks.error("sections nested too deeply", i - 1)
-            _add_path(items, key, node)
-        else:
-            items.append((key, node))
-    if not top:
-        raise toks.error("missing '}'")
-    return items
+            if kind == 0:
+                raise error("expected a value", start)
+            node = _atom(kind, tok, start, key, error)
+            kind, tok, start = next(stream, eof)
+        _add(items, key, node, key_start, depth, error)
+    if stack:
+        raise error("missing '}'", len(text))
+    return _built(root)
+
+
+def _add(
+    items: list[tuple[str, Node]],
+    key: str,
+    node: Node,
+    key_start: int,
+    depth: int,
+    error: Callable[[str, int], ParseError],
+) -> None:
+    if "/" not in key:
+        items.append((key, node))
+        return
+    if depth + key.count("/") > MAX_DEPTH:  # a/b/c nests as well
+        raise error("sections nested too deeply", key_start)
+    _add_path(items, key, node)
 
 
 def _add_path(items: list[tuple[str, Node]], key: str, node: Node) -> None:
@@ -467,12 +511,7 @@ def _add_path(items: list[tuple[str, Node]], key: str, node: Node) -> None:
     items.append((parts[-1], node))
 
 
-def _atom(toks: _Tokens, key: str) -> Atom:
-    i = toks.i
-    if i >= len(toks.kinds):
-        raise toks.error("expected a value")
-    kind, tok = toks.kinds[i], toks.values[i]
-    toks.i = i + 1
+def _atom(kind: int, tok: str, start: int, key: str, error: Callable[[str, int], ParseError]) -> Atom:
     if kind == 1:
         return _unescape(tok)
     if kind == 2:
@@ -481,42 +520,30 @@ def _atom(toks: _Tokens, key: str) -> Atom:
         if tok[0] in "0123456789+-.":
             value = _number(tok)
             if value is None:
-                raise toks.error(f"bad number {tok!r}", i)
+                raise error(f"bad number {tok!r}", start)
             if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
                 if key == "creation_time":
                     return CREATION_TIME_FALLBACK
-                raise toks.error(f"integer out of range {tok!r}", i)
+                raise error(f"integer out of range {tok!r}", start)
             return value
         return tok
     if kind == 5:
-        raise toks.error("unterminated string", i)
-    raise toks.error(f"unexpected {tok!r}", i)
+        raise error("unterminated string", start)
+    raise error(f"unexpected {tok!r}", start)
 
 
-def _value(toks: _Tokens, key: str) -> Value:
-    i = toks.i
-    if i < len(toks.kinds) and toks.kinds[i] == 3 and toks.values[i] == "[":
-        toks.i = i + 1
-        atoms: list[Atom] = []
-        kinds, values = toks.kinds, toks.values
-        while True:
-            j = toks.i
-            if j >= len(kinds):
-                raise toks.error("unterminated list")
-            if kinds[j] == 3 and values[j] == "]":
-                toks.i = j + 1
-                break
-            atoms.append(_atom(toks, key))
-            j = toks.i
-            if j < len(kinds) and kinds[j] == 3 and values[j] == ",":
-                toks.i = j + 1
-            elif j < len(kinds) and kinds[j] == 4:
-                # only strings may follow each other without a comma
-                raise toks.error("expected ',' or ']'", j)
-        if len(atoms) == 1:
-            return atoms[0]
-        return atoms
-    return _atom(toks, key)
+def _run(steps: Generator[None, None, _R]) -> _R:
+    """Drive a parse generator to its end in one go."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+
+def _parse_eager(text: str) -> Section:
+    """The general parser in one go (the reference the fast path is tested against)."""
+    return _run(_general(text))
 
 
 # ---------------------------------------------------------------------------
@@ -532,13 +559,16 @@ def _value(toks: _Tokens, key: str) -> Value:
 # written at, is the writer's own output for its tree: echoing it is the
 # same as re-writing it.  Anything else (comments, single quotes, path keys,
 # one-atom lists, other layouts) is parsed eagerly and re-written.
-_C_STR = r'"[^"\\]*(?:\\["\\][^"\\]*)*"'
+_C_STR = r'"[^"\\]*+(?:\\["\\][^"\\]*+)*+"'
 _C_NUM = r'(?:0|-?[1-9][0-9]{0,17}|-?(?:0|[1-9][0-9]{0,8})\.[0-9]{6})(?![^ \t\n\r\v\f\#={}\[\],"\'])'
-_C_ATOM = f"(?:{_C_STR}|{_C_NUM})"
-_C_VALUE = rf"(?:{_C_ATOM}|\[\]|\[{_C_ATOM}(?:,{_C_ATOM})+\])"
-_C_KEY = r"[A-Za-z0-9_.+\-]+"
+_C_ATOM = f"(?>{_C_STR}|{_C_NUM})"
+_C_VALUE = rf"(?>{_C_ATOM}|\[\]|\[{_C_ATOM}(?:,{_C_ATOM})++\])"
+_C_KEY = r"[A-Za-z0-9_.+\-]++"
 #: nesting accepted inside a lazy body (LVM's LV sections nest two levels)
 LAZY_MAX_DEPTH = 6
+#: a longer body is parsed eagerly: the check is one regex call, which must
+#: not hold the event loop for long (a 1000-LV VG's body is about 300 KiB)
+LAZY_MAX_CHARS = 4 * 1024 * 1024
 
 
 def _writer_body(depth: int, levels: int) -> str:
@@ -566,11 +596,9 @@ def _lazy_body(depth: int) -> re.Pattern[str]:
     pattern = _LAZY_BODIES.get(depth)
     if pattern is None:
         pattern = re.compile(_writer_body(depth, LAZY_MAX_DEPTH) + "\n" + "\t" * depth + r"(?=\})")
-        _LAZY_BODIES[depth] = pattern
+        if depth < 16:  # the writer's own depths; deeper ones are compiled, used and dropped
+            _LAZY_BODIES[depth] = pattern
     return pattern
-
-
-_LAZY_HEAD_CACHE: dict[frozenset[str], re.Pattern[str]] = {}
 
 
 def _lazy_head(lazy: frozenset[str]) -> re.Pattern[str]:
@@ -580,82 +608,8 @@ def _lazy_head(lazy: frozenset[str]) -> re.Pattern[str]:
     name and the brace: a body is kept as text only after a head in the
     writer's own form (TABs, one space).
     """
-    head = _LAZY_HEAD_CACHE.get(lazy)
-    if head is None:
-        names = "|".join(re.escape(n) for n in sorted(lazy))
-        head = re.compile(r"(?m)^([ \t]*)(?:" + names + r")([ \t]*)\{")
-        _LAZY_HEAD_CACHE[lazy] = head
-    return head
-
-
-def _cut_lazy(text: str, lazy: frozenset[str], check_head: bool) -> tuple[list[str], list[str]]:
-    """Split ``text`` around the canonical bodies of ``lazy`` sections.
-
-    Returns the pieces between the bodies (``len(raws) + 1`` of them; piece
-    i ends with the ``{`` of the section whose body is ``raws[i]``, piece
-    i+1 starts with its ``}``) and the bodies.  A head found inside a string
-    is not a section; ``check_head`` tokenises the text before each head to
-    rule that out (the fast parser instead validates every piece, which
-    proves the same thing).
-    """
-    pieces: list[str] = []
-    raws: list[str] = []
-    if not any(name in text for name in lazy):
-        return [text], raws
-    head = _lazy_head(lazy)
-    pos = search_at = 0
-    misses = 0  # heads whose body is not canonical; each costs a scan of the text
-    while (m := head.search(text, search_at)) is not None:
-        if check_head and _ends_inside_string(text, pos, m.start()):
-            break  # the head is inside a multi-line string: parse the rest eagerly
-        start = search_at = m.end()
-        indent = m.group(1)
-        if m.group(2) != " " or indent.strip("\t"):
-            continue  # not the writer's layout: parsed with the text around it
-        depth = len(indent)
-        raw = _recently_verified(text, start, depth)
-        if raw is None:
-            body = _lazy_body(depth).match(text, start)
-            if body is None:  # not canonical: parsed with the text around it
-                misses += 1
-                if misses > 8:  # not LVM's writer: stop, or many heads cost O(n^2)
-                    break
-                continue
-            raw = body.group()
-            _remember_verified(raw, depth)
-        pieces.append(text[pos:start])
-        raws.append(raw)
-        pos = search_at = start + len(raw)
-    pieces.append(text[pos:])
-    return pieces, raws
-
-
-# The same LV sections arrive again and again: ``pvscan --cache`` sends a
-# VG's metadata once per PV, and every vg_update that does not touch an LV
-# repeats them.  Matching a lazy body costs a few ms per 300 KiB, comparing
-# strings a few µs, so bodies that matched recently are remembered with the
-# depth they matched at.  The match at a position depends only on the text
-# from there up to the closing brace (statements are consumed left to right
-# without backtracking, and the match stops at the section's own closing
-# line).  So if a remembered body of the same depth followed by "}" starts
-# at that position, the match would be exactly that body: the memo returns
-# what the regex would.
-_VERIFIED: list[tuple[int, str]] = []
-_VERIFIED_MAX = 4
-_VERIFIED_MIN_CHARS = 512  # below this the regex is as cheap as the comparisons
-
-
-def _recently_verified(text: str, start: int, depth: int) -> str | None:
-    for seen_depth, raw in _VERIFIED:
-        if seen_depth == depth and text.startswith(raw, start) and text.startswith("}", start + len(raw)):
-            return raw
-    return None
-
-
-def _remember_verified(raw: str, depth: int) -> None:
-    if len(raw) >= _VERIFIED_MIN_CHARS:
-        _VERIFIED.insert(0, (depth, raw))
-        del _VERIFIED[_VERIFIED_MAX:]
+    names = "|".join(re.escape(n) for n in sorted(lazy))
+    return re.compile(r"(?m)^([ \t]*+)(?:" + names + r")([ \t]*+)\{")
 
 
 def _ends_inside_string(text: str, start: int, end: int) -> bool:
@@ -666,25 +620,6 @@ def _ends_inside_string(text: str, start: int, end: int) -> bool:
 #: placeholder key of a cut-out body; a NUL cannot come from a client (parse
 #: cuts the text at the first one), so no client key can be mistaken for it
 _LAZY_MARK = "\0lazy"
-
-
-def _parse_lazy(text: str, lazy: frozenset[str]) -> Section:
-    """The general path: keep canonical bodies of the ``lazy`` sections as text.
-
-    The lazy bodies are cut out first (so the eager parser sees placeholder
-    sections), then spliced back in as raw :class:`Section` objects.
-    """
-    pieces, raws = _cut_lazy(text, lazy, check_head=True)
-    if not raws:
-        return _parse_eager(text)
-    joined: list[str] = []
-    for n in range(len(raws)):
-        joined.append(pieces[n])
-        joined.append(f"\n{_LAZY_MARK}{n}=0\n")
-    joined.append(pieces[-1])
-    tree = _parse_eager("".join(joined))
-    _restore_lazy(tree, raws)
-    return tree
 
 
 def _restore_lazy(section: Section, raws: list[str]) -> None:
@@ -704,106 +639,322 @@ def _restore_lazy(section: Section, raws: list[str]) -> None:
 # Nearly every message LVM sends uses a small subset of the syntax: bare
 # keys without ``/``, braces, double-quoted strings, decimal integers that
 # fit in 64 bits (no octal, no ``+``) and comma-separated lists of those; no
-# comments, no floats, no bare words, no single quotes.  For such a text the
-# statements come out of one ``findall`` (a tuple per statement, instead of
-# three tokens each through Python) and the tree is built in one loop.
+# comments, no floats, no bare words, no single quotes.  Such a text is cut
+# into *units* -- ``key {``, ``key = atom``, ``key = [``, a list's string,
+# a run of its integers and commas, ``,``, ``]``, ``}`` -- by one ``findall`` per window of at most _WINDOW units,
+# and the tree is built in one loop that also checks the units come in an
+# order the grammar allows (a list holds atoms and commas, a section holds
+# statements).
 #
-# Why it is the same tree as the general parser's: the text is first checked
-# with ``fullmatch`` against the same statement pattern, so every character
-# belongs to a statement and the statements tokenise exactly as the general
-# tokeniser would (same string rule, every number followed by a delimiter).
-# Strings are unescaped by the same function and integers converted by
+# Why it is the same tree as the general parser's: each window is first
+# matched, possessively, as a run of whole units from where the last one
+# ended, so every character belongs to a unit and the units are exactly
+# those ``findall`` yields (same alternatives, tried in the same order, none
+# revisited).  A unit is a sequence of the general tokeniser's tokens, read
+# the same way (same string rule, every number followed by a delimiter);
+# strings are unescaped by the same function and integers converted by
 # ``int``, which is what ``_number`` does for this digit form.  Anything
-# outside the subset, unbalanced braces, an empty document or nesting past
-# MAX_DEPTH returns None and the general parser runs (and raises the error).
-_F_WS = r"[ \t\n\r\v\f]*"
-_F_STR = r'"[^"\\]*(?:\\.[^"\\]*)*"'
-_F_INT = r'-?(?:0|[1-9][0-9]{0,17})(?![^ \t\n\r\v\f\#={}\[\],"\'])'
-_F_ATOM = f"(?:{_F_STR}|{_F_INT})"
-_F_LIST = rf"\[{_F_WS}(?:{_F_ATOM}(?:{_F_WS},{_F_WS}{_F_ATOM})*{_F_WS})?\]"
+# outside the subset, units out of order, unbalanced braces, an empty
+# document or nesting past MAX_DEPTH returns None and the general parser
+# runs (and raises the error).
+#
+# Why it is bounded: a window is at most _WINDOW units, so the tuples
+# ``findall`` returns are bounded whatever the text (a 100 MB list is
+# millions of units, a window at a time), and the possessive repeats keep
+# no backtracking record.  The only unbounded unit is one long string, which
+# costs its own length (the value it becomes).
+_F_WS = r"[ \t\n\r\v\f]*+"
+_F_STR = r'"[^"\\]*+(?:\\.[^"\\]*+)*+"'
+_F_INT = r'-?+(?:0|[1-9][0-9]{0,17}+)(?![^ \t\n\r\v\f\#={}\[\],"\'])'
+_WINDOW = 1024
 
 
-def _f_statement(group: str) -> str:
-    """One statement; ``group`` opens the six fields findall reports.
+def _f_unit(g: str) -> str:
+    """One unit; ``g`` opens the ten fields findall reports (or none).
 
-    The document pattern uses the same text with non-capturing groups:
+    The window pattern uses the same text with non-capturing groups:
     Python 3.11's ``re`` mishandles capturing groups inside ``*+``.
     """
-    g = group
     return (
-        rf"{_F_WS}(?:{g}[A-Za-z0-9_.+\-]+){_F_WS}(?:{g}\{{)|={_F_WS}(?:{g}{_F_STR})|{g}{_F_INT})|{g}{_F_LIST})))"
-        rf"|{g}\}}))"
+        rf"{_F_WS}(?:{g}[A-Za-z0-9_.+\-]++){_F_WS}(?:{g}\{{)|={_F_WS}(?:{g}{_F_STR})|{g}{_F_INT})|{g}\[)))"
+        rf"|{g}\}})|{g}\])|{g}{_F_STR})|{g}{_F_INT}(?:{_F_WS},{_F_WS}{_F_INT}){{0,31}}+)|{g},))"
     )
 
 
-_FAST_STATEMENT = re.compile(_f_statement("("), re.DOTALL)
-_FAST_DOCUMENT = re.compile(rf"(?:{_f_statement('(?:')})*+{_F_WS}", re.DOTALL)
-_FAST_LIST_ATOM = re.compile(rf"({_F_STR})|({_F_INT})", re.DOTALL)
+_FAST_UNIT = re.compile(_f_unit("("), re.DOTALL)
+_FAST_WINDOW = re.compile(rf"(?:{_f_unit('(?:')}){{1,{_WINDOW}}}+", re.DOTALL)
+_FAST_BLANK = re.compile(_F_WS)
 
 
-# Stored PV records repeat the same pairs thousands of times (("format",
-# "lvm2"), ("start", 4096), ...).  A pair of a key and an atom is immutable,
-# so equal pairs can be one object: about a third of a PV record's memory.
-# Only str and int atoms are shared (never lists, never sections), and the
-# table is bounded by clearing it when it grows past _SHARED_PAIRS_MAX.
-_SHARED_PAIRS: dict[tuple[str, Node], tuple[str, Node]] = {}
-_SHARED_PAIRS_MAX = 16384
+class Parser:
+    """A config-text parser with bounded memos (one per daemon; :func:`parse` uses a default one).
 
+    Its memos speed up the texts LVM repeats, within fixed budgets:
 
-def _fast_list(text: str) -> Value:
-    atoms: list[Atom] = [_unescape(s) if s else int(i) for s, i in _FAST_LIST_ATOM.findall(text)]
-    return atoms[0] if len(atoms) == 1 else atoms
+    * ``pairs``: equal ``(key, atom)`` pairs of stored PV records are one
+      object (about a third of a PV record's memory).  Only pairs of an int
+      or a string of at most SHARED_STR_MAX characters, at most
+      SHARED_PAIRS_MAX of them (cleared when full): request data beyond that
+      is never kept.
+    * ``keys``: one string object per key name (PV and LV records repeat
+      theirs), at most SHARED_KEYS_MAX (a bounded table, unlike
+      ``sys.intern``, whose table never shrinks).
+    * ``verified``: lazy bodies checked recently (see :meth:`_recently_verified`),
+      at most VERIFIED_MAX bodies and VERIFIED_CHARS characters in all.
+    """
 
+    SHARED_STR_MAX = 64
+    SHARED_PAIRS_MAX = 16384
+    SHARED_KEYS_MAX = 4096
+    VERIFIED_MAX = 4
+    VERIFIED_CHARS = 2 * 1024 * 1024
+    VERIFIED_MIN_CHARS = 512  # below this the regex is as cheap as the comparisons
 
-def _parse_fast(text: str, lazy: frozenset[str]) -> Section | None:
-    """The tree of ``text`` if it is in the common subset (see above), else None."""
-    pieces, raws = _cut_lazy(text, lazy, check_head=False) if lazy else ([text], [])
-    if len(_SHARED_PAIRS) > _SHARED_PAIRS_MAX:
-        _SHARED_PAIRS.clear()
-    share = _SHARED_PAIRS.setdefault
-    root = Section()
-    stack = [root]
-    items: list[tuple[str, Node]] = []
-    root._items = items
-    for n, piece in enumerate(pieces):
-        if _FAST_DOCUMENT.fullmatch(piece) is None:
-            return None
-        end = len(piece)
-        while end and piece[end - 1] in " \t\n\r\v\f":  # trailing blanks would cost findall O(n^2)
-            end -= 1
-        for key, opened, string, integer, lst, closed in _FAST_STATEMENT.findall(piece, 0, end):
-            # keys repeat in every PV and LV record: share one string object each
-            key = _intern(key)
-            if closed:
-                stack.pop()
-                if not stack:
-                    return None
-                items = stack[-1]._items  # type: ignore[assignment]  # built here: never lazy
-            elif opened:
-                child = Section()
-                items.append((key, child))
-                stack.append(child)
-                if len(stack) > MAX_DEPTH + 1:
-                    return None
-                items = []
-                child._items = items
-            elif string:
-                pair: tuple[str, Node] = (key, _unescape(string))
-                items.append(share(pair, pair))
-            elif integer:
-                pair = (key, int(integer))
-                items.append(share(pair, pair))
-            else:
-                items.append((key, _fast_list(lst)))
-        if n < len(raws):
-            # the piece ended with the lazy section's "{": it is on top of the stack
-            if len(stack) - 1 + LAZY_MAX_DEPTH > MAX_DEPTH:
-                return None
-            lazy_section = stack[-1]
-            lazy_section._items, lazy_section.raw = None, raws[n]
-    if len(stack) != 1 or not root._items:
+    __slots__ = ("_heads", "keys", "pairs", "verified")
+
+    def __init__(self) -> None:
+        self.pairs: dict[tuple[str, Node], tuple[str, Node]] = {}
+        self.keys: dict[str, str] = {}
+        self.verified: list[tuple[int, str]] = []
+        self._heads: dict[frozenset[str], re.Pattern[str]] = {}
+
+    def clear(self) -> None:
+        """Forget every memo."""
+        self.pairs.clear()
+        self.keys.clear()
+        self.verified.clear()
+
+    def memo_chars(self) -> int:
+        """Characters of request text the memos hold (bounded by the budgets above)."""
+        strings = sum(len(k) + (len(v) if isinstance(v, str) else 0) for k, v in self.pairs)
+        return sum(len(raw) for _, raw in self.verified) + strings + sum(map(len, self.keys))
+
+    # -- entry points ---------------------------------------------------
+    def parse(self, text: str, lazy: frozenset[str] = frozenset()) -> Section:
+        """Parse ``text`` in one go (see :func:`parse`)."""
+        return _run(self.steps(text, lazy))
+
+    def steps(self, text: str, lazy: frozenset[str] = frozenset()) -> Steps:
+        """The same parse as a generator: it yields between bounded steps, returns the tree.
+
+        A server drives it a step per turn of its event loop, so a huge
+        message costs its sender's connection and nobody else's.
+        """
+        nul = text.find("\0")
+        if nul >= 0:  # the C parser sees a C string: a NUL ends the text
+            text = text[:nul]
+        fast = yield from self._fast(text, lazy)
+        if fast is not None:
+            return fast
+        if lazy:
+            return (yield from self._general_lazy(text, lazy))
+        return (yield from _general(text))
+
+    # -- lazy sections ----------------------------------------------------
+    def _head(self, lazy: frozenset[str]) -> re.Pattern[str]:
+        head = self._heads.get(lazy)
+        if head is None:
+            head = _lazy_head(lazy)
+            if len(self._heads) < 8:  # callers use one or two fixed sets
+                self._heads[lazy] = head
+        return head
+
+    def _cut_lazy(self, text: str, lazy: frozenset[str], check_head: bool) -> tuple[list[str], list[str]]:
+        """Split ``text`` around the canonical bodies of ``lazy`` sections.
+
+        Returns the pieces between the bodies (``len(raws) + 1`` of them; piece
+        i ends with the ``{`` of the section whose body is ``raws[i]``, piece
+        i+1 starts with its ``}``) and the bodies.  A head found inside a string
+        is not a section; ``check_head`` tokenises the text before each head to
+        rule that out (the fast parser instead validates every piece, which
+        proves the same thing).
+        """
+        pieces: list[str] = []
+        raws: list[str] = []
+        if not any(name in text for name in lazy):
+            return [text], raws
+        head = self._head(lazy)
+        pos = search_at = 0
+        misses = 0  # heads whose body is not canonical; each costs a scan of the text
+        while (m := head.search(text, search_at)) is not None:
+            start = search_at = m.end()
+            indent = m.group(1)
+            if m.group(2) != " " or indent.strip("\t"):
+                continue  # not the writer's layout: parsed with the text around it
+            if check_head and _ends_inside_string(text, pos, m.start()):
+                break  # the head is inside a multi-line string: parse the rest eagerly
+            depth = len(indent)
+            raw = self._recently_verified(text, start, depth)
+            if raw is None:
+                body = _lazy_body(depth).match(text, start, start + LAZY_MAX_CHARS + depth + 1)
+                if body is None:  # not canonical (or too long): parsed with the text around it
+                    misses += 1
+                    if misses > 8:  # not LVM's writer: stop, or many heads cost O(n^2)
+                        break
+                    continue
+                raw = body.group()
+                self._remember_verified(raw, depth)
+            pieces.append(text[pos:start])
+            raws.append(raw)
+            pos = search_at = start + len(raw)
+        pieces.append(text[pos:])
+        return pieces, raws
+
+    # The same LV sections arrive again and again: ``pvscan --cache`` sends a
+    # VG's metadata once per PV, and every vg_update that does not touch an LV
+    # repeats them.  Matching a lazy body costs a few ms per 300 KiB, comparing
+    # strings a few µs, so bodies that matched recently are remembered with the
+    # depth they matched at.  The match at a position depends only on the text
+    # from there up to the closing brace (statements are consumed left to right
+    # without backtracking, and the match stops at the section's own closing
+    # line).  So if a remembered body of the same depth followed by "}" starts
+    # at that position, the match would be exactly that body: the memo returns
+    # what the regex would.
+    def _recently_verified(self, text: str, start: int, depth: int) -> str | None:
+        for seen_depth, raw in self.verified:
+            if seen_depth == depth and text.startswith(raw, start) and text.startswith("}", start + len(raw)):
+                return raw
         return None
-    return root
+
+    def _remember_verified(self, raw: str, depth: int) -> None:
+        if not self.VERIFIED_MIN_CHARS <= len(raw) <= self.VERIFIED_CHARS // 2:
+            return
+        verified = self.verified
+        verified.insert(0, (depth, raw))
+        total = 0
+        for n, (_, kept) in enumerate(verified):
+            total += len(kept)
+            if n >= self.VERIFIED_MAX or total > self.VERIFIED_CHARS:
+                del verified[n:]
+                break
+
+    def _general_lazy(self, text: str, lazy: frozenset[str]) -> Steps:
+        """The general path: keep canonical bodies of the ``lazy`` sections as text.
+
+        The lazy bodies are cut out first (so the general parser sees placeholder
+        sections), then spliced back in as raw :class:`Section` objects.
+        """
+        pieces, raws = self._cut_lazy(text, lazy, check_head=True)
+        if not raws:
+            return (yield from _general(text))
+        joined: list[str] = []
+        for n in range(len(raws)):
+            joined.append(pieces[n])
+            joined.append(f"\n{_LAZY_MARK}{n}=0\n")
+        joined.append(pieces[-1])
+        del pieces
+        tree = yield from _general("".join(joined))
+        _restore_lazy(tree, raws)
+        return tree
+
+    # -- the fast path ----------------------------------------------------
+    def _fast(self, text: str, lazy: frozenset[str]) -> Generator[None, None, Section | None]:
+        """The tree of ``text`` if it is in the common subset (see above), else None."""
+        pieces, raws = self._cut_lazy(text, lazy, check_head=False) if lazy else ([text], [])
+        pairs, keys = self.pairs, self.keys
+        share, key_of = pairs.setdefault, keys.setdefault
+        short = self.SHARED_STR_MAX
+        window, units = _FAST_WINDOW.match, _FAST_UNIT.findall
+        items: list[tuple[str, Node]] = []
+        root = _built(items)
+        stack = [root]
+        #: the list being read (None: reading a section), its key, and whether an atom ends it
+        atoms: list[Atom] | None = None
+        list_key = ""
+        after_atom = False
+        step = 0
+        for n, piece in enumerate(pieces):
+            pos, size = 0, len(piece)
+            while pos < size:
+                if len(pairs) > self.SHARED_PAIRS_MAX:  # checked per window: bounded within a message too
+                    pairs.clear()
+                if len(keys) > self.SHARED_KEYS_MAX:
+                    keys.clear()
+                m = window(piece, pos)
+                if m is None:
+                    if _FAST_BLANK.match(piece, pos).end() != size:  # type: ignore[union-attr]
+                        return None  # not in the subset
+                    break
+                end = m.end()
+                for key, opened, string, integer, _lopen, closed, lclosed, astr, aint, comma in units(piece, pos, end):
+                    if atoms is not None:  # inside a list: atoms, commas, "]"
+                        if astr:
+                            atoms.append(_unescape(astr))
+                            after_atom = True
+                        elif aint:  # a run of integers and commas: int() allows the blanks
+                            if after_atom:
+                                return None  # "1 2": the general parser refuses it
+                            if "," in aint:
+                                atoms.extend(map(int, aint.split(",")))
+                            else:
+                                atoms.append(int(aint))
+                            after_atom = True
+                        elif comma:
+                            if not after_atom:
+                                return None
+                            after_atom = False
+                        elif lclosed:
+                            if not after_atom and atoms:
+                                return None  # "[1,]": left to the general parser
+                            items.append((list_key, atoms[0] if len(atoms) == 1 else atoms))
+                            atoms = None
+                        else:
+                            return None
+                    elif closed:
+                        stack.pop()
+                        if not stack:
+                            return None
+                        items = stack[-1]._items  # type: ignore[assignment]  # built here: never lazy
+                    elif not key:
+                        return None  # an atom, "," or "]" outside a list
+                    else:
+                        # keys repeat in every PV and LV record: share one string object each
+                        key = key_of(key, key)
+                        if opened:
+                            items = []
+                            child = _built(items)
+                            stack[-1]._items.append((key, child))  # type: ignore[union-attr]
+                            stack.append(child)
+                            if len(stack) > MAX_DEPTH + 1:
+                                return None
+                        elif string:
+                            value = _unescape(string)
+                            pair: tuple[str, Node] = (key, value)
+                            items.append(share(pair, pair) if len(value) <= short else pair)
+                        elif integer:
+                            pair = (key, int(integer))
+                            items.append(share(pair, pair))
+                        else:
+                            atoms, list_key, after_atom = [], key, False
+                step += end - pos
+                pos = end
+                if step >= STEP_CHARS:
+                    step = 0
+                    yield
+            if n < len(raws):
+                # the piece ended with the lazy section's "{": it is on top of the stack
+                if atoms is not None or len(stack) - 1 + LAZY_MAX_DEPTH > MAX_DEPTH or len(stack) < 2:
+                    return None
+                lazy_section = stack[-1]
+                lazy_section._items, lazy_section.raw = None, raws[n]
+        if len(stack) != 1 or atoms is not None or not root._items:
+            return None
+        return root
+
+
+#: the parser :func:`parse` uses (and lazy sections, when they build their children)
+DEFAULT_PARSER = Parser()
+
+
+def parse(text: str, lazy: frozenset[str] = frozenset()) -> Section:
+    """Parse a config text into a :class:`Section` (the document's top level).
+
+    ``lazy`` names sections whose bodies are kept as text when they are in
+    LVM's canonical form (see the module docstring).  Raises
+    :class:`ParseError` for anything LVM's parser rejects, including an
+    empty document.
+    """
+    return DEFAULT_PARSER.parse(text, lazy)
 
 
 # ---------------------------------------------------------------------------
@@ -940,9 +1091,12 @@ def compare_trees(a: Section | list[tuple[str, Node]], b: Section | list[tuple[s
         elif a_sec and not b_sec:
             r = -1
         if a_sec and b_sec:
-            ca, cb = va.items, vb.items  # type: ignore[union-attr]
-            if ca and cb:
-                r = compare_trees(va, vb)  # type: ignore[arg-type]
+            raw = va.raw  # type: ignore[union-attr]
+            # two lazy sections of equal text are equal: compared without parsing either
+            if raw is None or raw != vb.raw:  # type: ignore[union-attr]
+                ca, cb = va.items, vb.items  # type: ignore[union-attr]
+                if ca and cb:
+                    r = compare_trees(ca, cb)
         if r != 0:
             return r
         i += 1

@@ -1,0 +1,175 @@
+"""All or nothing: the cache's tables can undo the changes of one operation.
+
+Rules of this module:
+
+* A :class:`Table` is a ``dict`` that, while an operation is open
+  (:meth:`Table.begin` .. :meth:`Table.commit`), keeps the value every key
+  had before the operation's first change of it; :meth:`Table.rollback`
+  puts those values back, in the table's original key order.  Outside an
+  operation it is a plain dict with one ``None`` check per write.
+* Every way of changing a dict goes through the journal (item assignment,
+  ``del``, ``pop``, ``popitem``, ``setdefault``, ``update``, ``|=``,
+  ``clear``).  A table whose values are changed in place (lists, records)
+  is a :class:`MutableValueTable`: it also keeps a *copy* of a value when the
+  value is read by key (``[]``, ``get``, ``setdefault``), because the
+  caller may change it after the read.  Such a value must be reached by key
+  before it is changed, never through ``values()`` or ``items()``.
+* No I/O, no knowledge of what the tables hold; the cache decides which of
+  its operations are all-or-nothing (:func:`pylvmetad.metad.cache.all_or_nothing`).
+
+Theory of operation
+-------------------
+An operation changes a handful of keys, so the journal costs per change,
+not per table: the first change of a key saves its old value (or "absent").
+Rolling back reassigns the saved values and removes the keys the operation
+added; a dict keeps the position of a reassigned key, so the order is
+exact.  Only a removal loses a key's position, so the first removal in an
+operation also saves the table's key order, and rollback then rebuilds the
+table in that order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final, TypeVar, overload
+
+K = TypeVar("K")
+V = TypeVar("V")
+T = TypeVar("T")
+
+#: the saved "value" of a key the table did not hold
+_ABSENT: Final[Any] = object()
+
+
+class Table(dict[K, V]):
+    """A dict whose changes during one operation can be undone."""
+
+    __slots__ = ("_order", "_saved")
+
+    def __init__(self, items: Mapping[K, V] | Iterable[tuple[K, V]] = ()) -> None:
+        super().__init__(items)
+        #: key -> its value before the operation's first change (or _ABSENT); None: no operation open
+        self._saved: dict[K, V] | None = None
+        #: the key order before the operation's first removal
+        self._order: list[K] | None = None
+
+    # -- the operation --------------------------------------------------------
+    @property
+    def in_operation(self) -> bool:
+        return self._saved is not None
+
+    def begin(self) -> None:
+        self._saved, self._order = {}, None
+
+    def commit(self) -> None:
+        self._saved, self._order = None, None
+
+    def rollback(self) -> None:
+        """Put back every key's value from before :meth:`begin`, in the order of then."""
+        saved, order = self._saved, self._order
+        self.commit()
+        if saved is None:
+            return
+        if order is None:
+            for key, value in saved.items():
+                if value is _ABSENT:
+                    dict.pop(self, key, None)
+                else:
+                    dict.__setitem__(self, key, value)
+            return
+        current = dict(self)
+        dict.clear(self)
+        for key in order:
+            value = saved[key] if key in saved else current[key]  # removed since: saved
+            if value is not _ABSENT:
+                dict.__setitem__(self, key, value)
+
+    def _keep(self, key: K) -> None:
+        saved = self._saved
+        if saved is not None and key not in saved:
+            saved[key] = self._copy(dict.get(self, key, _ABSENT))
+
+    def _keep_for_removal(self, key: K) -> None:
+        if self._saved is not None:
+            if self._order is None and dict.__contains__(self, key):
+                self._order = list(self)
+            self._keep(key)
+
+    def _copy(self, value: V) -> V:
+        return value
+
+    # -- every way of changing a dict ------------------------------------------
+    def __setitem__(self, key: K, value: V) -> None:
+        if self._saved is not None:
+            self._keep(key)
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key: K) -> None:
+        self._keep_for_removal(key)
+        dict.__delitem__(self, key)
+
+    @overload
+    def pop(self, key: K, /) -> V: ...
+    @overload
+    def pop(self, key: K, default: V, /) -> V: ...
+    @overload
+    def pop(self, key: K, default: T, /) -> V | T: ...
+    def pop(self, key: K, default: Any = _ABSENT, /) -> Any:
+        self._keep_for_removal(key)
+        if default is _ABSENT:
+            return dict.pop(self, key)
+        return dict.pop(self, key, default)
+
+    def popitem(self) -> tuple[K, V]:
+        if not self:
+            raise KeyError("popitem(): table is empty")
+        key = next(reversed(self))
+        return key, self.pop(key)
+
+    def setdefault(self, key: K, default: V = None) -> V:  # type: ignore[assignment]
+        if self._saved is not None:
+            self._keep(key)
+        return dict.setdefault(self, key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def __ior__(self, other: Any) -> Table[K, V]:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+    def clear(self) -> None:
+        if self._saved is not None:
+            for key in list(self):
+                self._keep_for_removal(key)
+        dict.clear(self)
+
+
+class MutableValueTable(Table[K, V]):
+    """A :class:`Table` whose values are changed in place: a read by key keeps a copy too."""
+
+    __slots__ = ("_copy_value",)
+
+    def __init__(self, copy_value: Callable[[V], V], items: Mapping[K, V] | Iterable[tuple[K, V]] = ()) -> None:
+        super().__init__(items)
+        self._copy_value = copy_value
+
+    def _copy(self, value: V) -> V:
+        return value if value is _ABSENT else self._copy_value(value)
+
+    def __getitem__(self, key: K) -> V:
+        if self._saved is not None:
+            self._keep(key)
+        return dict.__getitem__(self, key)
+
+    @overload
+    def get(self, key: K, default: None = None, /) -> V | None: ...
+    @overload
+    def get(self, key: K, default: V, /) -> V: ...
+    @overload
+    def get(self, key: K, default: T, /) -> V | T: ...
+    def get(self, key: K, default: Any = None, /) -> Any:
+        if self._saved is not None:
+            self._keep(key)
+        return dict.get(self, key, default)
