@@ -81,6 +81,20 @@ class Peer:
     credentials: PeerCredentials | None
 
 
+class DeferredReply:
+    """A reply that is not ready yet (lvmlockd's lock requests wait on the lock manager).
+
+    The connection answers nothing else until the future resolves, so replies
+    stay in request order; other connections are served meanwhile.  A
+    cancelled future sends nothing (the request was dropped).
+    """
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[Reply]) -> None:
+        self.future = future
+
+
 class MessageHandler(Protocol):
     """What the server serves: one reply per message, never an exception.
 
@@ -89,7 +103,7 @@ class MessageHandler(Protocol):
     locks) can drop it; lvmetad keeps none.
     """
 
-    def handle_message(self, text: str, peer: Peer) -> Reply: ...
+    def handle_message(self, text: str, peer: Peer) -> Reply | DeferredReply: ...
 
     def peer_gone(self, peer: Peer) -> None: ...
 
@@ -351,6 +365,8 @@ class Connection(asyncio.Protocol):
         self.pending: collections.deque[bytes] = collections.deque()
         #: the message or reply being handled in steps (see the module's rules)
         self.job: Generator[None, None, None] | None = None
+        #: a DeferredReply is outstanding: later messages wait for it
+        self.waiting = False
         self.writing_paused = False
         self.admitted = False
         self.closing = False
@@ -407,7 +423,7 @@ class Connection(asyncio.Protocol):
     @property
     def idle(self) -> bool:
         """No message partly received or waiting to be answered (unread replies are flushed by close)."""
-        return not self.pending and not self.framer.pending and self.job is None
+        return not self.pending and not self.framer.pending and self.job is None and not self.waiting
 
     # -- flow control: stop reading while replies pile up unread ------------
     def pause_writing(self) -> None:
@@ -502,7 +518,7 @@ class Connection(asyncio.Protocol):
 
     def _answer_pending(self) -> None:
         pending = self.pending
-        while pending and not self.writing_paused and not self.closing and self.job is None:
+        while pending and not self.writing_paused and not self.closing and self.job is None and not self.waiting:
             message = pending.popleft()
             try:
                 if len(message) > STEP_THRESHOLD:
@@ -572,6 +588,9 @@ class Connection(asyncio.Protocol):
                 yield
                 began = time.perf_counter()
         del text
+        if isinstance(reply, DeferredReply):
+            self._defer(reply, time.perf_counter() - elapsed, log.isEnabledFor(WIRE))
+            return
         elapsed += time.perf_counter() - began
         self._answered(reply, elapsed, log.isEnabledFor(WIRE))
         yield from self._stepped_write(reply.body)
@@ -591,12 +610,35 @@ class Connection(asyncio.Protocol):
             log.log(WIRE, "%s", "".join(f"<- {line}\n" for line in text.splitlines()).rstrip("\n"))
         began = time.perf_counter()
         reply = server.handler.handle_message(text, self.peer)
-        elapsed = time.perf_counter() - began
+        if isinstance(reply, DeferredReply):
+            self._defer(reply, began, wire)
+            return
+        self._send_reply(reply, time.perf_counter() - began, wire)
+
+    def _send_reply(self, reply: Reply, elapsed: float, wire: bool) -> None:
         self._answered(reply, elapsed, wire)
         if len(reply.body) > STEP_THRESHOLD:
             self._start_job(self._stepped_write(reply.body))
         else:
             self._write(encode_reply(reply.body))
+
+    def _defer(self, deferred: DeferredReply, began: float, wire: bool) -> None:
+        """Answer when the future resolves; until then this connection's next messages wait."""
+        self.waiting = True
+
+        def done(future: asyncio.Future[Reply]) -> None:
+            self.waiting = False
+            if self.closing or future.cancelled():
+                return
+            try:
+                self._send_reply(future.result(), time.perf_counter() - began, wire)
+            except Exception:  # never let one connection take the daemon down
+                log.exception("connection from %s failed", self.who)
+                self.close()
+                return
+            self._answer_pending()
+
+        deferred.future.add_done_callback(done)
 
     def _answered(self, reply: Reply, elapsed: float, wire: bool) -> None:
         """Count and log a reply before it is written."""
