@@ -58,10 +58,14 @@ def shape_rates(mb: float, seconds: float) -> None:
     try:
         for title, build in shapes(int(mb * 1e6)).items():
             text = build()[0].decode()[: -len("\n##\n")]
-            figures = []
+            figures: list[str] = []
+
+            def one(t: str = text) -> None:
+                codec.DEFAULT_PARSER.parse(t, LAZY)
+
             for _, accel in paths:
                 codec._accel = accel
-                figures.append(f"{rate(lambda t=text: codec.DEFAULT_PARSER.parse(t, LAZY), len(text), seconds):.1f}")
+                figures.append(f"{rate(one, len(text), seconds):.1f}")
             print(f"| {title} | " + " | ".join(figures) + " |", flush=True)
     finally:
         codec._accel = saved

@@ -66,7 +66,7 @@ def run_shape(command: str | None, name: str, build: Callable[[], list[bytes]]) 
         before = daemon_memory(pid)
         messages = build()
         size = sum(map(len, messages))
-        done, took = threading.Event(), []
+        done, took = threading.Event(), list[float]()
         sender = threading.Thread(target=send_all, args=(path, messages, done, took))
         del messages
         latencies: list[float] = []
