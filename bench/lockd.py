@@ -197,7 +197,7 @@ def run_daemon(kind: str, root: Path, env: dict[str, str], vg: str, seconds: flo
             c.result(req("init_vg", pid=1, vg_name=vg, vg_lock_type="sanlock", vg_lock_args="lvmlock", opts="none"))
             == 0
         )
-        start = dict(
+        start: dict[str, str | int] = dict(
             vg_name=vg,
             vg_lock_type="sanlock",
             vg_lock_args="1.0.0:lvmlock",
@@ -208,8 +208,8 @@ def run_daemon(kind: str, root: Path, env: dict[str, str], vg: str, seconds: flo
         )
         assert c.result(req("start_vg", pid=1, **start)) == 0
         assert c.result(req("start_wait", pid=1)) == 0
-        vgf = dict(cmd="bench", pid=1, opts="none", vg_name=vg, vg_lock_type="none", vg_lock_args="none")
-        glf = dict(cmd="bench", pid=1, opts="none", vg_lock_type="none")
+        vgf: dict[str, str | int] = dict(cmd="bench", pid=1, opts="none", vg_name=vg, vg_lock_type="none", vg_lock_args="none")
+        glf: dict[str, str | int] = dict(cmd="bench", pid=1, opts="none", vg_lock_type="none")
         sh, un, ex = (
             req("lock_vg", mode="sh", **vgf),
             req("lock_vg", mode="un", **vgf),
