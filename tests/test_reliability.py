@@ -9,6 +9,7 @@ daemon.  Each test starts its own daemon in a temp dir; about 5 s in all.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import signal
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from pylvmetad.metad.ctl import json_escape, json_unescape
 from pylvmetad.shell.process import (
     SIGNAL_ACTIONS,
     UNCATCHABLE,
@@ -333,3 +335,41 @@ def test_max_buffered_below_max_message_is_refused() -> None:
         timeout=30,
     )
     assert result.returncode == 1 and "--max-buffered" in result.stderr
+
+
+# ---------------------------------------------------------------------------
+# pylvmetactl --json: valid JSON for bytes that are not UTF-8
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "raw", [b"vg0", b"vg\xff\xfe", b"back\\slash", b"\\x41 is not A", "naïve".encode(), b"\xc3", b""]
+)
+def test_json_escape_is_reversible(raw: bytes) -> None:
+    text = raw.decode("utf-8", "surrogateescape")  # as replies are decoded
+    escaped = json_escape(text)
+    escaped.encode("utf-8")  # strict: no lone surrogate left
+    assert json_unescape(escaped) == raw
+
+
+def test_ctl_json_prints_invalid_utf8_as_valid_json(tmp_path: Path) -> None:
+    d = start_daemon(tmp_path)
+    try:
+        with RawConnection(d.socket_path) as c:
+            c.send_raw(
+                b'request="vg_update"\nvgname="vg\xff\xfe"\nmetadata {\n\tid="vg0000-aaaa-bbbb-cccc-dddd-eeee-ffff00"\n'
+                b'\tseqno=1\n\tphysical_volumes {\n\t}\n}\ntoken="skip"\n##\n'
+            )
+            assert parse(c.read_reply()).get_str("response") == "OK"
+        result = subprocess.run(
+            [sys.executable, "-m", "pylvmetad.metad.ctl", "--socket", d.socket_path, "--json", "vg_list"],
+            capture_output=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout.decode("utf-8"))  # strict UTF-8 ...
+        names = [vg["name"] for vg in data["volume_groups"].values()]
+        for name in names:
+            name.encode("utf-8")  # ... and no \udcNN escapes in it
+        assert [json_unescape(n) for n in names] == [b"vg\xff\xfe"]
+        assert "vg\\\\xff\\\\xfe" in result.stdout.decode()  # the documented escaping, as printed
+    finally:
+        assert d.stop() == 0, d.log()
