@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from ..wire.codec import Node, ParseError, Section, atoms, parse
 from .client import Client, LvmetadError, check_ok, parse_reply
+from .protocol import DEFAULT_SOCKET, SOCKET_ENV
 
 EXIT_OK = 0
 EXIT_RESPONSE = 1
@@ -359,7 +360,7 @@ def _common_options(subcommand: bool) -> argparse.ArgumentParser:
         "--socket",
         metavar="PATH",
         default=suppress if subcommand else None,
-        help="lvmetad socket (default: $LVM_LVMETAD_SOCKET or /run/lvm/lvmetad.socket)",
+        help=f"lvmetad socket (default: ${SOCKET_ENV} or {DEFAULT_SOCKET})",
     )
     parent.add_argument(
         "--json",
