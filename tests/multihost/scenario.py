@@ -70,6 +70,10 @@ class Run:
     invalidations: dict[int, list[tuple[float, str, str]]] = field(default_factory=dict)
     #: per host: pylvmetad's ``stats`` text at the end (pylvmetad runs only)
     stats: dict[int, str] = field(default_factory=dict)
+    #: per host: the lvmetad's log
+    metad_logs: dict[int, str] = field(default_factory=dict)
+    #: per host: the lock daemon's log (lvmlockd -D, each line stamped with the time in ms)
+    lockd_logs: dict[int, str] = field(default_factory=dict)
 
     def step(self, label: str) -> Step:
         found = [s for s in self.steps if s.label == label]
@@ -284,6 +288,9 @@ class Scenario:
 
     def collect(self) -> None:
         for h in self.bed.hosts:
+            self.run.lockd_logs[h.n] = h.lockd_log_text()
+            if h.metad is not None:
+                self.run.metad_logs[h.n] = h.metad.log()
             if h.tap is not None:
                 self.run.invalidations[h.n] = [(m.time, m.name, m.request) for m in h.tap.requests()]
             if self.bed.metad == "pylvmetad":

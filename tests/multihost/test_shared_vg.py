@@ -170,6 +170,28 @@ def test_pylvmetad_counts_lvmlockds_invalidations(runs: dict[str, Run]) -> None:
             assert stat_count(stats, name) >= sent > 0, (host, name, stats)
 
 
+def logged_invalidations(log: str) -> list[tuple[str, ...]]:
+    """The set_vg_info/set_global_info requests in pylvmetad's wire log that carry no cmd (lvmlockd's)."""
+    found = []
+    for block in log.split('<- request="')[1:]:
+        name = block.split('"', 1)[0]
+        fields = dict(re.findall(r"^<- (\w+)=(.*)$", block, re.M))
+        if name in ("set_vg_info", "set_global_info") and "cmd" not in fields:
+            found.append((name, fields.get("name", ""), fields.get("version", fields.get("global_invalid", ""))))
+    return found
+
+
+def test_pylvmetads_log_shows_each_invalidation_lvmlockd_sent(runs: dict[str, Run]) -> None:
+    run = runs["pylvmetad"]
+    for host in (1, 2, 3):
+        sent = []
+        for _, name, text in run.invalidations[host]:
+            if name in ("set_vg_info", "set_global_info"):
+                fields = dict(re.findall(r"^(\w+) = (.*)$", text, re.M))
+                sent.append((name, fields.get("name", ""), fields.get("version", fields.get("global_invalid", ""))))
+        assert sent and logged_invalidations(run.metad_logs[host]) == sent, host
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_an_lv_lock_held_elsewhere_is_refused(runs: dict[str, Run], kind: str) -> None:
     run = runs[kind]

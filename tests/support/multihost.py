@@ -482,7 +482,7 @@ class Host:
 
     def start_metad(self) -> None:
         kind = self.bed.metad
-        self.metad = lvm202.daemon(kind, self.bed.lvm202, self.run_dir)
+        self.metad = lvm202.daemon(kind, self.bed.lvm202, self.run_dir, *self.bed.metad_args)
         self.metad.start()
         self.bed._record(f"metad{self.n}", self.metad.pid)
 
@@ -587,6 +587,8 @@ class Bed:
     pv_size: int = 1024 * MiB
     lockd: Mapping[int, LockDaemon] = field(default_factory=dict)
     tap: bool = False
+    #: extra options of every host's lvmetad (e.g. ``("-l", "all")``)
+    metad_args: tuple[str, ...] = ()
     hosts: list[Host] = field(default_factory=list)
     pvs: list[str] = field(default_factory=list)
     lock_lvs: dict[str, str] = field(default_factory=dict)
