@@ -114,14 +114,22 @@ def lvmlockd_pid_marker(lvm: Lvm202) -> Path:
 def _start_time(pid: int) -> str | None:
     """Field 22 of /proc/PID/stat (start time in ticks): a pid plus this names one process.
 
-    None when there is no such process, or only its zombie (it has exited).
+    None when there is no such process, or only its zombie (it has exited).  A leader
+    thread that has ended while other threads of the process run (sanlock on SIGTERM)
+    also shows "Z": that process still runs.
     """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] in ("Z", "X") else fields[19]
+    if fields[0] in ("Z", "X"):
+        try:
+            if len(os.listdir(f"/proc/{pid}/task")) <= 1:
+                return None
+        except OSError:
+            return None
+    return fields[19]
 
 
 def _children(pid: int) -> list[int]:
@@ -749,8 +757,11 @@ class Bed:
                 host.tap.close()
         problems = down(self.root, self._state)
         for proc in self._procs:
-            if proc.popen is not None and proc.popen.poll() is None:
-                problems.append(f"process {proc.name} pid {proc.pid} still running")
+            if proc.popen is not None:
+                try:
+                    proc.popen.wait(10.0)  # reaps it
+                except subprocess.TimeoutExpired:
+                    problems.append(f"process {proc.name} pid {proc.pid} still running")
             if proc.log_thread is not None:
                 proc.log_thread.join(5.0)
         self._procs.clear()
@@ -806,6 +817,8 @@ def down(root: Path, state: Mapping[str, object] | None = None) -> list[str]:
     # lock daemons first (they hold sanlock leases), then sanlock, then the lvmetads
     order = {"lockd": 0, "sanlock": 1, "metad": 2}
     procs.sort(key=lambda p: order.get(p.name.rstrip("0123456789"), 3))
+    # their children (sanlock's helper) are orphaned by the kill and come to us (subreaper)
+    orphans = [c for p in procs if p.alive() for c in _descendants(p.pid)]
     for p in procs:
         if p.alive():
             p.kill(signal.SIGTERM)
@@ -818,6 +831,8 @@ def down(root: Path, state: Mapping[str, object] | None = None) -> list[str]:
     for p in procs:
         if not p.wait(10.0):
             problems.append(f"process {p.name} pid {p.pid} survived SIGKILL")
+    for pid in orphans:
+        _reap_orphan(pid, timeout=1.0)
     for link in _entries(state, "links"):
         Path(link).unlink(missing_ok=True)
     for dev in reversed(_entries(state, "loops")):
