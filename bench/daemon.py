@@ -378,7 +378,7 @@ class Bench:
         self.path = path
         #: whose /proc/PID/status to read (None: get_global_info's daemon_pid)
         self.memory_pid = memory_pid
-        self.s = settings
+        self.settings = settings
         self.log = log
         self.rng = random.Random(2_02_187)
         self.pid = os.getpid()
@@ -422,7 +422,7 @@ class Bench:
                 c.call("get_global_info", info)
                 c.call("vg_list", vg_list)
 
-        return timed(Row("session", "command session (connect + 3 requests)"), self.s.duration, self.s.min_ops, one)
+        return timed(Row("session", "command session (connect + 3 requests)"), self.settings.duration, self.settings.min_ops, one)
 
     def pv_found(self) -> Row:
         requests = [pv_found_request(pv, self.who) for pv in self.pvs]
@@ -449,8 +449,8 @@ class Bench:
                 raise BenchError(f"pv_list lists {len(pvs) if pvs else 0} PVs, expected {len(self.pvs)}")
             return timed(
                 Row("pv_list", f"pv_list, {len(self.pvs)} PVs"),
-                self.s.duration,
-                min(self.s.min_ops, 5),
+                self.settings.duration,
+                min(self.settings.min_ops, 5),
                 lambda _: c.call("pv_list", data),
             )
 
@@ -460,7 +460,7 @@ class Bench:
         first = self.seqno.get(vg.vgid, 0)
         with self.connect() as c:
             timed(
-                row, self.s.duration, self.s.min_ops, lambda i: c.call("vg_update", vg.request(first + i + 1, touch_lv))
+                row, self.settings.duration, self.settings.min_ops, lambda i: c.call("vg_update", vg.request(first + i + 1, touch_lv))
             )
         self.seqno[vg.vgid] = first + row.ops
         return row
@@ -487,11 +487,11 @@ class Bench:
         row = Row(key, f"vg_lookup, {vg.n_lvs} LVs")
         with self.connect() as c:
             self.check_lookup(c.call("vg_lookup", data), vg)
-            return timed(row, self.s.duration, self.s.min_ops, lambda _: c.call("vg_lookup", data))
+            return timed(row, self.settings.duration, self.settings.min_ops, lambda _: c.call("vg_lookup", data))
 
     def concurrent_lookups(self, vg: VGUpdate) -> Row:
         """``clients`` connections, each with one vg_lookup in flight, driven by one selector."""
-        n = self.s.clients
+        n = self.settings.clients
         row = Row("vg_lookup_8c", f"vg_lookup, {vg.n_lvs} LVs, {n} clients")
         data = self.lookup_request(vg, Identity(FINAL_TOKEN, self.pid, "lvs"))
         # one selector drives every connection with a request in flight, so
@@ -511,7 +511,7 @@ class Bench:
                 conn.setblocking(False)
                 sel.register(conn, selectors.EVENT_READ)
             start = clock()
-            deadline = start + self.s.duration
+            deadline = start + self.settings.duration
             for conn in conns:
                 fd = conn.fileno()
                 bufs[fd] = bytearray()
@@ -534,7 +534,7 @@ class Bench:
                     buf.clear()
                     row.latencies.append(now - sent_at[fd])
                     row.ops += 1
-                    if now < deadline or row.ops < self.s.min_ops:
+                    if now < deadline or row.ops < self.settings.min_ops:
                         sent_at[fd] = clock()
                         # small request: the kernel takes it whole
                         sock.setblocking(True)
@@ -552,9 +552,9 @@ class Bench:
     # -- the run ---------------------------------------------------------------
     def run(self) -> list[Row]:
         self.take_token()
-        self.log(f"daemon pid {self.daemon_pid}; {self.s.duration:g} s per timed row")
-        small = VGUpdate.build("vg_bench_small", self.pvs[:2], self.s.small_lvs, self.who, self.rng)
-        big = VGUpdate.build("vg_bench_big", self.pvs[2:10], self.s.big_lvs, self.who, self.rng)
+        self.log(f"daemon pid {self.daemon_pid}; {self.settings.duration:g} s per timed row")
+        small = VGUpdate.build("vg_bench_small", self.pvs[:2], self.settings.small_lvs, self.who, self.rng)
+        big = VGUpdate.build("vg_bench_big", self.pvs[2:10], self.settings.big_lvs, self.who, self.rng)
         steps: list[Callable[[], Row]] = [
             self.session,
             self.pv_found,

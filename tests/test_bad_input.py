@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DaemonProcess, RawConnection, start_daemon
 from pylvmetad.wire.codec import parse
+from support.daemon import DaemonProcess, RawConnection, start_daemon
 
 
 @dataclass

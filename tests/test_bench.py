@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from bench import daemon as bench
 
-from conftest import REPO, start_daemon
+from support.daemon import start_daemon
+from support.paths import REPO
 
 ROWS = ["session", "pv_found", "pv_list", "vg_update_10", "vg_lookup_10", "vg_update_1000", "vg_lookup_1000",
         "vg_lookup_8c", "vg_update_1000_changed"]  # fmt: skip

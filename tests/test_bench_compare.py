@@ -14,8 +14,8 @@ import sys
 from bench import compare as bench_compare
 from bench import daemon as bench
 
-from conftest import REPO
 from support import lvm202
+from support.paths import REPO
 
 QUICK = bench.Settings(duration=0.0, n_pvs=20, big_lvs=10, small_lvs=3, clients=2, min_ops=3)
 

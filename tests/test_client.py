@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DaemonProcess
 from pylvmetad.client import (
     DEFAULT_SOCKET,
     UPDATE_IN_PROGRESS,
@@ -31,6 +30,7 @@ from pylvmetad.client import (
 )
 from pylvmetad.wire.codec import Section, parse
 from pylvmetad.wire.framing import TERMINATOR
+from support.daemon import DaemonProcess
 
 VGID = "VG0001-aaaa-bbbb-cccc-dddd-eeee-000001"
 VGID2 = "VG0002-aaaa-bbbb-cccc-dddd-eeee-000002"

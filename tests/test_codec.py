@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import conformance_dir
 from pylvmetad.wire.codec import (
     MarkedList,
     ParseError,
@@ -19,6 +18,7 @@ from pylvmetad.wire.codec import (
     format_value,
     parse,
 )
+from support.paths import conformance_dir
 
 # ---------------------------------------------------------------------------
 # syntax elements

@@ -11,9 +11,9 @@ import json
 
 import pytest
 
-from conftest import conformance_dir
 from pylvmetad.wire import codec
 from pylvmetad.wire.codec import Node, ParseError, Section, format_tree, parse
+from support.paths import conformance_dir
 
 LAZY = frozenset({"logical_volumes", "historical_logical_volumes"})
 

@@ -11,7 +11,7 @@ import shlex
 import subprocess
 import sys
 
-from conftest import conformance_dir
+from support.paths import conformance_dir
 
 
 def test_replay_of_recorded_lvm_traffic_passes_completely() -> None:

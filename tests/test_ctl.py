@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DaemonProcess
 from helpers_lvm import EMPTY_DUMP
 from pylvmetad.client import UPDATE_IN_PROGRESS, Client
 from pylvmetad.metad.ctl import dump_to_tables, format_set_reply, format_stats, main
 from pylvmetad.wire.codec import Section, parse
+from support.daemon import DaemonProcess
 from test_client import (
     DEV1,
     DEV2,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RawConnection, start_daemon, wait_for_socket
 from pylvmetad.wire.codec import parse
+from support.daemon import RawConnection, start_daemon, wait_for_socket
 
 PYLVMETAD = [sys.executable, "-m", "pylvmetad.metad.cli"]
 

@@ -29,11 +29,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import conformance_dir
 from pylvmetad.metad.handlers import RequestHandler
 from pylvmetad.metad.protocol import LAZY_SECTIONS
 from pylvmetad.wire.codec import Atom, Node, ParseError, Section, format_tree, parse
 from pylvmetad.wire.framing import TERMINATOR, Framer, MessageTooLarge, decode
+from support.paths import conformance_dir
 
 SCALE = int(os.environ.get("PYLVMETAD_FUZZ_SCALE", "1"))
 pytestmark = pytest.mark.timeout(300 * SCALE)  # a hang (catastrophic regex) must fail, not stall CI

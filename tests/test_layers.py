@@ -8,13 +8,15 @@ broken, so the first test cannot pass by checking nothing.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
-from conftest import REPO
+from support.paths import REPO
 
 SRC = REPO / "src"
 LINT = [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command as c; sys.exit(c())"]
@@ -48,3 +50,16 @@ def test_an_import_pointing_up_breaks_the_contract(tmp_path: Path) -> None:
     assert proc.returncode != 0, proc.stdout
     assert "BROKEN" in proc.stdout
     assert "pylvmetad.wire.replies -> pylvmetad.shell.server" in proc.stdout
+
+
+def test_console_scripts_and_the_old_client_path_resolve() -> None:
+    """Every console script of pyproject names a real ``main``; ``import pylvmetad.client`` works."""
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert {"pylvmetad", "pylvmetactl", "pylvmetad-scan"} <= set(scripts)
+    for target in scripts.values():
+        module, _, name = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), name)), target
+    old = importlib.import_module("pylvmetad.client")
+    from pylvmetad.metad import client
+
+    assert old.Client is client.Client and old.AsyncClient is client.AsyncClient

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DaemonProcess, RawConnection, start_daemon, wait_for_socket
 from pylvmetad.wire.codec import parse
 from pylvmetad.wire.framing import encode_request
+from support.daemon import DaemonProcess, RawConnection, start_daemon, wait_for_socket
 
 MiB = 1 << 20
 

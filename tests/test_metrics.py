@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import DaemonProcess, RawConnection, start_daemon
 from pylvmetad import LVM_VERSION
 from pylvmetad.metad.handlers import RequestHandler
 from pylvmetad.metad.metrics import (
@@ -32,6 +31,7 @@ from pylvmetad.shell.logjson import JsonFormatter
 from pylvmetad.shell.metrics import BUCKET_BOUNDS, histogram_quantile, parse_listen, reason_key
 from pylvmetad.wire.codec import Section, format_tree, parse
 from pylvmetad.wire.replies import Reply
+from support.daemon import DaemonProcess, RawConnection, start_daemon
 
 # shapes copied from conformance/basic.jsonl (pvcreate, vgcreate of two loop devices)
 PV0 = "Rmi91v-g3it-f5xv-XBmP-etBe-EuHO-V4i3px"

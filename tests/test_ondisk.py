@@ -229,7 +229,7 @@ def test_free_sectors_of_a_fresh_one_pv_vg_matches_recorded_traffic(real: RealPv
 
 
 def recorded_pvscan_pvmeta() -> Section:
-    from conftest import conformance_dir
+    from support.paths import conformance_dir
 
     for line in (conformance_dir() / "pvscan.jsonl").read_text().splitlines():
         rec = json.loads(line)

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RawConnection, start_daemon
 from pylvmetad.shell.process import (
     SIGNAL_ACTIONS,
     UNCATCHABLE,
@@ -25,6 +24,7 @@ from pylvmetad.shell.process import (
     signal_action,
 )
 from pylvmetad.wire.codec import parse
+from support.daemon import RawConnection, start_daemon
 
 
 def refused_start(tmp_path: Path, pidfile: Path) -> subprocess.CompletedProcess[str]:

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, DaemonProcess, RawConnection, start_daemon, wait_for_socket
 from pylvmetad.shell import sockets
 from pylvmetad.wire.codec import parse
+from support.daemon import DaemonProcess, RawConnection, start_daemon, wait_for_socket
+from support.paths import REPO
 
 
 def run_daemon(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:

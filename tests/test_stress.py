@@ -16,8 +16,8 @@ import time
 import traceback
 from pathlib import Path
 
-from conftest import DaemonProcess
 from pylvmetad.wire.codec import Section, parse
+from support.daemon import DaemonProcess
 
 CLIENTS = 200
 DURATION = 4.0

@@ -793,15 +793,15 @@ class CacheState:
 
     def apply_token_action(self, action: Action, token: str, pid: int, cmd: str, update_timeout: int) -> str:
         """Carry out an action of :meth:`token_action` for a request's fields; returns the token before."""
-        t = self.tokens
-        prev = t.token
+        tokens = self.tokens
+        prev = tokens.token
         if action is Action.START:
-            t.start_update(pid, cmd, update_timeout, self.now())
+            tokens.start_update(pid, cmd, update_timeout, self.now())
         elif action is Action.FINISH:
-            t.finish_update(token)
+            tokens.finish_update(token)
         elif action is Action.CANCEL:
-            t.token = ""
-            t.clear_update()
+            tokens.token = ""
+            tokens.clear_update()
         return prev
 
     # ------------------------------------------------------------------

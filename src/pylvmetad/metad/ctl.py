@@ -62,7 +62,7 @@ DUMP_TABLES = (
 )
 
 
-def _plain(node: Node) -> object:
+def _json_value(node: Node) -> object:
     """A config node as JSON data (one-atom lists are already scalars after parsing)."""
     if isinstance(node, Section):
         return node.to_python()
@@ -78,7 +78,7 @@ def _hex_flags(node: Node) -> object:
             return int(str(node), 16)
         except ValueError:
             return node
-    return _plain(node)
+    return _json_value(node)
 
 
 def dump_to_tables(text: str) -> dict[str, dict[str, object]]:
@@ -117,7 +117,7 @@ def dump_to_tables(text: str) -> dict[str, dict[str, object]]:
         if key in pairs_tables:
             seen_mapping = True
             for k, v in node.items:
-                pairs_tables[key][k] = _plain(v)
+                pairs_tables[key][k] = _json_value(v)
         elif key == "vgname_to_vgid":
             for name, vgid in node.items:
                 vgname_to_vgid.setdefault(name, []).extend(str(a) for a in atoms(vgid))
@@ -126,7 +126,7 @@ def dump_to_tables(text: str) -> dict[str, dict[str, object]]:
             info_parts += 1
             for vgid, value in node.items:
                 record = vgid_to_info.setdefault(vgid, {"version": None, "flags": None})
-                record[field] = _hex_flags(value) if field == "flags" else _plain(value)
+                record[field] = _hex_flags(value) if field == "flags" else _json_value(value)
         elif seen_mapping:
             vgid_to_outdated_pvs[key] = atoms(node.child("pv_list") or [])
         elif node.child("seqno") is not None:

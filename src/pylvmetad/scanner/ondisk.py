@@ -121,9 +121,11 @@ __all__ = [
     "PhysicalVolume",
     "RawLocation",
     "VgMetadata",
+    "decode_metadata_text",
     "format_uuid",
     "lvm_crc",
     "read_pv",
+    "text_extents",
 ]
 
 SECTOR_SIZE = 512
@@ -339,7 +341,7 @@ def _find_label(reader: _Reader) -> tuple[int, bytes]:
     raise OnDiskError("no_label", "no LVM label in the first four sectors")
 
 
-def _read_mda(reader: _Reader, loc: DiskArea, problems: list[str]) -> MetadataArea | None:
+def _read_mda(reader: _Reader, loc: DiskArea, problems: list[str], with_text: bool = True) -> MetadataArea | None:
     """Read and check one metadata area; None (with a problem noted) if its header is unusable."""
     where = f"metadata area at {loc.offset}"
     header = reader.read_at(loc.offset, MDA_HEADER_SIZE)
@@ -368,7 +370,7 @@ def _read_mda(reader: _Reader, loc: DiskArea, problems: list[str]) -> MetadataAr
             break
         locns.append(rl)
     mda = MetadataArea(start=start, size=size, raw_locns=locns)
-    if mda.ignored:
+    if mda.ignored or not with_text:
         return mda
     if not locns or locns[0].offset == 0 or locns[0].size == 0:
         mda.free_sectors = _free_sectors(size, 0)
@@ -391,24 +393,43 @@ def _free_sectors(area_size: int, text_size: int) -> int:
     return (buffer - 2 * used) // 2 // SECTOR_SIZE
 
 
-def _read_text(reader: _Reader, mda: MetadataArea, rl: RawLocation) -> VgMetadata:
-    """The metadata text located by ``rl``, wrap-around resolved, CRC checked, parsed."""
+def text_extents(mda: MetadataArea, rl: RawLocation) -> list[DiskArea]:
+    """Where the text located by ``rl`` lies on the device: one extent, or two when it wraps.
+
+    Raises ``ValueError`` when ``rl`` does not fit the area's circular buffer.
+    """
     if rl.offset < MDA_HEADER_SIZE or rl.offset >= mda.size:
         raise ValueError(f"metadata offset {rl.offset} outside the area (size {mda.size})")
     first = min(rl.size, mda.size - rl.offset)
     wrap = rl.size - first
     if wrap > rl.offset - MDA_HEADER_SIZE:
         raise ValueError(f"metadata of {rl.size} bytes does not fit the circular buffer")
-    data = reader.read_at(mda.start + rl.offset, first)
+    extents = [DiskArea(mda.start + rl.offset, first)]
     if wrap:
-        data += reader.read_at(mda.start + MDA_HEADER_SIZE, wrap)
+        extents.append(DiskArea(mda.start + MDA_HEADER_SIZE, wrap))
+    return extents
+
+
+def decode_metadata_text(data: bytes, rl: RawLocation) -> VgMetadata:
+    """The text ``rl`` locates, as read from its extents: length and CRC checked, then parsed.
+
+    Raises ``ValueError`` for a short read, a CRC mismatch (e.g. a write still under
+    way) or text that is not one VG.
+    """
     if len(data) < rl.size:
         raise ValueError(f"metadata text truncated ({len(data)} of {rl.size} bytes)")
+    data = data[: rl.size]
     crc = lvm_crc(data)
     if crc != rl.checksum:
         raise ValueError(f"metadata text CRC mismatch (stored {rl.checksum:#010x}, computed {crc:#010x})")
     text = data.rstrip(b"\0").decode("utf-8", errors="replace")
     return parse_metadata_text(text)
+
+
+def _read_text(reader: _Reader, mda: MetadataArea, rl: RawLocation) -> VgMetadata:
+    """The metadata text located by ``rl``, wrap-around resolved, CRC checked, parsed."""
+    data = b"".join(reader.read_at(e.offset, e.size) for e in text_extents(mda, rl))
+    return decode_metadata_text(data, rl)
 
 
 def parse_metadata_text(text: str) -> VgMetadata:
@@ -429,11 +450,13 @@ def parse_metadata_text(text: str) -> VgMetadata:
     return VgMetadata(name=name, section=section, header=header, text=text)
 
 
-def read_pv(source: Source) -> PhysicalVolume:
+def read_pv(source: Source, *, with_text: bool = True) -> PhysicalVolume:
     """Read the PV on ``source`` (bytes or a seekable binary file).
 
     Raises :class:`OnDiskError` when there is no usable label/PV header;
     damaged metadata areas only add to :attr:`PhysicalVolume.problems`.
+    ``with_text=False`` stops at the metadata area headers (their
+    ``raw_locns``): no VG text is read, ``vg`` is None and ``free_sectors`` 0.
     """
     reader = _Reader(source)
     label_sector, sector = _find_label(reader)
@@ -460,7 +483,7 @@ def read_pv(source: Source) -> PhysicalVolume:
     problems: list[str] = []
     mdas: list[MetadataArea] = []
     for loc in mda_locations:
-        mda = _read_mda(reader, loc, problems)
+        mda = _read_mda(reader, loc, problems, with_text)
         if mda is not None:
             mdas.append(mda)
     return PhysicalVolume(

@@ -30,6 +30,8 @@ runs over the system's devices plus the named ones; otherwise each named
 device gets ``pv_found`` (with metadata when it has some) or ``pv_gone`` by
 device number when it holds no PV label any more.
 
+*Watch the disks* (``--watch-disks``): see ``watcher`` and ``diskwatch``.
+
 *Watch* (``--watch``): one iteration (:meth:`Scanner.watch_once`) does what an
 LVM command does when it meets the invalidation flags (docs/protocol.md §7):
 a foreign or empty token, or ``global_invalid``, → full population, then
@@ -554,7 +556,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--watch", action="store_true", help="keep polling lvmetad and rescan what it marks invalid")
     p.add_argument(
-        "--interval", type=float, default=1.0, metavar="S", help="seconds between watch iterations (default 1)"
+        "--watch-disks",
+        action="store_true",
+        help="keep reading the PVs' metadata area headers (O_DIRECT) and tell lvmetad what changed behind its back",
+    )
+    p.add_argument(
+        "--refresh",
+        action="store_true",
+        help="with --watch-disks: send the new metadata (vg_update) and rescan changed devices instead of invalidating",
+    )
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds between watch iterations or disk polls (default 1)",
     )
     p.add_argument("--iterations", type=int, default=0, metavar="N", help="stop watching after N iterations (0: never)")
     p.add_argument(
@@ -604,8 +620,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
 
     def device_set() -> list[Device]:
-        base = named if (args.full or args.watch) and named else system_block_devices()
+        base = named if (args.full or args.watch or args.watch_disks) and named else system_block_devices()
         return [d for d in base if dev_filter.accepts(d.path)]
+
+    if args.watch_disks:
+        if args.watch:
+            print("pylvmetad-scan: --watch and --watch-disks do not go together", file=sys.stderr)
+            return 2
+        from .watcher import DiskWatcher, run
+
+        client = Client(args.socket, cmd=CMD)
+        watcher = DiskWatcher(
+            Scanner(client, device_set, dev_filter, update_timeout=args.update_timeout),
+            device_set,
+            refresh=args.refresh,
+            complete=not named,
+        )
+        try:
+            return run(watcher, args.interval, iterations=args.iterations)
+        finally:
+            client.close()
 
     if not args.cache and not args.watch:
         _print_scans((read_device(d) for d in (device_set() if not named or args.full else named)), args.verbose)

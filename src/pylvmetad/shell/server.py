@@ -14,6 +14,13 @@ Rules of this module:
   nothing else, and blocks nobody.  Its input is bounded by ``max_message``;
   its output by the transport's high-water mark: a client that does not read
   its replies stops being read until it does.
+* A large message or reply costs its own connection, not everyone's: a
+  message longer than STEP_THRESHOLD is handled as a *job*, a generator the
+  loop advances one bounded step per turn (the handler's ``message_steps``
+  parses a window of the text per step), and a reply longer than
+  STEP_THRESHOLD is encoded and written STEP_THRESHOLD characters per turn.
+  Meanwhile that connection is not read (its messages stay in order) and
+  every other client is served between the steps.
 * Shutdown is bounded (a difference from the original, which serves
   connected clients until they leave, so one idle client -- lvmlockd keeps
   one open for good -- holds it up for ever): stop accepting; keep serving
@@ -35,11 +42,11 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
-from ..wire.framing import DEFAULT_MAX_MESSAGE, Framer, MessageTooLarge, decode, encode_reply
+from ..wire.framing import DEFAULT_MAX_MESSAGE, TERMINATOR, Framer, MessageTooLarge, decode, encode_reply
 from ..wire.replies import Reply, failed
 from .logs import WIRE
 from .sockets import PeerCredentials, peer_credentials
@@ -66,6 +73,13 @@ class MessageHandler(Protocol):
     def handle_message(self, text: str, peer: Peer) -> Reply: ...
 
     def peer_gone(self, peer: Peer) -> None: ...
+
+
+#: a handler's optional ``message_steps(text, peer)``: ``handle_message`` as a
+#: generator that yields between bounded steps and returns the reply
+MessageSteps = Callable[[str, "Peer"], Generator[None, None, Reply]]
+#: messages and replies longer than this (bytes, characters) are handled in steps
+STEP_THRESHOLD = 256 * 1024
 
 
 @dataclass
@@ -112,6 +126,8 @@ class Server:
         self.finish_limit = finish_limit
         self.allow_uids = allow_uids
         self.observer = observer
+        #: the handler's stepped form, if it has one (else long messages are handled in one go)
+        self.message_steps: MessageSteps | None = getattr(handler, "message_steps", None)
         self.stats = ServerStats()
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[Connection] = set()
@@ -271,6 +287,8 @@ class Connection(asyncio.Protocol):
         self.framer = Framer(server.max_message)
         self.transport: asyncio.Transport | None = None
         self.pending: collections.deque[bytes] = collections.deque()
+        #: the message or reply being handled in steps (see the module's rules)
+        self.job: Generator[None, None, None] | None = None
         self.writing_paused = False
         self.admitted = False
         self.closing = False
@@ -316,7 +334,7 @@ class Connection(asyncio.Protocol):
     @property
     def idle(self) -> bool:
         """No message partly received or waiting to be answered (unread replies are flushed by close)."""
-        return not self.pending and not self.framer.pending
+        return not self.pending and not self.framer.pending and self.job is None
 
     # -- flow control: stop reading while replies pile up unread ------------
     def pause_writing(self) -> None:
@@ -327,6 +345,9 @@ class Connection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.writing_paused = False
         if self.transport is not None and not self.closing:
+            if self.job is not None:
+                self._schedule_step()  # reading resumes when the job is done
+                return
             self.transport.resume_reading()
             self._answer_pending()
 
@@ -343,7 +364,12 @@ class Connection(asyncio.Protocol):
                 self.who,
                 exc,
                 extra={
-                    "fields": {"request": "NONE", "response": "failed", "reason": "request too large", **self.peer_fields}
+                    "fields": {
+                        "request": "NONE",
+                        "response": "failed",
+                        "reason": "request too large",
+                        **self.peer_fields,
+                    }
                 },
             )
             reply = failed("NONE", "request too large")
@@ -360,15 +386,83 @@ class Connection(asyncio.Protocol):
 
     def _answer_pending(self) -> None:
         pending = self.pending
-        while pending and not self.writing_paused and not self.closing:
+        while pending and not self.writing_paused and not self.closing and self.job is None:
             message = pending.popleft()
             try:
-                self._answer(message)
+                if len(message) > STEP_THRESHOLD:
+                    self._start_job(self._stepped_answer(message))
+                else:
+                    self._answer(message)
             except Exception:  # never let one connection take the daemon down
                 log.exception("connection from %s failed", self.who)
                 self.close()
-        if self.server.draining and not self.closing and not pending and not self.framer.pending:
+        if self.server.draining and not self.closing and self.idle:
             self.close()  # shutting down: answered, so it goes (its replies are flushed first)
+
+    # -- jobs: a long message or reply, a bounded step per turn of the loop --
+    def _start_job(self, job: Generator[None, None, None]) -> None:
+        self.job = job
+        assert self.transport is not None
+        self.transport.pause_reading()  # its next messages wait, in order, until this one is answered
+        self._schedule_step()
+
+    def _schedule_step(self) -> None:
+        asyncio.get_running_loop().call_soon(self._step)
+
+    def _step(self) -> None:
+        job = self.job
+        if job is None or self.writing_paused:
+            return  # resume_writing schedules the next step
+        if self.closing:
+            self.job = None
+            job.close()
+            return
+        try:
+            next(job)
+        except StopIteration:
+            self.job = None
+            if self.transport is not None and not self.writing_paused:
+                self.transport.resume_reading()
+            self._answer_pending()
+            return
+        except Exception:  # never let one connection take the daemon down
+            self.job = None
+            log.exception("connection from %s failed", self.who)
+            self.close()
+            return
+        self._schedule_step()
+
+    def _stepped_answer(self, message: bytes) -> Generator[None, None, None]:
+        """:meth:`_answer` for a long message: parsed and answered in steps."""
+        server = self.server
+        text = decode(message)
+        del message
+        elapsed = 0.0
+        began = time.perf_counter()
+        if server.message_steps is None:
+            reply = server.handler.handle_message(text, self.peer)
+        else:
+            steps = server.message_steps(text, self.peer)
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    reply = done.value
+                    break
+                elapsed += time.perf_counter() - began
+                yield
+                began = time.perf_counter()
+        del text
+        elapsed += time.perf_counter() - began
+        self._answered(reply, elapsed, log.isEnabledFor(WIRE))
+        yield from self._stepped_write(reply.body)
+
+    def _stepped_write(self, body: str) -> Generator[None, None, None]:
+        """Encode and write a long reply STEP_THRESHOLD characters at a time."""
+        for start in range(0, len(body), STEP_THRESHOLD):
+            self._write(body[start : start + STEP_THRESHOLD].encode("utf-8", "surrogateescape"))
+            yield
+        self._write(TERMINATOR if body.endswith("\n") else b"\n" + TERMINATOR)
 
     def _answer(self, message: bytes) -> None:
         server = self.server
@@ -379,7 +473,15 @@ class Connection(asyncio.Protocol):
         began = time.perf_counter()
         reply = server.handler.handle_message(text, self.peer)
         elapsed = time.perf_counter() - began
-        server.observe(reply, elapsed)
+        self._answered(reply, elapsed, wire)
+        if len(reply.body) > STEP_THRESHOLD:
+            self._start_job(self._stepped_write(reply.body))
+        else:
+            self._write(encode_reply(reply.body))
+
+    def _answered(self, reply: Reply, elapsed: float, wire: bool) -> None:
+        """Count and log a reply before it is written."""
+        self.server.observe(reply, elapsed)
         if reply.response == "failed":
             log.error(
                 "%s from %s failed: %s",
@@ -397,7 +499,6 @@ class Connection(asyncio.Protocol):
             )
         if wire:
             log.log(WIRE, "%s", "".join(f"-> {line}\n" for line in reply.body.splitlines()).rstrip("\n"))
-        self._write(encode_reply(reply.body))
 
     def _write(self, data: bytes) -> None:
         assert self.transport is not None

@@ -326,8 +326,8 @@ _OCTAL = re.compile(r"[0-7]*+")
 _DQ_UNESCAPE = re.compile(r'\\(["\\])')
 #: tokens (general parser) or characters (fast path) between two steps of
 #: :meth:`Parser.steps`
-STEP_TOKENS = 16384
-STEP_CHARS = 256 * 1024
+STEP_TOKENS = 4096
+STEP_CHARS = 64 * 1024
 
 
 def _unescape(tok: str) -> str:
@@ -677,7 +677,7 @@ def _f_unit(g: str) -> str:
     """
     return (
         rf"{_F_WS}(?:{g}[A-Za-z0-9_.+\-]++){_F_WS}(?:{g}\{{)|={_F_WS}(?:{g}{_F_STR})|{g}{_F_INT})|{g}\[)))"
-        rf"|{g}\}})|{g}\])|{g}{_F_STR})|{g}{_F_INT}(?:{_F_WS},{_F_WS}{_F_INT}){{0,127}}+)|{g},))"
+        rf"|{g}\}})|{g}\])|{g}{_F_STR})|{g}{_F_INT}(?:{_F_WS},{_F_WS}{_F_INT}){{0,31}}+)|{g},))"
     )
 
 

@@ -25,11 +25,11 @@ turns the table's action into the token reply.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ...wire.codec import ParseError, Section, format_tree, parse
+from ...wire.codec import DEFAULT_PARSER, ParseError, Section, format_tree, parse
 from ...wire.replies import Reply, failed, ok, simple, unknown
 from ..cache import CacheState, GlobalFlag
 from ..protocol import LAZY_SECTIONS, PROTOCOL, PROTOCOL_VERSION, UPDATE_IN_PROGRESS
@@ -63,13 +63,27 @@ class Request:
     @classmethod
     def from_text(cls, text: str) -> Request:
         """Parse a message; text that does not parse reads as an empty request."""
-        error: ParseError | None = None
         try:
             tree = parse(text, LAZY_SECTIONS)
         except ParseError as exc:
-            tree, error = Section(), exc
+            return cls.from_tree(Section(), exc)
         except RecursionError:
-            tree, error = Section(), ParseError("sections nested too deeply", 0, 0)
+            return cls.from_tree(Section(), ParseError("sections nested too deeply", 0, 0))
+        return cls.from_tree(tree)
+
+    @classmethod
+    def parsing(cls, text: str) -> Generator[None, None, Request]:
+        """:meth:`from_text` in bounded steps (:meth:`~pylvmetad.wire.codec.Parser.steps`)."""
+        try:
+            tree = yield from DEFAULT_PARSER.steps(text, LAZY_SECTIONS)
+        except ParseError as exc:
+            return cls.from_tree(Section(), exc)
+        except RecursionError:
+            return cls.from_tree(Section(), ParseError("sections nested too deeply", 0, 0))
+        return cls.from_tree(tree)
+
+    @classmethod
+    def from_tree(cls, tree: Section, error: ParseError | None = None) -> Request:
         return cls(
             tree=tree,
             name=tree.get_str("request", "NONE") or "NONE",
@@ -120,6 +134,12 @@ class RequestHandler:
     def handle_message(self, text: str, peer: Peer) -> Reply:
         """The server's interface (:class:`~pylvmetad.shell.server.MessageHandler`)."""
         return self.handle(Request.from_text(text))
+
+    def message_steps(self, text: str, peer: Peer) -> Generator[None, None, Reply]:
+        """:meth:`handle_message` for a long message: the parse yields between bounded steps."""
+        request = yield from Request.parsing(text)
+        del text
+        return self.handle(request)
 
     def peer_gone(self, peer: Peer) -> None:
         """lvmetad keeps no per-client state: nothing to drop."""
