@@ -30,6 +30,15 @@ The workloads (rows of the table) run in this order on one daemon:
 9. (no target) as 6, but one LV changes in every update, so nothing derived
    from an earlier text can be reused
 
+and then the rows of issue 17 (no fixed target; ``--compare`` gives the C
+daemon's figure), the traffic real commands send:
+
+10. vg_update of the 10-LV VG, one LV changed each time (what lvextend writes)
+11. vg_update then vg_lookup of the 10-LV VG, one LV changed (lvcreate-like)
+12. pv_found of the N known PVs again (what ``pvscan --cache`` sends on every boot)
+13. pv_found of a PV of the known 1000-LV VG, with its metadata at the same
+    seqno (a rescan: the daemon compares the metadata with its copy)
+
 Before them the harness follows the token protocol as ``pvscan --cache``
 does: ``token_update`` to "update in progress", ``pv_clear_all``, then
 ``token_update`` to the final token, all with one pid.
@@ -128,8 +137,12 @@ class PV:
 
 def pv_found_request(pv: PV, who: Identity) -> bytes:
     """pv_found of a PV without VG metadata, as ``pvscan --cache`` sends it."""
-    body = (
-        'request="pv_found"\n'
+    return encode_request('request="pv_found"\n' + pvmeta_text(pv) + who.header())
+
+
+def pvmeta_text(pv: PV) -> str:
+    """The ``pvmeta`` section of a pv_found request."""
+    return (
         "pvmeta  {\n"
         f"\tdevice ={pv.device}\n"
         "\tdev_size =67108864\n"
@@ -143,7 +156,6 @@ def pv_found_request(pv: PV, who: Identity) -> bytes:
         "\tba0 {\n\t\toffset =0\n\t\tsize =0\n\t}\n"
         "}\n"
     )
-    return encode_request(body + who.header())
 
 
 def vg_metadata_parts(name: str, vgid: str, pvs: Sequence[PV], n_lvs: int, rng: random.Random) -> tuple[str, str]:
@@ -220,6 +232,9 @@ class VGUpdate:
     tail: bytes
     pvids: list[str]
     n_lvs: int
+    #: the ``metadata`` section around its seqno, for pv_found requests
+    metadata_before: str = ""
+    metadata_after: str = ""
 
     @classmethod
     def build(cls, name: str, pvs: Sequence[PV], n_lvs: int, who: Identity, rng: random.Random) -> VGUpdate:
@@ -227,7 +242,12 @@ class VGUpdate:
         before, after = vg_metadata_parts(name, vgid, pvs, n_lvs, rng)
         head = f'request="vg_update"\nvgname ={quote(name)}\n' + before
         tail = after + who.header() + "\n" + TERMINATOR.decode()
-        return cls(name, vgid, head.encode(), tail.encode(), [pv.pvid for pv in pvs], n_lvs)
+        return cls(name, vgid, head.encode(), tail.encode(), [pv.pvid for pv in pvs], n_lvs, before, after)
+
+    def pv_found_request(self, pv: PV, seqno: int, who: Identity) -> bytes:
+        """pv_found of one of this VG's PVs with the VG's metadata, as ``pvscan --cache`` sends it."""
+        metadata = f"vgname ={quote(self.name)}\n{self.metadata_before}{seqno}{self.metadata_after}"
+        return encode_request('request="pv_found"\n' + pvmeta_text(pv) + metadata + who.header())
 
     def request(self, seqno: int, touch_lv: bool = False) -> bytes:
         if touch_lv and self.n_lvs:
@@ -422,7 +442,9 @@ class Bench:
                 c.call("get_global_info", info)
                 c.call("vg_list", vg_list)
 
-        return timed(Row("session", "command session (connect + 3 requests)"), self.settings.duration, self.settings.min_ops, one)
+        return timed(
+            Row("session", "command session (connect + 3 requests)"), self.settings.duration, self.settings.min_ops, one
+        )
 
     def pv_found(self) -> Row:
         requests = [pv_found_request(pv, self.who) for pv in self.pvs]
@@ -438,6 +460,49 @@ class Bench:
                     raise BenchError(f"pv_found of a new PV did not report a change:\n{reply.decode()}")
             row.seconds = clock() - start
             row.ops = len(requests)
+        return row
+
+    def pv_found_known(self) -> Row:
+        """pv_found of PVs the daemon knows, unchanged: nothing to store."""
+        requests = [pv_found_request(pv, self.who) for pv in self.pvs[10:]]  # not the VGs' PVs
+        row = Row("pv_found_known", f"pv_found, {len(requests)} known PVs (a rescan)")
+        with self.connect() as c:
+            return timed(
+                row,
+                self.settings.duration,
+                self.settings.min_ops,
+                lambda i: c.call("pv_found", requests[i % len(requests)]),
+            )
+
+    def pv_found_of_vg(self, vg: VGUpdate) -> Row:
+        """pv_found of the PVs of a known VG with its metadata at the stored seqno (a rescan)."""
+        seqno = self.seqno[vg.vgid] + 1
+        members = set(vg.pvids)
+        requests = [vg.pv_found_request(pv, seqno, self.who) for pv in self.pvs if pv.pvid in members]
+        row = Row(f"pv_found_vg_{vg.n_lvs}", f"pv_found of a PV of a known {vg.n_lvs}-LV VG (same seqno)")
+        with self.connect() as c:
+            c.call("vg_update", vg.request(seqno))  # the text the pv_founds carry is the stored one
+            self.seqno[vg.vgid] = seqno
+            return timed(
+                row,
+                self.settings.duration,
+                self.settings.min_ops,
+                lambda i: c.call("pv_found", requests[i % len(requests)]),
+            )
+
+    def vg_update_then_lookup(self, key: str, vg: VGUpdate) -> Row:
+        """vg_update (one LV changed) then vg_lookup, as lvcreate does; one op is the pair."""
+        row = Row(key, f"vg_update then vg_lookup, {vg.n_lvs} LVs, one LV changed (lvcreate-like)")
+        first = self.seqno.get(vg.vgid, 0)
+        lookup = self.lookup_request(vg)
+
+        def one(i: int) -> None:
+            c.call("vg_update", vg.request(first + i + 1, touch_lv=True))
+            c.call("vg_lookup", lookup)
+
+        with self.connect() as c:
+            timed(row, self.settings.duration, self.settings.min_ops, one)
+        self.seqno[vg.vgid] = first + row.ops
         return row
 
     def pv_list(self) -> Row:
@@ -460,7 +525,10 @@ class Bench:
         first = self.seqno.get(vg.vgid, 0)
         with self.connect() as c:
             timed(
-                row, self.settings.duration, self.settings.min_ops, lambda i: c.call("vg_update", vg.request(first + i + 1, touch_lv))
+                row,
+                self.settings.duration,
+                self.settings.min_ops,
+                lambda i: c.call("vg_update", vg.request(first + i + 1, touch_lv)),
             )
         self.seqno[vg.vgid] = first + row.ops
         return row
@@ -565,6 +633,10 @@ class Bench:
             lambda: self.vg_lookup("vg_lookup_1000", big),
             lambda: self.concurrent_lookups(small),
             lambda: self.vg_update("vg_update_1000_changed", big, touch_lv=True),
+            lambda: self.vg_update("vg_update_10_changed", small, touch_lv=True),
+            lambda: self.vg_update_then_lookup("vg_update_lookup_10", small),
+            self.pv_found_known,
+            lambda: self.pv_found_of_vg(big),
         ]
         for step in steps:
             row = step()

@@ -19,7 +19,8 @@ from support.daemon import start_daemon
 from support.paths import REPO
 
 ROWS = ["session", "pv_found", "pv_list", "vg_update_10", "vg_lookup_10", "vg_update_1000", "vg_lookup_1000",
-        "vg_lookup_8c", "vg_update_1000_changed"]  # fmt: skip
+        "vg_lookup_8c", "vg_update_1000_changed", "vg_update_10_changed", "vg_update_lookup_10", "pv_found_known",
+        "pv_found_vg_25"]  # fmt: skip
 
 
 def quick_settings() -> bench.Settings:

@@ -38,7 +38,7 @@ def test_rounds_alternate_and_both_daemons_run_every_workload() -> None:
         assert all(len(rows) == 3 and all(r.ops >= 3 for r in rows) for rows in side.rows.values())
         assert side.peak_kb is not None and side.peak_kb > 0
     table = bench_compare.format_comparison(c_side, py_side, 3)
-    assert table.count("\n| ") == 9 + 1, table  # 9 workloads, RSS
+    assert table.count("\n| ") == 13 + 1, table  # 13 workloads, RSS
     assert "| pylvmetad / C |" in table and "peak RSS" in table
 
 
@@ -55,5 +55,5 @@ def test_the_command_line_against_the_c_lvmetad() -> None:
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     assert rows[0] == "| # | workload | C lvmetad ops/s | pylvmetad ops/s | pylvmetad / C |"
-    assert len(rows) == 1 + 9 + 1
+    assert len(rows) == 1 + 13 + 1
     assert "MB" in rows[-1]

@@ -16,10 +16,14 @@ No wall-clock bound: speed lives in ``bench/codec.py``.
 from __future__ import annotations
 
 import tracemalloc
+from collections.abc import Iterator
 
 import pytest
 
+from pylvmetad.wire import codec
 from pylvmetad.wire.codec import Parser, Section
+from support.ccodec import accelerator
+from support.skips import unavailable
 
 LAZY = frozenset({"logical_volumes"})
 SIZE = 1_000_000  # characters per shape: big enough that per-character costs dominate
@@ -63,8 +67,18 @@ SHAPES: dict[str, tuple[str, float]] = {
 }
 
 
+@pytest.fixture(params=["c", "python"])
+def fast_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Each test runs on the C accelerator and on the pure-Python fast path."""
+    c = accelerator() if request.param == "c" else None
+    if request.param == "c" and c is None:
+        unavailable("no C compiler to build the accelerator (_ccodec.c)")
+    monkeypatch.setattr(codec, "_accel", c)
+    yield request.param
+
+
 @pytest.mark.parametrize("shape", sorted(SHAPES))
-def test_peak_memory_of_a_parse_is_bounded_by_the_shapes_constant(shape: str) -> None:
+def test_peak_memory_of_a_parse_is_bounded_by_the_shapes_constant(shape: str, fast_path: str) -> None:
     text, constant = SHAPES[shape]
     parser = Parser()
     tracemalloc.start()
@@ -88,7 +102,7 @@ def test_peak_memory_of_a_parse_is_bounded_by_the_shapes_constant(shape: str) ->
     assert memo <= MEMO_BUDGET
 
 
-def test_memos_keep_no_long_request_data() -> None:
+def test_memos_keep_no_long_request_data(fast_path: str) -> None:
     """40 hellos with different long strings (issue 17: 2 GB left resident) leave nothing behind."""
     parser = Parser()
     tracemalloc.start()
@@ -105,7 +119,7 @@ def test_memos_keep_no_long_request_data() -> None:
     assert parser.memo_chars() <= MEMO_BUDGET
 
 
-def test_memo_of_checked_bodies_stays_within_its_budget() -> None:
+def test_memo_of_checked_bodies_stays_within_its_budget(fast_path: str) -> None:
     parser = Parser()
     for n in range(12):
         lvs = "".join(f'\t\tlv{i} {{\n\t\t\tid="{n}-{i}"\n\t\t}}\n' for i in range(20_000))
@@ -114,8 +128,13 @@ def test_memo_of_checked_bodies_stays_within_its_budget() -> None:
     assert sum(len(raw) for _, raw in parser.verified) <= Parser.VERIFIED_CHARS
 
 
-def test_steps_yield_between_bounded_pieces_of_work() -> None:
-    """A huge message is parsed in many steps (the server runs one per loop turn)."""
+def test_steps_yield_between_bounded_pieces_of_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A huge message is parsed in many steps (the server runs one per loop turn).
+
+    The accelerator takes texts up to ACCEL_ONE_STEP in one step; longer ones,
+    and every text without it, go a window at a time.
+    """
+    monkeypatch.setattr(codec, "_accel", None)
     parser = Parser()
     for text in (SHAPES["list of small ints"][0], SHAPES["many keys after a comment"][0]):
         steps = parser.steps(text, LAZY)

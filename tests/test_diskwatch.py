@@ -276,3 +276,27 @@ def test_reconcile_with_the_cache(cached: dict[str, int | None], complete: bool,
     bed.poll()
     bed.watch.reconcile(cached, complete=complete)
     assert [type(a) for a in bed.watch.pending()] == want
+
+
+def test_steady_polls_compare_bytes_and_still_see_the_next_commit() -> None:
+    images = vg_pvs(1)
+    bed = Bed(*images)
+    for _ in range(4):
+        bed.poll()
+    assert bed.watch.devices[1].snapshot is not None  # the byte comparison is in use
+    commit(images, 6)
+    assert bed.poll()[1] is Observation.COMMIT
+    assert [type(a) for a in bed.watch.pending()] == [VgChange]
+
+
+def test_a_torn_head_that_reverts_is_nothing() -> None:
+    images = vg_pvs(1)
+    bed = Bed(*images)
+    for _ in range(3):
+        bed.poll()
+    saved = bytes(images[0].data[:HEAD_SIZE])
+    images[0].write_header((4096, 10, 0, 0), torn=True)
+    assert bed.poll()[1] is Observation.UNSETTLED
+    images[0].data[:HEAD_SIZE] = saved
+    assert bed.poll()[1] is Observation.SAME
+    assert bed.watch.pending() == []

@@ -368,20 +368,50 @@ def test_wrapped_circular_buffer(real: RealPvs, tmp_path: Path) -> None:
     assert pv.vg is None and "does not fit" in (pv.metadata_areas[0].error or "")
 
 
-def test_garbage_never_raises_anything_but_ondisk_error(real: RealPvs) -> None:
-    base = bytearray(real.vg_pv.read_bytes()[: 64 * 1024])
-    for offset in range(512, 1024, 7):  # every corruption of the label sector
+def test_every_corruption_of_the_label_sector_is_caught_by_what_it_breaks(real: RealPvs) -> None:
+    """Each byte of the label sector flipped in turn: the field it breaks names the error.
+
+    ``LABELONE`` broken: no label; ``sector_xl``: a label claiming another
+    sector; ``crc_xl`` or any byte it covers (20..511): a CRC mismatch whose
+    stored and computed values are LVM's CRC of what is on the disk.  CRC-32
+    catches every single-byte change, so a reader that skipped the check
+    would return a PV here and fail.
+    """
+    base = bytes(real.vg_pv.read_bytes()[: 64 * 1024])
+    label = 512  # LVM writes its label in sector 1
+    stored_crc = struct.unpack_from("<I", base, label + 16)[0]
+    assert stored_crc == lvm_crc(base[label + 20 : label + 512])
+    for at in range(label, label + 512):
         data = bytearray(base)
-        data[offset] ^= 0x5A
-        try:
+        data[at] ^= 0x5A
+        with pytest.raises(OnDiskError) as e:
             read_pv(bytes(data))
-        except OnDiskError:
-            pass
+        field_at = at - label
+        if field_at < 8:
+            assert e.value.kind == "no_label", (field_at, e.value.reason)
+        elif field_at < 16:
+            assert e.value.kind == "bad_label" and "claims sector" in e.value.reason, (field_at, e.value.reason)
+        else:
+            stored = struct.unpack_from("<I", data, label + 16)[0]
+            computed = lvm_crc(bytes(data[label + 20 : label + 512]))
+            assert stored != computed
+            assert e.value.kind == "bad_label", (field_at, e.value.reason)
+            assert f"bad CRC (stored {stored:#010x}, computed {computed:#010x})" in e.value.reason
+
+
+def test_every_cut_of_the_device_is_truncation(real: RealPvs) -> None:
+    """Cut before the end of the label sector: ``truncated``; after it: the PV, with the cut noted."""
+    base = bytes(real.vg_pv.read_bytes()[: 64 * 1024])
+    uuid = real.pvs["a"]["pv_uuid"]
     for cut in range(0, 8192, 97):
-        try:
-            read_pv(bytes(base[:cut]))
-        except OnDiskError:
-            pass
+        if cut < 1024:
+            with pytest.raises(OnDiskError) as e:
+                read_pv(base[:cut])
+            assert e.value.kind == "truncated", (cut, e.value.reason)
+        else:
+            pv = read_pv(base[:cut])
+            assert pv.uuid == uuid and pv.vg is None, cut
+            assert any("truncated" in p for p in pv.problems), (cut, pv.problems)
 
 
 # -- scanning files: every bad device reported and skipped --------------------------------

@@ -32,20 +32,29 @@ from ..shell.process import (
     signal_name,
     use_fast_event_loop,
 )
-from ..shell.server import Server
+from ..shell.server import DEFAULT_MAX_BUFFERED, Server
 from ..shell.sockets import bind_unix_socket, inherited_socket
-from ..wire.framing import DEFAULT_MAX_MESSAGE
 from .handlers import RequestHandler
 from .protocol import DEFAULT_SOCKET, SOCKET_ENV
 
 DEFAULT_PIDFILE = "/run/lvmetad.pid"
-#: seconds connected clients are served after a stop signal (README, Shutdown)
+#: seconds connected clients are served after a stop signal (README, Reliability)
 DEFAULT_SHUTDOWN_GRACE = 2.0
+#: The largest request LVM 2.02 sends is a VG's metadata (pv_found, vg_update).
+#: LVM writes a VG's new metadata into the circular metadata area beside the
+#: old copy and refuses when the two and the 512-byte header do not fit, so
+#: the metadata text is at most about half the area: 510 KiB with the default
+#: 1 MiB area.  32 MiB takes the metadata of a 64 MiB area (64 times the
+#: default; a VG of 100k PVs writes about 25 MB) plus the request's own
+#: fields, and makes a hostile message a quarter of the 128 MiB it was
+#: (README, Limits).  A larger area needs a larger --max-message.
+DEFAULT_MAX_MESSAGE = 32 * 1024 * 1024
 _early_signals: list[int] = []
 
 USAGE = """\
 usage: pylvmetad [-f] [-h] [-?] [-V] [-l LEVELS] [-p PIDFILE] [-s SOCKET] [-t SECONDS]
-                 [--max-message BYTES] [--shutdown-grace SECONDS] [--allow-uid UID[,UID...]]
+                 [--max-message BYTES] [--max-buffered BYTES] [--shutdown-grace SECONDS]
+                 [--allow-uid UID[,UID...]]
                  [--metrics-listen HOST:PORT] [--log-json]
 
 pylvmetad: LVM metadata cache daemon, wire-compatible with lvmetad of LVM 2.02.
@@ -64,6 +73,10 @@ pylvmetad: LVM metadata cache daemon, wire-compatible with lvmetad of LVM 2.02.
   --max-message BYTES
                  largest request accepted (default %(max)d); a larger one gets
                  'failed' "request too large" and the connection is closed
+  --max-buffered BYTES
+                 bytes held for all clients together: partial requests and
+                 unread replies (default %(buffered)d); the client that passes
+                 it gets 'failed' "daemon buffer budget exceeded" or is closed
   --shutdown-grace SECONDS
                  after a stop signal, serve connected clients this long, then
                  close them once their requests are answered (default %(grace)g)
@@ -87,6 +100,7 @@ def usage_text() -> str:
         "socket": DEFAULT_SOCKET,
         "max": DEFAULT_MAX_MESSAGE,
         "grace": DEFAULT_SHUTDOWN_GRACE,
+        "buffered": DEFAULT_MAX_BUFFERED,
     }
 
 
@@ -110,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-s", dest="socket", default=None)
     p.add_argument("-t", dest="timeout", default="0")
     p.add_argument("--max-message", type=int, default=DEFAULT_MAX_MESSAGE)
+    p.add_argument("--max-buffered", type=int, default=DEFAULT_MAX_BUFFERED)
     p.add_argument("--shutdown-grace", type=float, default=DEFAULT_SHUTDOWN_GRACE)
     p.add_argument("--allow-uid", default=None)
     p.add_argument("--metrics-listen", default=None)
@@ -135,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             allow = frozenset(int(u) for u in args.allow_uid.split(",") if u.strip())
         if args.max_message < 1024:
             raise UsageError("--max-message must be at least 1024 bytes")
+        if args.max_buffered < args.max_message:
+            raise UsageError("--max-buffered must be at least --max-message")
         if not 0 <= args.shutdown_grace <= 3600:
             raise UsageError("--shutdown-grace must be between 0 and 3600 seconds")
     except (UsageError, ValueError) as exc:
@@ -195,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 max_message=args.max_message,
                 idle_timeout=timeout,
                 shutdown_grace=args.shutdown_grace,
+                max_buffered=args.max_buffered,
                 allow_uids=allow,
                 metrics_listen=args.metrics_listen,
                 on_ready=lambda: report(b"0"),
@@ -211,6 +229,7 @@ async def _run(
     max_message: int,
     idle_timeout: int,
     shutdown_grace: float,
+    max_buffered: int,
     allow_uids: frozenset[int] | None,
     metrics_listen: str | None,
     on_ready: object,
@@ -230,6 +249,7 @@ async def _run(
         max_message=max_message,
         idle_timeout=idle_timeout,
         shutdown_grace=shutdown_grace,
+        max_buffered=max_buffered,
         allow_uids=allow_uids,
         observer=metrics.observe,
     )

@@ -128,6 +128,9 @@ class Snapshot:
     connections_refused: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
+    #: bytes held for all connections (the --max-buffered budget), as last counted
+    buffered_bytes: int = 0
+    over_budget: int = 0
     uptime: float = 0.0
     cache: dict[str, int] = field(default_factory=dict)
     flags: GlobalFlag = GlobalFlag(0)
@@ -208,6 +211,8 @@ class Metrics:
             snap.connections_refused = stats.connections_refused
             snap.bytes_in = stats.bytes_in
             snap.bytes_out = stats.bytes_out
+            snap.buffered_bytes = server.buffered
+            snap.over_budget = stats.over_budget
             snap.uptime = time.monotonic() - stats.started
         else:
             snap.uptime = self.clock() - self.started
@@ -277,6 +282,8 @@ class Metrics:
                             ("refused", snap.connections_refused),
                             ("bytes_in", snap.bytes_in),
                             ("bytes_out", snap.bytes_out),
+                            ("buffered_bytes", snap.buffered_bytes),
+                            ("over_budget", snap.over_budget),
                         ]
                     ),
                 ),
@@ -399,6 +406,16 @@ def prometheus_families(snap: Snapshot) -> Iterator[Metric]:
     )
     yield CounterMetricFamily("pylvmetad_bytes_received", "Bytes read from clients", snap.bytes_in)
     yield CounterMetricFamily("pylvmetad_bytes_sent", "Bytes written to clients", snap.bytes_out)
+    yield GaugeMetricFamily(
+        "pylvmetad_buffered_bytes",
+        "Bytes held for all clients: partial requests, waiting requests, unread replies (--max-buffered)",
+        snap.buffered_bytes,
+    )
+    yield CounterMetricFamily(
+        "pylvmetad_connections_over_budget",
+        "Connections refused a request or dropped for passing --max-buffered",
+        snap.over_budget,
+    )
 
     cache = snap.cache
     for key, help_text in (

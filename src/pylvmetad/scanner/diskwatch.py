@@ -194,6 +194,10 @@ class DeviceState:
     unsettled: int = 0
     #: settled as damaged (reported once; quiet while it stays so)
     damaged: bool = False
+    #: the head's bytes when it was last settled from the head alone: the same bytes
+    #: again mean the same label and raw_locn (the steady state's whole cost is one
+    #: read and one comparison)
+    snapshot: bytes | None = None
     #: the last observation (for reports and tests)
     last: Observation = Observation.BASELINE
 
@@ -283,6 +287,10 @@ class DiskWatch:
         if head is None or len(head) < LABEL_AREA:
             self.lost(devno, "device unreadable or gone" if head is None else "device shorter than a label")
             return []
+        if state.snapshot is not None and len(data) == 1 and head == state.snapshot:
+            state.unsettled = 0
+            state.last = Observation.SAME
+            return []
         source = _Patchwork(data)
         look, wanted = self._look(source)
         if wanted:
@@ -298,6 +306,7 @@ class DiskWatch:
         state.label = state.pv_uuid = state.vgid = None
         state.mda = state.locn = None
         state.unsettled = 0
+        state.snapshot = None
         state.last = Observation.GONE
         if was_pv:
             self._pv_set(devno, f"{state.path}: {reason}")
@@ -323,6 +332,10 @@ class DiskWatch:
 
     def _compare(self, state: DeviceState, look: _Look, source: _Patchwork) -> list[Extent]:
         if look.label is None:
+            if state.known and state.label is None:
+                state.last = Observation.SAME
+                state.snapshot = _head_only(source)
+                return []
             self._settle(state, look, None, None, Observation.LABEL if state.label is not None else Observation.SAME)
             return []
         locn = _text_locn(look.mda)
@@ -334,6 +347,7 @@ class DiskWatch:
         if state.known and not label_moved and locn == state.locn:
             state.unsettled = 0
             state.last = Observation.SAME
+            state.snapshot = _head_only(source)
             return []
         if locn is None:
             obs = Observation.LABEL if label_moved else (Observation.LEFT_VG if state.vgid else Observation.SAME)
@@ -415,6 +429,7 @@ class DiskWatch:
         state.unsettled = 0
         state.damaged = obs is Observation.UNREADABLE
         state.last = obs
+        state.snapshot = None  # the next poll compares in full once, then takes a snapshot
         if DECISIONS[obs] == "pv_set":
             self._pv_set(state.devno, f"{state.path}: {reason or obs.value}")
 
@@ -478,6 +493,11 @@ class DiskWatch:
 
     def devices_holding(self, vgid: str) -> list[int]:
         return [s.devno for s in self.devices.values() if s.vgid == vgid]
+
+
+def _head_only(source: _Patchwork) -> bytes | None:
+    """The head's bytes when the head was all that was read (the usual layout)."""
+    return source.pieces[0][1] if len(source.pieces) == 1 else None
 
 
 def _text_locn(mda: MetadataArea | None) -> RawLocation | None:

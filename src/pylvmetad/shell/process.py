@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import functools
 import os
 import signal
 import stat
@@ -257,6 +258,31 @@ def pin_malloc_mmap_threshold() -> None:
         libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
     except (OSError, AttributeError):
         pass
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        import ctypes
+
+        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
+        return trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_free_memory() -> bool:
+    """Ask glibc to return free heap memory to the system (``malloc_trim(0)``).
+
+    Freed buffers below the mmap threshold stay in the heap, resident, until
+    something asks for this; the server does after releasing many buffers.
+    Returns whether it could (not glibc, or no ctypes: nothing to do).
+    """
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
 
 
 def use_fast_event_loop() -> str:

@@ -14,6 +14,19 @@ Rules of this module:
   nothing else, and blocks nobody.  Its input is bounded by ``max_message``;
   its output by the transport's high-water mark: a client that does not read
   its replies stops being read until it does.
+* All connections together are bounded by ``max_buffered``: the bytes held
+  for partial messages, messages waiting to be answered, and replies the
+  peer has not read.  Each connection's share is recounted when it receives
+  data and after it is answered (O(1)); when the total passes the budget,
+  the stale shares of the others are recounted once, and if it is still
+  over, the connection whose share just grew pays: input over the budget is
+  answered ``failed`` "daemon buffer budget exceeded" and closed, a reply
+  that does not fit is dropped with its connection (aborted).  Nobody else
+  is disturbed.
+* Memory given back: when connections release more than ``TRIM_AFTER``
+  bytes of buffers, glibc is asked to return free memory to the system
+  (``malloc_trim``, once per event-loop turn at most); without that, the
+  heap of 5000 closed 64 KiB partial messages stayed resident.
 * A large message or reply costs its own connection, not everyone's: a
   message longer than STEP_THRESHOLD is handled as a *job*, a generator the
   loop advances one bounded step per turn (the handler's ``message_steps``
@@ -49,9 +62,15 @@ from typing import Protocol, cast
 from ..wire.framing import DEFAULT_MAX_MESSAGE, TERMINATOR, Framer, MessageTooLarge, decode, encode_reply
 from ..wire.replies import Reply, failed
 from .logs import WIRE
+from .process import release_free_memory
 from .sockets import PeerCredentials, peer_credentials
 
 log = logging.getLogger("pylvmetad")
+
+#: daemon-wide default of ``max_buffered`` (README, Memory)
+DEFAULT_MAX_BUFFERED = 256 * 1024 * 1024
+#: bytes of buffers released after which free memory is returned to the system
+TRIM_AFTER = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -62,6 +81,20 @@ class Peer:
     credentials: PeerCredentials | None
 
 
+class DeferredReply:
+    """A reply that is not ready yet (lvmlockd's lock requests wait on the lock manager).
+
+    The connection answers nothing else until the future resolves, so replies
+    stay in request order; other connections are served meanwhile.  A
+    cancelled future sends nothing (the request was dropped).
+    """
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[Reply]) -> None:
+        self.future = future
+
+
 class MessageHandler(Protocol):
     """What the server serves: one reply per message, never an exception.
 
@@ -70,7 +103,7 @@ class MessageHandler(Protocol):
     locks) can drop it; lvmetad keeps none.
     """
 
-    def handle_message(self, text: str, peer: Peer) -> Reply: ...
+    def handle_message(self, text: str, peer: Peer) -> Reply | DeferredReply: ...
 
     def peer_gone(self, peer: Peer) -> None: ...
 
@@ -91,6 +124,8 @@ class ServerStats:
     connections_refused: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
+    #: connections refused or dropped for passing ``max_buffered``
+    over_budget: int = 0
     started: float = field(default_factory=time.monotonic)
 
 
@@ -111,6 +146,7 @@ class Server:
         idle_timeout: float = 0,
         shutdown_grace: float = 2.0,
         finish_limit: float = 10.0,
+        max_buffered: int = DEFAULT_MAX_BUFFERED,
         allow_uids: frozenset[int] | None = None,
         observer: RequestObserver | None = None,
     ) -> None:
@@ -124,6 +160,12 @@ class Server:
         self.shutdown_grace = shutdown_grace
         #: seconds after the grace that a request partly received has to complete
         self.finish_limit = finish_limit
+        #: budget for the bytes held for all connections together
+        self.max_buffered = max_buffered
+        #: the bytes held for all connections, as last counted (Connection.held)
+        self.buffered = 0
+        self._released = 0
+        self._trim_scheduled = False
         self.allow_uids = allow_uids
         self.observer = observer
         #: the handler's stepped form, if it has one (else long messages are handled in one go)
@@ -256,6 +298,10 @@ class Server:
             return  # it was refused, never counted
         self._connections.discard(connection)
         self.stats.connections_open -= 1
+        if connection.held:
+            self.buffered -= connection.held
+            self.release(connection.held)
+            connection.held = 0
         try:
             self.handler.peer_gone(connection.peer)
         except Exception:  # one client's clean-up must not take the daemon down
@@ -264,6 +310,36 @@ class Server:
             self._idle.set()
             if not self._stopping.is_set():
                 self._arm_idle_timer()
+
+    # -- the daemon-wide buffer budget ------------------------------------
+    def recount(self, connection: Connection) -> bool:
+        """Recount what ``connection`` holds; True if it grew and the daemon is over budget."""
+        before = connection.held
+        now = connection.holding()
+        connection.held = now
+        self.buffered += now - before
+        if now < before:
+            self.release(before - now)
+        if now <= before or self.buffered <= self.max_buffered:
+            return False
+        total = 0  # the others' shares may be stale (their peers have read replies since)
+        for other in self._connections:
+            other.held = other.holding()
+            total += other.held
+        self.buffered = total
+        return total > self.max_buffered
+
+    def release(self, size: int) -> None:
+        """``size`` bytes of buffers were freed; give memory back once enough were."""
+        self._released += size
+        if self._released >= TRIM_AFTER and not self._trim_scheduled:
+            self._trim_scheduled = True
+            asyncio.get_running_loop().call_soon(self._trim)
+
+    def _trim(self) -> None:
+        self._trim_scheduled = False
+        self._released = 0
+        release_free_memory()
 
     def observe(self, reply: Reply, elapsed: float) -> None:
         if self.observer is not None:
@@ -289,11 +365,15 @@ class Connection(asyncio.Protocol):
         self.pending: collections.deque[bytes] = collections.deque()
         #: the message or reply being handled in steps (see the module's rules)
         self.job: Generator[None, None, None] | None = None
+        #: a DeferredReply is outstanding: later messages wait for it
+        self.waiting = False
         self.writing_paused = False
         self.admitted = False
         self.closing = False
         self.who = "unknown peer"
         self.peer = Peer(0, None)
+        #: this connection's share of Server.buffered, as last counted
+        self.held = 0
         # structured fields of error lines, for --log-json (docs/observability.md)
         self.peer_fields: dict[str, int] = {}
 
@@ -325,6 +405,15 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def holding(self) -> int:
+        """Bytes held for this connection now: partial input, waiting messages, unsent replies."""
+        held = self.framer.pending
+        if self.pending:
+            held += sum(map(len, self.pending))
+        if self.transport is not None and not self.closing:
+            held += self.transport.get_write_buffer_size()
+        return held
+
     def abort(self) -> None:
         """Close now, dropping replies the peer has not read."""
         self.closing = True
@@ -334,7 +423,7 @@ class Connection(asyncio.Protocol):
     @property
     def idle(self) -> bool:
         """No message partly received or waiting to be answered (unread replies are flushed by close)."""
-        return not self.pending and not self.framer.pending and self.job is None
+        return not self.pending and not self.framer.pending and self.job is None and not self.waiting
 
     # -- flow control: stop reading while replies pile up unread ------------
     def pause_writing(self) -> None:
@@ -378,7 +467,50 @@ class Connection(asyncio.Protocol):
             self._write(encode_reply(reply.body))
             self.close()  # the transport flushes the reply, then closes
             return
+        server = self.server
+        if server.recount(self):
+            self._refuse_input()
+            return
         self._answer_pending()
+        if not self.closing and server.recount(self):
+            self._drop_replies()
+
+    def _refuse_input(self) -> None:
+        server = self.server
+        server.stats.over_budget += 1
+        log.error(
+            "input from %s passes the daemon's buffer budget (%d bytes held, --max-buffered %d); disconnecting",
+            self.who,
+            server.buffered,
+            server.max_buffered,
+            extra={
+                "fields": {
+                    "request": "NONE",
+                    "response": "failed",
+                    "reason": "daemon buffer budget exceeded",
+                    **self.peer_fields,
+                }
+            },
+        )
+        reply = failed("NONE", "daemon buffer budget exceeded")
+        server.observe(reply, 0.0)
+        self.pending.clear()
+        self.framer = Framer(server.max_message)  # drop the partial message now
+        server.recount(self)
+        self._write(encode_reply(reply.body))
+        self.close()
+
+    def _drop_replies(self) -> None:
+        server = self.server
+        server.stats.over_budget += 1
+        log.error(
+            "replies unread by %s pass the daemon's buffer budget (%d bytes held, --max-buffered %d); disconnecting",
+            self.who,
+            server.buffered,
+            server.max_buffered,
+        )
+        self.abort()
+        server.recount(self)
 
     def eof_received(self) -> bool:
         # a half-sent message is dropped, nothing changed; close our side
@@ -386,7 +518,7 @@ class Connection(asyncio.Protocol):
 
     def _answer_pending(self) -> None:
         pending = self.pending
-        while pending and not self.writing_paused and not self.closing and self.job is None:
+        while pending and not self.writing_paused and not self.closing and self.job is None and not self.waiting:
             message = pending.popleft()
             try:
                 if len(message) > STEP_THRESHOLD:
@@ -430,6 +562,9 @@ class Connection(asyncio.Protocol):
             log.exception("connection from %s failed", self.who)
             self.close()
             return
+        if self.server.recount(self):  # a long reply the peer does not read
+            self._drop_replies()
+            return
         self._schedule_step()
 
     def _stepped_answer(self, message: bytes) -> Generator[None, None, None]:
@@ -453,6 +588,9 @@ class Connection(asyncio.Protocol):
                 yield
                 began = time.perf_counter()
         del text
+        if isinstance(reply, DeferredReply):
+            self._defer(reply, time.perf_counter() - elapsed, log.isEnabledFor(WIRE))
+            return
         elapsed += time.perf_counter() - began
         self._answered(reply, elapsed, log.isEnabledFor(WIRE))
         yield from self._stepped_write(reply.body)
@@ -472,12 +610,35 @@ class Connection(asyncio.Protocol):
             log.log(WIRE, "%s", "".join(f"<- {line}\n" for line in text.splitlines()).rstrip("\n"))
         began = time.perf_counter()
         reply = server.handler.handle_message(text, self.peer)
-        elapsed = time.perf_counter() - began
+        if isinstance(reply, DeferredReply):
+            self._defer(reply, began, wire)
+            return
+        self._send_reply(reply, time.perf_counter() - began, wire)
+
+    def _send_reply(self, reply: Reply, elapsed: float, wire: bool) -> None:
         self._answered(reply, elapsed, wire)
         if len(reply.body) > STEP_THRESHOLD:
             self._start_job(self._stepped_write(reply.body))
         else:
             self._write(encode_reply(reply.body))
+
+    def _defer(self, deferred: DeferredReply, began: float, wire: bool) -> None:
+        """Answer when the future resolves; until then this connection's next messages wait."""
+        self.waiting = True
+
+        def done(future: asyncio.Future[Reply]) -> None:
+            self.waiting = False
+            if self.closing or future.cancelled():
+                return
+            try:
+                self._send_reply(future.result(), time.perf_counter() - began, wire)
+            except Exception:  # never let one connection take the daemon down
+                log.exception("connection from %s failed", self.who)
+                self.close()
+                return
+            self._answer_pending()
+
+        deferred.future.add_done_callback(done)
 
     def _answered(self, reply: Reply, elapsed: float, wire: bool) -> None:
         """Count and log a reply before it is written."""

@@ -50,8 +50,10 @@ LVs alone): recognising one costs a string comparison instead of a match.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Generator, Iterable, Iterator
+from types import ModuleType
 from typing import TypeVar, Union, overload
 
 __all__ = [
@@ -732,7 +734,32 @@ class Parser:
     # -- entry points ---------------------------------------------------
     def parse(self, text: str, lazy: frozenset[str] = frozenset()) -> Section:
         """Parse ``text`` in one go (see :func:`parse`)."""
+        if _accel is not None:
+            nul = text.find("\0")
+            if nul >= 0:
+                text = text[:nul]
+            tree = self._accelerated(text, lazy)
+            if tree is None:  # not in the subset: the general parser
+                return _run(self._general_lazy(text, lazy) if lazy else _general(text))
+            if tree is not NotImplemented:
+                return tree  # type: ignore[return-value]
         return _run(self.steps(text, lazy))
+
+    def _accelerated(self, text: str, lazy: frozenset[str]) -> object:
+        """The C fast path: the tree, None (not in the subset) or NotImplemented (ask Python)."""
+        assert _accel is not None
+        pieces, raws = self._cut_lazy(text, lazy, check_head=False) if lazy else ([text], [])
+        return _accel.build(
+            pieces,
+            raws,
+            self.pairs,
+            self.keys,
+            self.SHARED_STR_MAX,
+            self.SHARED_PAIRS_MAX,
+            self.SHARED_KEYS_MAX,
+            MAX_DEPTH,
+            LAZY_MAX_DEPTH,
+        )
 
     def steps(self, text: str, lazy: frozenset[str] = frozenset()) -> Steps:
         """The same parse as a generator: it yields between bounded steps, returns the tree.
@@ -743,9 +770,13 @@ class Parser:
         nul = text.find("\0")
         if nul >= 0:  # the C parser sees a C string: a NUL ends the text
             text = text[:nul]
-        fast = yield from self._fast(text, lazy)
+        fast: object = NotImplemented
+        if _accel is not None and len(text) <= ACCEL_ONE_STEP:
+            fast = self._accelerated(text, lazy)
+        if fast is NotImplemented:
+            fast = yield from self._fast(text, lazy)
         if fast is not None:
-            return fast
+            return fast  # type: ignore[return-value]
         if lazy:
             return (yield from self._general_lazy(text, lazy))
         return (yield from _general(text))
@@ -941,6 +972,24 @@ class Parser:
             return None
         return root
 
+
+# The accelerator: the fast path in C (_ccodec.c), built by setup.py when a
+# compiler is there.  The pure-Python code above stays the reference; the
+# C one must give the same tree or the same None (tests/test_codec_accel.py).
+#: set to 1 to run the pure-Python codec even when the accelerator is built
+PURE_PYTHON_ENV = "PYLVMETAD_PURE_PYTHON"
+#: texts up to this long are parsed by the accelerator in one step (a few ms)
+ACCEL_ONE_STEP = 1024 * 1024
+_accel: ModuleType | None = None
+if os.environ.get(PURE_PYTHON_ENV, "") in ("", "0"):
+    try:
+        from . import _ccodec as _accel
+    except ImportError:  # not built: the pure-Python codec
+        _accel = None
+if _accel is not None:
+    _accel.configure(Section, Section.__dict__["_items"], Section.__dict__["raw"])
+#: whether the C fast path is in use
+ACCELERATED = _accel is not None
 
 #: the parser :func:`parse` uses (and lazy sections, when they build their children)
 DEFAULT_PARSER = Parser()

@@ -1,0 +1,249 @@
+"""The ``pylvmlockd`` command: lvmlockd's options (§8.1), pid file, logging, signals.
+
+It takes lvmlockd's command line unchanged (``-f -D -s -p -g -o -A -S -T
+--host-id --host-id-file``, and also ``-i``/``-F`` which lvmlockd's man page
+documents but its parser refuses), so ``LOCKD='pylvmlockd -f -g sanlock -o
+{io_timeout} -s {socket} -p {pidfile}'`` replaces the C daemon in a test
+bed or a unit file.  The long options after ``--lvmetad-socket`` are
+pylvmlockd's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..shell.logs import parse_levels, setup_logging
+from ..shell.process import (
+    EXIT_LOCKED,
+    PidFile,
+    PidFileLocked,
+    StartupError,
+    daemonize,
+    install_loop_signal_handlers,
+    raise_nofile_limit,
+)
+from ..shell.server import Server
+from ..shell.sockets import bind_unix_socket, inherited_socket
+from . import protocol as P
+from .core import Lockd
+from .daemon import LockdHandler
+from .leasemap import pv_locator
+from .manager import LockManager
+from .memory import SharedDisk
+from .metadlink import DEFAULT_LVMETAD_SOCKET, LvmetadLink
+from .sanlock import SanlockManager, dm_locator
+
+LVM_VERSION = "2.02.188(2) (pylvmlockd %s)" % __version__
+DEFAULT_SOCKET = "/run/lvm/lvmlockd.socket"
+DEFAULT_PIDFILE = "/run/lvmlockd.pid"
+SOCKET_ENV = "LVM_LVMLOCKD_SOCKET"
+PIDFILE_ENV = "LVM_LVMLOCKD_PIDFILE"
+LVMETAD_SOCKET_ENV = "LVM_LVMETAD_SOCKET"
+
+USAGE = """\
+Usage:
+pylvmlockd [options]
+  --help | -h
+        Show this help information.
+  --version | -V
+        Show version of pylvmlockd.
+  --test | -T
+        Test mode, do not call lock manager (leases live in memory).
+  --foreground | -f
+        Don't fork.
+  --daemon-debug | -D
+        Don't fork, and print debugging to stderr.
+  --pid-file | -p <path>
+        Set path to the pid file. [$LVM_LVMLOCKD_PIDFILE or %(pidfile)s]
+  --socket-path | -s <path>
+        Set path to the socket to listen on. [$LVM_LVMLOCKD_SOCKET or %(socket)s]
+  --syslog-priority | -S err|warning|debug
+        Write log messages from this level up to syslog. [warning]
+  --gl-type | -g sanlock
+        Set global lock type to be sanlock.
+  --host-id | -i <num>
+        Set the local sanlock host id.
+  --host-id-file | -F <path>
+        A file containing the local sanlock host_id.
+  --sanlock-timeout | -o <seconds>
+        Set the sanlock lockspace I/O timeout (0: sanlock's default).
+  --adopt | -A 0|1
+        Adopt locks from a previous instance (not supported: 1 is refused).
+  --lvmetad-socket <path>
+        The local lvmetad to invalidate. [$LVM_LVMETAD_SOCKET or %(metad)s]
+  --lease-device dm|pv
+        Where the leases of a VG are: dm, lvmlockd's /dev/mapper/<vg>-lvmlock (needs
+        the lvmlock LV active), or pv, the PV and offset where the lvmlock LV's
+        extents lie, read from the VG metadata in lvmetad (no device-mapper). [dm]
+  --killpath <path>
+        Program sanlock runs (with --kill <vg>) when this host loses its lease.
+"""
+
+
+def usage_text() -> str:
+    return USAGE % {"pidfile": DEFAULT_PIDFILE, "socket": DEFAULT_SOCKET, "metad": DEFAULT_LVMETAD_SOCKET}
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="pylvmlockd", add_help=False)
+    p.add_argument("-h", "--help", dest="help", action="store_true")
+    p.add_argument("-V", "--version", dest="version", action="store_true")
+    p.add_argument("-T", "--test", dest="test", action="store_true")
+    p.add_argument("-f", "--foreground", dest="foreground", action="store_true")
+    p.add_argument("-D", "--daemon-debug", dest="debug", action="store_true")
+    p.add_argument("-p", "--pid-file", dest="pidfile", default=None)
+    p.add_argument("-s", "--socket-path", dest="socket", default=None)
+    p.add_argument("-S", "--syslog-priority", dest="syslog_priority", default="warning")
+    p.add_argument("-g", "--gl-type", dest="gl_type", default=None)
+    p.add_argument("-i", "--host-id", dest="host_id", type=int, default=0)
+    p.add_argument("-F", "--host-id-file", dest="host_id_file", default="")
+    p.add_argument("-o", "--sanlock-timeout", dest="io_timeout", type=int, default=0)
+    p.add_argument("-A", "--adopt", dest="adopt", type=int, default=0)
+    p.add_argument("--lvmetad-socket", default=None)
+    p.add_argument("--lease-device", choices=("dm", "pv"), default="dm")
+    p.add_argument("--killpath", default="")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``pylvmlockd``; returns the exit status."""
+    try:
+        args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    except (UsageError, ValueError) as exc:
+        print(f"pylvmlockd: {exc}", file=sys.stderr)
+        print(usage_text(), end="")
+        return 1
+    if args.help:
+        print(usage_text(), end="")
+        return 0
+    if args.version:
+        print(f"lvmlockd version: {LVM_VERSION}")
+        return 0
+    if args.gl_type not in (None, "sanlock", "dlm"):
+        print("invalid gl-type option", file=sys.stderr)
+        return 1
+    if args.gl_type == "dlm":
+        print("pylvmlockd: the dlm lock manager is not supported (sanlock only)", file=sys.stderr)
+        return 1
+    if args.adopt:
+        print("pylvmlockd: --adopt 1 is not supported", file=sys.stderr)
+        return 1
+
+    socket_path = args.socket or os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET
+    pidfile_path = args.pidfile or os.environ.get(PIDFILE_ENV) or DEFAULT_PIDFILE
+    metad_path = args.lvmetad_socket or os.environ.get(LVMETAD_SOCKET_ENV) or DEFAULT_LVMETAD_SOCKET
+    os.environ["LC_ALL"] = "C"
+    raise_nofile_limit()
+    inherited = inherited_socket(socket_path)
+    foreground = args.foreground or args.debug
+    ready = None if foreground else daemonize("pylvmlockd")
+    levels = parse_levels("all" if args.debug else "fatal,error,warn")
+    setup_logging(levels, foreground, False, name="pylvmlockd")
+    log = logging.getLogger("pylvmlockd")
+
+    def report(status: bytes) -> None:
+        if ready is not None:
+            with contextlib.suppress(OSError):
+                ready.write(status)
+                ready.close()
+
+    pidfile = PidFile(pidfile_path)
+    try:
+        pidfile.acquire()
+    except (StartupError, OSError) as exc:
+        log.critical("%s", exc)
+        report(b"1")
+        return EXIT_LOCKED if isinstance(exc, PidFileLocked) else 1
+    try:
+        try:
+            sock = inherited if inherited is not None else bind_unix_socket(socket_path)
+        except StartupError as exc:
+            log.critical("%s", exc)
+            report(b"1")
+            return 1
+        return asyncio.run(
+            _run(
+                args,
+                sock,
+                socket_path=None if inherited is not None else socket_path,
+                metad_path=metad_path,
+                on_ready=lambda: report(b"0"),
+            )
+        )
+    finally:
+        pidfile.release()
+
+
+async def _run(
+    args: argparse.Namespace, sock: socket.socket, *, socket_path: str | None, metad_path: str, on_ready: object
+) -> int:
+    log = logging.getLogger("pylvmlockd")
+    metad = LvmetadLink(metad_path)
+    lm: LockManager
+    if args.test:
+        lm = SharedDisk().host(args.host_id or 1)
+    else:
+        locator = pv_locator(metad) if args.lease_device == "pv" else dm_locator
+        lm = SanlockManager(io_timeout=args.io_timeout, locator=locator, killpath=args.killpath)
+    lockd = Lockd(
+        lm,
+        metad,
+        gl_type=P.LM_SANLOCK if args.gl_type == "sanlock" else None,
+        host_id=args.host_id,
+        host_id_file=args.host_id_file,
+    )
+    await lockd.probe()
+    server: Server | None = None
+
+    def quit_now() -> None:
+        assert server is not None
+        server.request_shutdown("quit")
+
+    handler = LockdHandler(lockd, quit=quit_now)
+    server = Server(handler, sock, socket_path=socket_path, shutdown_grace=0.5)
+    loop = asyncio.get_running_loop()
+    shutdowns: list[asyncio.Task[None]] = []
+
+    def stop(name: str) -> None:
+        busy = [ls for ls in lockd.lockspaces.values() if ls.holds_locks(lv_only=False)]
+        if busy:
+            log.warning("%s: ignore shutdown for %d lockspaces holding locks", name, len(busy))
+            return
+        shutdowns.append(loop.create_task(_shutdown(lockd, server, name)))
+
+    install_loop_signal_handlers(loop, stop, lambda name: log.info("%s received and ignored", name))
+    await server.start()
+    lockd.note("lvmlockd started")
+    log.info("pylvmlockd %s (pid %d) serving %s", __version__, os.getpid(), socket_path)
+    if callable(on_ready):
+        on_ready()
+    await server.serve_until_stopped()
+    await lockd.close()
+    await metad.close()
+    return 0
+
+
+async def _shutdown(lockd: Lockd, server: Server, reason: str) -> None:
+    await lockd.close()
+    server.request_shutdown(reason)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

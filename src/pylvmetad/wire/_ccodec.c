@@ -1,0 +1,362 @@
+/* The codec's fast path in C: pylvmetad.wire._ccodec.
+ *
+ * Rules of this file:
+ *
+ * - It is an accelerator, never the reference.  It implements exactly the
+ *   fast path of codec.py (Parser._fast): the same subset of the syntax,
+ *   the same tree, the same memos, and None wherever the Python fast path
+ *   returns None (the general parser then runs).  tests/test_codec_accel.py
+ *   checks both give identical results on the recorded traffic and under
+ *   hypothesis; PYLVMETAD_PURE_PYTHON=1 turns this module off.
+ * - No I/O, no global state beyond the Section type's descriptors given to
+ *   configure().  Texts whose characters do not all fit in one byte are
+ *   left to Python (None).
+ *
+ * Theory of operation: one left-to-right pass over each piece of text with
+ * an explicit stack of open sections (no recursion, no backtracking: time is
+ * linear, scratch is the stack).  Units are the Python fast path's: "key {",
+ * "key = atom", "key = [", list atoms and commas, "]", "}", separated by
+ * blanks (space, \t, \n, \r, \v, \f).  A unit out of place, a comment, a
+ * float, a quoted key or anything else outside the subset returns None.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+static PyObject *section_type;  /* codec.Section */
+static PyObject *items_descr;   /* Section._items (a slot) */
+static PyObject *raw_descr;     /* Section.raw (a slot) */
+
+#define MAX_STACK 4096
+
+static int is_blank(Py_UCS1 c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+
+static int is_key_char(Py_UCS1 c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+           c == '+' || c == '-';
+}
+
+/* what may follow a number (the Python pattern's negative look-ahead) */
+static int ends_number(const Py_UCS1 *s, Py_ssize_t i, Py_ssize_t n) {
+    if (i >= n) return 1;
+    Py_UCS1 c = s[i];
+    return is_blank(c) || c == '#' || c == '=' || c == '{' || c == '}' || c == '[' || c == ']' || c == ',' ||
+           c == '"' || c == '\'';
+}
+
+static int set_slot(PyObject *descr, PyObject *obj, PyObject *value) {
+    return Py_TYPE(descr)->tp_descr_set(descr, obj, value);
+}
+
+/* a new Section holding ``items`` (a new reference), or NULL */
+static PyObject *new_section(PyObject *items) {
+    PyTypeObject *type = (PyTypeObject *)section_type;
+    PyObject *section = type->tp_alloc(type, 0);
+    if (section == NULL) return NULL;
+    if (set_slot(items_descr, section, items) < 0 || set_slot(raw_descr, section, Py_None) < 0) {
+        Py_DECREF(section);
+        return NULL;
+    }
+    return section;
+}
+
+/* Read a number at s[*i]: 1 and *value set, 0 if not the subset's form. */
+static int read_int(const Py_UCS1 *s, Py_ssize_t *i, Py_ssize_t n, long long *value) {
+    Py_ssize_t j = *i;
+    int negative = 0;
+    if (j < n && s[j] == '-') {
+        negative = 1;
+        j++;
+    }
+    if (j >= n || s[j] < '0' || s[j] > '9') return 0;
+    long long v = 0;
+    if (s[j] == '0') {
+        j++;
+    } else {
+        Py_ssize_t start = j;
+        while (j < n && s[j] >= '0' && s[j] <= '9' && j - start < 18) {
+            v = v * 10 + (s[j] - '0');
+            j++;
+        }
+    }
+    if (!ends_number(s, j, n)) return 0; /* 19 digits, 0123, 5abc, 1.5: not the subset */
+    *value = negative ? -v : v;
+    *i = j;
+    return 1;
+}
+
+/* Read a double-quoted string at s[*i] (the opening quote): a new str, Py_None
+ * (borrowed, not the subset: unterminated), or NULL on error. */
+static PyObject *read_string(const Py_UCS1 *s, Py_ssize_t *i, Py_ssize_t n) {
+    Py_ssize_t start = *i + 1, j = start;
+    int escapes = 0;
+    while (j < n && s[j] != '"') {
+        if (s[j] == '\\') {
+            if (j + 1 >= n) return Py_None;
+            escapes = 1;
+            j += 2;
+        } else {
+            j++;
+        }
+    }
+    if (j >= n) return Py_None;
+    *i = j + 1;
+    if (!escapes) return PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, s + start, j - start);
+    /* only \" and \\ are undone; any other backslash stays, with what follows it */
+    Py_UCS1 *buf = PyMem_Malloc(j - start);
+    if (buf == NULL) return PyErr_NoMemory();
+    Py_ssize_t out = 0;
+    for (Py_ssize_t k = start; k < j; k++) {
+        if (s[k] == '\\' && (s[k + 1] == '"' || s[k + 1] == '\\')) {
+            buf[out++] = s[k + 1];
+            k++;
+        } else {
+            buf[out++] = s[k];
+        }
+    }
+    PyObject *str = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, buf, out);
+    PyMem_Free(buf);
+    return str;
+}
+
+typedef struct {
+    PyObject *pairs, *keys;
+    Py_ssize_t short_max, pairs_max, keys_max;
+} Memos;
+
+/* append (key, value) to items, shared through the pairs memo when ``share``; steals value */
+static int append_pair(PyObject *items, PyObject *key, PyObject *value, int share, Memos *m) {
+    PyObject *pair = PyTuple_Pack(2, key, value);
+    Py_DECREF(value);
+    if (pair == NULL) return -1;
+    if (share) {
+        if (PyDict_GET_SIZE(m->pairs) > m->pairs_max) PyDict_Clear(m->pairs);
+        PyObject *shared = PyDict_SetDefault(m->pairs, pair, pair);
+        if (shared == NULL) {
+            Py_DECREF(pair);
+            return -1;
+        }
+        Py_INCREF(shared);
+        Py_DECREF(pair);
+        pair = shared;
+    }
+    int r = PyList_Append(items, pair);
+    Py_DECREF(pair);
+    return r;
+}
+
+/* one string object per key name, through the keys memo: a new reference */
+static PyObject *shared_key(const Py_UCS1 *s, Py_ssize_t start, Py_ssize_t end, Memos *m) {
+    PyObject *key = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, s + start, end - start);
+    if (key == NULL) return NULL;
+    if (PyDict_GET_SIZE(m->keys) > m->keys_max) PyDict_Clear(m->keys);
+    PyObject *shared = PyDict_SetDefault(m->keys, key, key);
+    Py_XINCREF(shared);
+    Py_DECREF(key);
+    return shared;
+}
+
+/* build(pieces, raws, pairs, keys, short_max, pairs_max, keys_max, max_depth, lazy_max_depth):
+ * the tree, None (not in the subset) or NotImplemented (a piece has wider characters: ask Python) */
+static PyObject *build(PyObject *self, PyObject *args) {
+    PyObject *pieces, *raws;
+    Memos m;
+    Py_ssize_t max_depth, lazy_max_depth;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!nnnnn", &PyList_Type, &pieces, &PyList_Type, &raws, &PyDict_Type, &m.pairs,
+                          &PyDict_Type, &m.keys, &m.short_max, &m.pairs_max, &m.keys_max, &max_depth,
+                          &lazy_max_depth))
+        return NULL;
+    if (section_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_ccodec.configure() was not called");
+        return NULL;
+    }
+    if (max_depth + 2 > MAX_STACK) Py_RETURN_NONE;
+    Py_ssize_t n_pieces = PyList_GET_SIZE(pieces), n_raws = PyList_GET_SIZE(raws);
+    for (Py_ssize_t p = 0; p < n_pieces; p++) {
+        PyObject *piece = PyList_GET_ITEM(pieces, p);
+        if (!PyUnicode_Check(piece) || PyUnicode_KIND(piece) != PyUnicode_1BYTE_KIND) Py_RETURN_NOTIMPLEMENTED;
+    }
+    PyObject *root_items = PyList_New(0);
+    if (root_items == NULL) return NULL;
+    PyObject *root = new_section(root_items);
+    Py_DECREF(root_items);
+    if (root == NULL) return NULL;
+    /* the open sections' children lists (borrowed: each is held by its section, held by the tree) */
+    PyObject *stack[MAX_STACK];
+    Py_ssize_t depth = 0; /* open sections below the root */
+    stack[0] = root_items;
+    PyObject *atoms = NULL, *list_key = NULL; /* the list being read and its key (owned) */
+    int after_atom = 0;
+
+    for (Py_ssize_t p = 0; p < n_pieces; p++) {
+        PyObject *piece = PyList_GET_ITEM(pieces, p);
+        const Py_UCS1 *s = PyUnicode_1BYTE_DATA(piece);
+        Py_ssize_t n = PyUnicode_GET_LENGTH(piece), i = 0;
+        for (;;) {
+            while (i < n && is_blank(s[i])) i++;
+            if (i >= n) break;
+            Py_UCS1 c = s[i];
+            if (atoms != NULL) { /* inside a list: atoms, commas, "]" */
+                if (c == '"') {
+                    PyObject *str = read_string(s, &i, n);
+                    if (str == NULL) goto error;
+                    if (str == Py_None) goto not_subset;
+                    int r = PyList_Append(atoms, str);
+                    Py_DECREF(str);
+                    if (r < 0) goto error;
+                    after_atom = 1;
+                } else if (c == '-' || (c >= '0' && c <= '9')) {
+                    long long v;
+                    if (after_atom || !read_int(s, &i, n, &v)) goto not_subset;
+                    PyObject *num = PyLong_FromLongLong(v);
+                    if (num == NULL) goto error;
+                    int r = PyList_Append(atoms, num);
+                    Py_DECREF(num);
+                    if (r < 0) goto error;
+                    after_atom = 1;
+                } else if (c == ',') {
+                    if (!after_atom) goto not_subset;
+                    after_atom = 0;
+                    i++;
+                } else if (c == ']') {
+                    Py_ssize_t count = PyList_GET_SIZE(atoms);
+                    if (!after_atom && count) goto not_subset; /* "[1,]": left to the general parser */
+                    PyObject *value = atoms;
+                    if (count == 1) {
+                        value = PyList_GET_ITEM(atoms, 0);
+                        Py_INCREF(value);
+                        Py_DECREF(atoms);
+                    }
+                    atoms = NULL;
+                    int r = append_pair(stack[depth], list_key, value, 0, &m);
+                    Py_CLEAR(list_key);
+                    if (r < 0) goto error;
+                    i++;
+                } else {
+                    goto not_subset;
+                }
+                continue;
+            }
+            if (c == '}') {
+                if (depth == 0) goto not_subset;
+                depth--;
+                i++;
+                continue;
+            }
+            if (!is_key_char(c)) goto not_subset; /* a comment, a quoted key, an atom outside a list */
+            Py_ssize_t key_start = i;
+            while (i < n && is_key_char(s[i])) i++;
+            Py_ssize_t key_end = i;
+            while (i < n && is_blank(s[i])) i++;
+            if (i >= n) goto not_subset;
+            if (s[i] == '{') {
+                if (depth + 1 > max_depth || stack[depth] == NULL) goto not_subset;
+                PyObject *key = shared_key(s, key_start, key_end, &m);
+                if (key == NULL) goto error;
+                PyObject *items = PyList_New(0);
+                if (items == NULL) {
+                    Py_DECREF(key);
+                    goto error;
+                }
+                PyObject *child = new_section(items);
+                Py_DECREF(items);
+                if (child == NULL) {
+                    Py_DECREF(key);
+                    goto error;
+                }
+                int r = append_pair(stack[depth], key, child, 0, &m);
+                Py_DECREF(key);
+                if (r < 0) goto error;
+                stack[++depth] = items;
+                i++;
+                continue;
+            }
+            if (s[i] != '=') goto not_subset;
+            i++;
+            while (i < n && is_blank(s[i])) i++;
+            if (i >= n || stack[depth] == NULL) goto not_subset;
+            PyObject *key = shared_key(s, key_start, key_end, &m);
+            if (key == NULL) goto error;
+            c = s[i];
+            if (c == '"') {
+                PyObject *str = read_string(s, &i, n);
+                if (str == Py_None) {
+                    Py_DECREF(key);
+                    goto not_subset;
+                }
+                int r = str == NULL ? -1
+                                    : append_pair(stack[depth], key, str, PyUnicode_GET_LENGTH(str) <= m.short_max, &m);
+                Py_DECREF(key);
+                if (r < 0) goto error;
+            } else if (c == '-' || (c >= '0' && c <= '9')) {
+                long long v;
+                if (!read_int(s, &i, n, &v)) {
+                    Py_DECREF(key);
+                    goto not_subset;
+                }
+                PyObject *num = PyLong_FromLongLong(v);
+                int r = num == NULL ? -1 : append_pair(stack[depth], key, num, 1, &m);
+                Py_DECREF(key);
+                if (r < 0) goto error;
+            } else if (c == '[') {
+                atoms = PyList_New(0);
+                if (atoms == NULL) {
+                    Py_DECREF(key);
+                    goto error;
+                }
+                list_key = key;
+                after_atom = 0;
+                i++;
+            } else {
+                Py_DECREF(key);
+                goto not_subset;
+            }
+        }
+        if (p < n_raws) {
+            /* the piece ended with the lazy section's "{": it is the innermost open section */
+            if (atoms != NULL || depth < 1 || depth + lazy_max_depth > max_depth) goto not_subset;
+            PyObject *parent = stack[depth - 1];
+            if (parent == NULL || PyList_GET_SIZE(parent) == 0) goto not_subset;
+            Py_ssize_t last = PyList_GET_SIZE(parent) - 1;
+            PyObject *lazy = PyTuple_GET_ITEM(PyList_GET_ITEM(parent, last), 1);
+            if (set_slot(raw_descr, lazy, PyList_GET_ITEM(raws, p)) < 0 || set_slot(items_descr, lazy, Py_None) < 0)
+                goto error;
+            stack[depth] = NULL; /* its list is gone: nothing may be added to it */
+        }
+    }
+    if (depth != 0 || atoms != NULL || PyList_GET_SIZE(root_items) == 0) goto not_subset;
+    return root;
+
+not_subset:
+    Py_XDECREF(atoms);
+    Py_XDECREF(list_key);
+    Py_DECREF(root);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(atoms);
+    Py_XDECREF(list_key);
+    Py_DECREF(root);
+    return NULL;
+}
+
+static PyObject *configure(PyObject *self, PyObject *args) {
+    PyObject *type, *items, *raw;
+    if (!PyArg_ParseTuple(args, "O!OO", &PyType_Type, &type, &items, &raw)) return NULL;
+    if (Py_TYPE(items)->tp_descr_set == NULL || Py_TYPE(raw)->tp_descr_set == NULL) {
+        PyErr_SetString(PyExc_TypeError, "configure: _items and raw must be slot descriptors");
+        return NULL;
+    }
+    Py_XSETREF(section_type, Py_NewRef(type));
+    Py_XSETREF(items_descr, Py_NewRef(items));
+    Py_XSETREF(raw_descr, Py_NewRef(raw));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"build", build, METH_VARARGS, "The fast path's tree of a text cut around its lazy bodies, or None."},
+    {"configure", configure, METH_VARARGS, "configure(Section, Section._items, Section.raw)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ccodec", "The codec's fast path in C.", -1, methods};
+
+PyMODINIT_FUNC PyInit__ccodec(void) { return PyModule_Create(&module); }

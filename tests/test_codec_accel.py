@@ -1,0 +1,134 @@
+"""The C accelerator (``_ccodec``) gives the pure-Python fast path's results, exactly.
+
+Both are run on the same text and must agree: the same tree (types and
+order included), or both None ("not in the subset": the general parser
+runs).  The texts are every recorded request and reply (tests/data/
+conformance), with and without lazy sections, and hypothesis documents
+built from the subset's units with hostile variations (escapes, long and
+leading-zero numbers, misplaced commas and braces, comments, quotes).
+``PYLVMETAD_PURE_PYTHON=1`` turns the accelerator off; the last test checks
+that, and runs the codec's own tests that way, so CI covers both paths.
+
+~15 s, most of it the pure-Python run of the codec tests.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pylvmetad.wire import codec
+from pylvmetad.wire.codec import Parser
+from support.ccodec import accelerator
+from support.skips import unavailable
+from test_codec_fast import LAZY, corpus_texts, expand
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def require_accelerator() -> None:
+    if accelerator() is None:
+        unavailable("no C compiler to build the accelerator (_ccodec.c)")
+
+
+def both(text: str, lazy: frozenset[str]) -> tuple[object, object]:
+    """(pure-Python fast path, C fast path), each as a comparable form."""
+    text = text.split("\0")[0]
+    python = codec._run(Parser()._fast(text, lazy))
+    saved, codec._accel = codec._accel, accelerator()
+    try:
+        c = Parser()._accelerated(text, lazy)
+    finally:
+        codec._accel = saved
+    if c is NotImplemented:  # wide characters: the accelerator hands over to Python
+        return "n/a", "n/a"
+    return (None if python is None else expand(python)), (None if c is None else expand(c))  # type: ignore[arg-type]
+
+
+def test_the_accelerator_agrees_on_all_recorded_traffic() -> None:
+    require_accelerator()
+    texts = corpus_texts()
+    fast = 0
+    for text in texts:
+        for lazy in (LAZY, frozenset()):
+            python, c = both(text, lazy)
+            assert python == c, text[:300]
+            fast += python is not None
+    assert fast > len(texts)  # most texts do take the fast path
+
+
+key = st.sampled_from(["a", "id", "lv0", "seqno", "x-1", "k.2", "+", "9", "logical_volumes", "a/b", '"q"'])
+blank = st.sampled_from(["", " ", "\n", "\t", "\n\t\t", "  \r\n", "\v\f"])
+string = st.text(alphabet="ab \"\\}{\n#=,[]'/é", max_size=12).map(lambda s: '"' + s + '"')
+number = st.sampled_from(
+    ["0", "-0", "7", "-12", "007", "123456789012345678", "1234567890123456789", "1.5", "5abc", "-"]
+)
+atom = st.one_of(string, number)
+separator = st.sampled_from([",", ", ", " ,", " ", ",,", ""])
+
+
+@st.composite
+def values(draw: st.DrawFn) -> str:
+    if draw(st.booleans()):
+        return draw(atom)
+    items = draw(st.lists(atom, max_size=5))
+    sep = draw(separator)
+    return "[" + sep.join(items) + draw(st.sampled_from(["", ",", " "])) + "]"
+
+
+@st.composite
+def documents(draw: st.DrawFn, depth: int = 0) -> str:
+    out = []
+    for _ in range(draw(st.integers(0, 5))):
+        kind = draw(st.integers(0, 9))
+        b1, b2 = draw(blank), draw(blank)
+        if kind < 6:
+            out.append(f"{b1}{draw(key)}{b2}={draw(blank)}{draw(values())}")
+        elif kind < 8 and depth < 3:
+            out.append(f"{b1}{draw(key)}{b2}{{{draw(documents(depth + 1))}{draw(blank)}}}")
+        else:
+            out.append(draw(st.sampled_from(["}", "{", "# c\n", "]", ",", "'s'", "x", "=1"])))
+    return "".join(out) + draw(blank)
+
+
+@settings(max_examples=400, deadline=None)
+@given(documents())
+def test_the_accelerator_agrees_on_generated_documents(text: str) -> None:
+    require_accelerator()
+    for lazy in (frozenset(), frozenset({"logical_volumes"})):
+        python, c = both(text, lazy)
+        assert python == c
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet='ab1-0 \n\t"\\{}[],=#', max_size=60))
+def test_the_accelerator_agrees_on_arbitrary_text(text: str) -> None:
+    require_accelerator()
+    python, c = both(text, frozenset())
+    assert python == c
+
+
+def test_pure_python_is_forced_by_the_environment_and_passes_the_codec_tests() -> None:
+    env = {**os.environ, codec.PURE_PYTHON_ENV: "1"}
+    probe = subprocess.run(
+        [sys.executable, "-c", "from pylvmetad.wire import codec; print(codec.ACCELERATED)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.strip() == "False"
+    tests = ["tests/test_codec.py", "tests/test_codec_fast.py"]  # test_codec_memory runs both paths itself
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stdout[-3000:]

@@ -1,0 +1,90 @@
+"""The sanlock backend against a real sanlock daemon on a loop device.
+
+A private sanlock (support.sanlockd) and a 300 MiB loop device holding a
+"lease LV" at offset 1 MiB (as the lvmlock LV lies on its PV): init_vg,
+prepare, join, ex/sh acquires with the LVB written and read back in
+lvmlockd's layout, conversion, LV lease allocation at lvmlockd's offsets,
+a disabled GL, and leaving.  The bytes on disk are checked where lvmlockd
+puts them (lockspace name at 0, GLLK at 65 MiB, VGLK at 66 MiB, the first
+LV lease at 67 MiB).  Root only; about 8 s (sanlock's join at io_timeout 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from pylvmetad.lockd import protocol as P
+from pylvmetad.lockd.lvb import ValueBlock
+from pylvmetad.lockd.manager import LmResource
+from pylvmetad.lockd.protocol import Mode, Rt
+from pylvmetad.lockd.sanlock import LeaseArea, SanlockManager
+from support.lvm202 import LoopDevices
+from support.sanlockd import Sanlock, available
+from support.skips import require
+
+MiB = 1 << 20
+BASE = MiB
+
+
+def read_at(device: str, offset: int, length: int = 512) -> bytes:
+    with open(device, "rb") as f:
+        f.seek(offset)
+        return f.read(length)
+
+
+def test_leases_lvb_and_offsets_on_a_real_sanlock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    require(available(), "needs sanlock and libsanlock1 (apt-get install sanlock)")
+    with LoopDevices(tmp_path / "disks", 1, size=300 * MiB) as loops, Sanlock(tmp_path / "sanlock", "host1") as daemon:
+        monkeypatch.setenv("SANLOCK_RUN_DIR", str(daemon.run_dir))
+        device = loops.devices[0]
+
+        async def locate(vg: str, lv: str) -> LeaseArea:
+            return LeaseArea(device, BASE, 256 * MiB)
+
+        async def main() -> None:
+            m = SanlockManager(io_timeout=1, locator=locate)
+            assert await m.running()
+            assert await m.init_vg("lvm_vgs1", "vgs1", "lvmlock", True) == 0
+            ls = m.lockspace("lvm_vgs1", "vgs1", "lvmlock", 1)
+            assert await ls.prepare() == 0 and ls.gl_enabled and ls.align == MiB
+            assert await ls.join() == 0
+            assert "lvm_vgs1" in daemon.client_status()
+            vg = LmResource("VGLK", Rt.VG)
+            first = await ls.acquire(vg, Mode.EX)
+            assert first.result == 0 and ValueBlock.unpack(first.lvb) == ValueBlock()
+            assert await ls.release(vg, ValueBlock(0x0101, 0, 7).pack()) == 0
+            again = await ls.acquire(vg, Mode.SH)
+            assert ValueBlock.unpack(again.lvb) == ValueBlock(0x0101, 0, 7)
+            assert await ls.convert(vg, Mode.EX, None) == 0
+            assert await ls.convert(vg, Mode.SH, ValueBlock(0x0101, 0, 8).pack()) == 0
+            assert await ls.release(vg, None) == 0
+            assert ValueBlock.unpack((await ls.acquire(vg, Mode.SH)).lvb).r_version == 8
+            assert await ls.release(vg, None) == 0
+            assert await ls.other_hosts() == 0
+            assert await ls.init_lv("LV-UUID-1", 0) == (0, "1.0.0:70254592")
+            assert await ls.init_lv("LV-UUID-1", 0) == (P.EEXIST, "")
+            assert await ls.find_free_lock(0) == (0, 71303168)
+            lv = LmResource("LV-UUID-1", Rt.LV, "1.0.0:70254592")
+            assert (await ls.acquire(lv, Mode.EX)).result == 0
+            assert await ls.release(lv, None) == 0
+            assert await ls.free_lv(lv) == 0
+            gl = LmResource("GLLK", Rt.GL)
+            assert (await ls.acquire(gl, Mode.SH)).result == 0
+            assert await ls.release(gl, None) == 0
+            assert await ls.write_gl(False) == 0
+            assert not await ls.read_gl_enabled()
+            assert (await ls.acquire(gl, Mode.SH)).result == P.EUNATCH
+            assert await ls.leave(free=False) == 0
+            assert "lvm_vgs1" not in daemon.client_status()
+
+        asyncio.run(main())
+        # lvmlockd's layout, relative to the start of the lease LV
+        assert b"lvm_vgs1" in read_at(device, BASE)
+        assert b"_GLLK_disabled" in read_at(device, BASE + 65 * MiB)
+        assert b"VGLK" in read_at(device, BASE + 66 * MiB)
+        assert b"#unused" in read_at(device, BASE + 67 * MiB)
+        assert b"#unused" in read_at(device, BASE + 255 * MiB)
+        assert read_at(device, BASE + 256 * MiB, 4096) == bytes(4096)  # nothing past the LV's end
