@@ -42,7 +42,7 @@ def test_the_recorded_lvmlock_lies_at_1mib_on_loop4_for_256mib() -> None:
     metadata = parse(METADATA).section("metadata")
     assert metadata is not None
     area = lease_area_in(
-        metadata, "lvmlock", resolve=lambda devno: f"/dev/loop{devno & 0xFF}" if devno == 1796 else None
+        metadata, "lvmlock", resolve=lambda pv: "/dev/loop4" if pv.get_int64("device") == 1796 else None
     )
     # the place scenario.sh emulates with `losetup -o 1048576 --sizelimit 268435456 /dev/loop4`
     assert area == LeaseArea("/dev/loop4", 1048576, 268435456)
@@ -52,11 +52,11 @@ def test_anything_but_one_linear_run_is_refused() -> None:
     text = METADATA.replace("segment_count=1", "segment_count=2")
     metadata = parse(text).section("metadata")
     assert metadata is not None
-    assert lease_area_in(metadata, "lvmlock", resolve=lambda devno: "/dev/x") is None
+    assert lease_area_in(metadata, "lvmlock", resolve=lambda pv: "/dev/x") is None
     metadata = parse(METADATA).section("metadata")
     assert metadata is not None
-    assert lease_area_in(metadata, "other", resolve=lambda devno: "/dev/x") is None
-    assert lease_area_in(metadata, "lvmlock", resolve=lambda devno: None) is None
+    assert lease_area_in(metadata, "other", resolve=lambda pv: "/dev/x") is None
+    assert lease_area_in(metadata, "lvmlock", resolve=lambda pv: None) is None
 
 
 def test_dm_path_doubles_dashes_as_libdm_does() -> None:

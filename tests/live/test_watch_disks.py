@@ -20,7 +20,8 @@ not act on it: docs/protocol.md §7; that is what ``--refresh`` is for).
 
 Throughout, the cache's token stays LVM's, and on pylvmetad (its ``stats``) no command and
 not the watcher ran a full population (no ``pv_clear_all``).  Against the C lvmetad and
-pylvmetad; about 25 s for the four runs.
+pylvmetad; about 15 s for the four runs.  Then the same with Debian's lvm2 2.03 as the
+writer, and a disk that goes away and comes back (the device set, from uevents).
 """
 
 from __future__ import annotations
@@ -130,3 +131,72 @@ def test_changes_behind_the_caches_back_reach_the_next_command(
             after = request_counts(bed)
             assert after.get("pv_clear_all", 0) == before.get("pv_clear_all", 0), (before, after)
             assert after.get("token_update", 0) == before.get("token_update", 0), (before, after)
+
+
+def lvm_2_03(bed: Bed) -> Lvm:
+    """Debian's lvm2 2.03 on the bed's devices: no lvmetad at all, so it always writes behind the cache."""
+    conf = bed.root / "etc-2.03"
+    conf.mkdir()
+    flist = ", ".join(f'"{f}"' for f in lvm202.filter_list(bed.devices))
+    (conf / "lvm.conf").write_text(
+        f'devices {{\n  scan = [ "/dev" ]\n  filter = [ {flist} ]\n  global_filter = [ {flist} ]\n'
+        '  obtain_device_list_from_udev = 0\n  use_devicesfile = 0\n  hints = "none"\n}\n'
+        "activation {\n  udev_sync = 0\n  udev_rules = 0\n  monitoring = 0\n}\n"
+        f'global {{\n  activation = 0\n  event_activation = 0\n  locking_dir = "{bed.root / "lock"}"\n}}\n'
+        "backup {\n  backup = 0\n  archive = 0\n}\n"
+    )
+    system = Lvm202(Path("/usr"))  # Debian's: /usr/sbin/lvm, its own libraries
+    return Lvm(system, conf, bed.daemon.socket_path, bed.daemon.pidfile)
+
+
+@pytest.mark.parametrize("kind", lvm202.DAEMON_KINDS)
+def test_lvm_2_03_writing_behind_the_cache_is_seen(
+    lvm2_02: Lvm202, loops: LoopDevices, tmp_path: Path, kind: str
+) -> None:
+    """The same with Debian's lvm2 2.03 as the writer (``--refresh``; about 4 s per daemon)."""
+    loops.wipe()
+    bed = Bed(kind, lvm2_02, loops, tmp_path)
+    d0, d1, d2, _ = bed.devices
+    with bed.daemon:
+        bed.ok("pvcreate", d0, d1, d2)
+        bed.ok("vgcreate", "vg1", d0, d1)
+        other = lvm_2_03(bed)
+        truth_of = Outside(bed).run
+        with WatcherProcess(bed.daemon.socket_path, bed.conf_dir, "--interval", "0.1", "--refresh") as watcher:
+            for argv in (
+                ("lvcreate", "-an", "-Zn", "-n", "lv1", "-L", "8M", "vg1"),
+                ("lvextend", "-L", "+4M", "vg1/lv1"),
+                ("vgextend", "vg1", d2),
+                ("lvremove", "-f", "vg1/lv1"),
+            ):
+                watcher.drain()
+                other(*argv).check()
+                watcher.wait_for(r"^watch-disks: sent ")
+                watcher.sync()
+                truth, _ = reports(truth_of)
+                seen, warnings = reports(bed.run)
+                assert seen == truth, f"after lvm 2.03 {argv}: the cache serves\n{seen}\nthe disks hold\n{truth}"
+                assert INVALID_WARNING not in warnings, warnings
+
+
+def test_a_device_that_goes_away_and_comes_back(lvm2_02: Lvm202, loops: LoopDevices, tmp_path: Path) -> None:
+    """The system's device set (no DEVICE argument: uevents, global_filter): an orphan PV's disk
+    goes to size 0 and back; the cache follows (``--refresh``; about 3 s)."""
+    loops.wipe()
+    bed = Bed("pylvmetad", lvm2_02, loops, tmp_path)
+    d0, _, _, d3 = bed.devices
+    with bed.daemon:
+        bed.ok("pvcreate", d0, d3)
+        bed.ok("vgcreate", "vg1", d0)
+        outside = Outside(bed)
+        with WatcherProcess(bed.daemon.socket_path, bed.conf_dir, "--interval", "0.1", "--refresh") as watcher:
+            assert "watching 4 device(s), 2 PV(s), 1 VG(s)" in watcher.lines[-1], watcher.lines
+            for step in (loops.hide, loops.restore):
+                watcher.drain()
+                step(d3)
+                watcher.wait_for(r"^watch-disks: sent rescan ")
+                watcher.sync()
+                truth, _ = reports(outside.run)
+                seen, _ = reports(bed.run)
+                assert (d3 in seen["pvs"]) == (step == loops.restore), seen
+                assert seen == truth, f"after {step.__name__}: the cache serves\n{seen}\nthe disks hold\n{truth}"

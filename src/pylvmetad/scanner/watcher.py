@@ -150,7 +150,7 @@ class DiskWatcher:
         for devno in [d for d in self.core.devices if d not in now]:
             self.core.remove_device(devno)
             self._close(devno)
-            self.paths.pop(devno, None)
+            # its path stays known: a --refresh rescan of it sends its pv_gone
         for devno, device in now.items():
             if devno in self.paths and self.paths[devno].path != device.path:
                 self._close(devno)
