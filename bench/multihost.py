@@ -20,6 +20,7 @@ Rules of this module:
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import sys
@@ -34,7 +35,8 @@ from multihost.scenario import Run, run_both
 from support import lvm202
 from support.multihost import Bed, preflight
 
-TAGS = {"lvmetad": "lc", "pylvmetad": "py"}
+#: VG-name prefixes, unique per process (/dev/mapper/<vg>-lvmlock is global)
+TAGS = {"lvmetad": f"lc{os.getpid() % 100000:05d}", "pylvmetad": f"py{os.getpid() % 100000:05d}"}
 
 #: facts of the scenario reported, in order, with their labels
 FACTS = [

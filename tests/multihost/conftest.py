@@ -25,8 +25,10 @@ from support.multihost import Bed, preflight
 
 IO_TIMEOUT_ENV = "PYLVMETAD_MULTIHOST_IO_TIMEOUT"
 KEEP_ENV = "PYLVMETAD_MULTIHOST_KEEP"
-#: one VG-name prefix per bed: the two beds run at once and /dev/mapper/<vg>-lvmlock is global
-TAGS = {"lvmetad": "lc", "pylvmetad": "py"}
+#: one VG-name prefix per bed, also unique per process: the two beds run at once, other test
+#: runs may too, and /dev/mapper/<vg>-lvmlock is global (equal lengths: outputs align alike)
+_RUN = f"{os.getpid() % 100000:05d}"
+TAGS = {"lvmetad": f"lc{_RUN}", "pylvmetad": f"py{_RUN}"}
 KINDS = tuple(TAGS)
 
 

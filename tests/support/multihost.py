@@ -187,15 +187,36 @@ def _reap_orphan(pid: int, timeout: float = 5.0) -> None:
         time.sleep(0.01)  # not reparented to us yet
 
 
-def become_subreaper() -> None:
-    """PR_SET_CHILD_SUBREAPER: orphans of the bed's daemons become this process's children.
+_subreaper_lock = threading.Lock()
+_subreaper_beds = 0
 
-    Without it they go to pid 1, which on some machines (a container's init) never reaps.
-    """
+
+def _set_subreaper(on: bool) -> None:
     import ctypes
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    ctypes.CDLL(None, use_errno=True).prctl(36, int(on), 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def become_subreaper() -> None:
+    """PR_SET_CHILD_SUBREAPER while a bed is up: orphans of its daemons become our children.
+
+    Without it they go to pid 1, which on some machines (a container's init) reaps late
+    or never.  Counted per process (two beds may be up at once); :func:`leave_subreaper`
+    turns it off when the last bed is down, so later tests' orphans are not ours to reap.
+    """
+    global _subreaper_beds
+    with _subreaper_lock:
+        if _subreaper_beds == 0:
+            _set_subreaper(True)
+        _subreaper_beds += 1
+
+
+def leave_subreaper() -> None:
+    global _subreaper_beds
+    with _subreaper_lock:
+        _subreaper_beds -= 1
+        if _subreaper_beds == 0:
+            _set_subreaper(False)
 
 
 @dataclass
@@ -603,6 +624,7 @@ class Bed:
     _state: dict[str, object] = field(default_factory=dict)
     _marker_fd: int | None = None
     _procs: list[Proc] = field(default_factory=list)
+    _subreaper: bool = False
 
     # -- state file
 
@@ -655,6 +677,7 @@ class Bed:
     def up(self) -> Bed:
         preflight(self.lvm202)
         become_subreaper()
+        self._subreaper = True
         self.root.mkdir(parents=True, exist_ok=True)
         self._state = {"root": str(self.root), "procs": [], "loops": [], "links": [], "images": []}
         self._save()
@@ -772,6 +795,9 @@ class Bed:
             problems += _release_marker(self._marker_fd, Path(str(self._state.get("marker"))))
             self._marker_fd = None
         self.hosts.clear()
+        if self._subreaper:
+            self._subreaper = False
+            leave_subreaper()
         return problems
 
     def __enter__(self) -> Bed:
