@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from bench import daemon as bench
 
+from pylvmetad.metad.protocol import UPDATE_IN_PROGRESS
 from support.daemon import start_daemon
 from support.paths import REPO
 
@@ -47,7 +48,7 @@ def test_a_reply_other_than_ok_fails_the_run(tmp_path: Path) -> None:
         run = bench.Bench(daemon.socket_path, quick_settings(), log=lambda _: None)
         run.take_token()
         # another command starts an update: the harness' token no longer matches
-        other = bench.Identity(bench.UPDATE_IN_PROGRESS, run.pid + 1, "pvscan")
+        other = bench.Identity(UPDATE_IN_PROGRESS, run.pid + 1, "pvscan")
         with run.connect() as c:
             c.call("token_update", bench.simple_request("token_update", other))
         with pytest.raises(bench.BenchError, match="token_mismatch"):

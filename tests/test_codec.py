@@ -12,6 +12,7 @@ from pylvmetad.wire.codec import (
     MarkedList,
     ParseError,
     Section,
+    Value,
     compare_trees,
     format_simple,
     format_tree,
@@ -238,7 +239,7 @@ floats = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e9, max_va
     lambda f: float("%f" % f)
 )
 atoms = st.one_of(strings, ints, floats)
-values = st.one_of(atoms, st.just([]), st.lists(atoms, min_size=2, max_size=4))
+values: st.SearchStrategy[Value] = st.one_of(atoms, st.just([]), st.lists(atoms, min_size=2, max_size=4))
 
 
 def sections(depth: int = 3) -> st.SearchStrategy[Section]:

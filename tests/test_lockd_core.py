@@ -49,7 +49,7 @@ def test_vgcreate_bootstrap_replies_are_the_recorded_bytes() -> None:
             'response = "OK"\nop = 8\nlock_type = "none"\nop_result = -210\nlm_result = 0\n'
             'result_flags = "NO_LOCKSPACES,"\n'
         )
-        start = dict(vg_name="vgs1", vg_lock_type="sanlock", vg_lock_args="1.0.0:lvmlock", vg_uuid="U", version=3)
+        start: dict[str, str | int] = dict(vg_name="vgs1", vg_lock_type="sanlock", vg_lock_args="1.0.0:lvmlock", vg_uuid="U", version=3)
         assert await h.result(c, "start_vg", pid=1, host_id=1, opts="start_init", **start) == 0
         assert await h.result(c, "start_wait", pid=1) == 0
         assert await h.result(c, "start_vg", pid=1, host_id=1, opts="none", **start) == P.EEXIST
@@ -97,7 +97,7 @@ def test_gl_ex_release_at_disconnect_bumps_the_counter_seen_by_other_hosts() -> 
         await create_vg(h1, "vgs1")
         await h2.start_vg("vgs1")
         r = h2.client()
-        gl = dict(cmd="pvs", pid=1, opts="none", vg_lock_type="none")
+        gl: dict[str, str | int] = dict(cmd="pvs", pid=1, opts="none", vg_lock_type="none")
         assert await h2.result(r, "lock_gl", mode="sh", **gl) == 0
         h2.gone(r)
         assert h2.metad.messages == [("global", 1)]  # the all-zero first sight
@@ -121,12 +121,12 @@ def test_persistent_lv_lock_outlives_its_connection_and_blocks_other_hosts() -> 
         await create_vg(h1, "vgs1")
         await h2.start_vg("vgs1")
         c = h1.client()
-        init = dict(
+        init: dict[str, str | int] = dict(
             pid=1, vg_name="vgs1", lv_name="lv1", lv_uuid="LV-1", vg_lock_type="sanlock", vg_lock_args="1.0.0:lvmlock"
         )
         reply = await h1.call(c, "init_lv", **init)
         assert reply["lv_lock_args"] == "1.0.0:70254592"
-        lv = dict(
+        lv: dict[str, str | int] = dict(
             lv_name="lv1",
             lv_uuid="LV-1",
             vg_lock_type="sanlock",
@@ -193,10 +193,10 @@ def test_free_vg_waits_for_other_hosts_then_renames_the_leases() -> None:
         await create_vg(h1, "vgs1")
         await h2.start_vg("vgs1")
         c = h1.client()
-        gl = dict(cmd="vgremove", pid=1, opts="none", vg_lock_type="none")
+        gl: dict[str, str | int] = dict(cmd="vgremove", pid=1, opts="none", vg_lock_type="none")
         assert await h1.result(c, "lock_gl", mode="ex", **gl) == 0
         assert await h1.result(c, "lock_vg", **lock("vgs1", "ex")) == 0
-        free = dict(pid=1, vg_name="vgs1", vg_lock_type="sanlock", vg_lock_args="1.0.0:lvmlock")
+        free: dict[str, str | int] = dict(pid=1, vg_name="vgs1", vg_lock_type="sanlock", vg_lock_args="1.0.0:lvmlock")
         assert await h1.result(c, "free_vg", **free) == P.EBUSY
         assert await h2.result(h2.client(), "stop_vg", pid=1, vg_name="vgs1") == 0
         reply = await h1.call(c, "free_vg", **free)

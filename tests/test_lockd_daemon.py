@@ -98,17 +98,17 @@ def test_waiting_request_stalls_no_one_and_invalidation_precedes_the_grant(daemo
     a = Conn(lockd_sock)
     assert a.call('request = "hello"\n') == 'response = "OK"\nresult = 0\nprotocol = "lvmlockd"\nversion = 1\n'
     assert result(a.call(req("running_lm", pid=1))) == 3
-    gl = dict(cmd="vgcreate", pid=1, opts="none")
+    gl: dict[str, str | int] = dict(cmd="vgcreate", pid=1, opts="none")
     assert result(a.call(req("lock_gl", mode="ex", vg_lock_type="sanlock", **gl))) == -210
     assert '"1.0.0:lvmlock"' in a.call(
         req("init_vg", pid=1, vg_name="vgs1", vg_lock_type="sanlock", vg_lock_args="lvmlock")
     )
-    start = dict(
+    start: dict[str, str | int] = dict(
         vg_name="vgs1", vg_lock_type="sanlock", vg_lock_args="1.0.0:lvmlock", vg_uuid="U-1", version=1, host_id=1
     )
     assert result(a.call(req("start_vg", pid=1, opts="start_init", **start))) == 0
     assert result(a.call(req("start_wait", pid=1))) == 0
-    vg = dict(cmd="t", pid=1, opts="none", vg_name="vgs1", vg_lock_type="none", vg_lock_args="none")
+    vg: dict[str, str | int] = dict(cmd="t", pid=1, opts="none", vg_name="vgs1", vg_lock_type="none", vg_lock_args="none")
     assert result(a.call(req("lock_vg", mode="ex", **vg))) == 0
 
     b = Conn(lockd_sock)

@@ -23,6 +23,12 @@ from support.differential import Bed, canonical, pretty, raw_request
 from support.lvm202 import LoopDevices, Lvm202
 
 
+def split_pair(line: str) -> tuple[str, str]:
+    """A two-column report line (name, uuid)."""
+    name, uuid = line.split()
+    return name, uuid
+
+
 def unmasked(text: str) -> str:
     return text
 
@@ -65,11 +71,11 @@ def test_pylvmetad_scan_fills_pylvmetad_as_pvscan_cache_fills_the_c_daemon(
     with maker.daemon:
         make_disks(maker)
         vgs = [
-            tuple(line.split())
+            split_pair(line)
             for line in maker.run("vgs", "--noheadings", "-o", "vg_name,vg_uuid").stdout.splitlines()
         ]
         pvs = [
-            tuple(line.split())
+            split_pair(line)
             for line in maker.run("pvs", "--noheadings", "-o", "pv_name,pv_uuid").stdout.splitlines()
         ]
     assert len(vgs) == 2 and len(pvs) == 4, (vgs, pvs)

@@ -55,7 +55,8 @@ def raw_request(socket_path: Path, text: str, timeout: float = 30.0) -> str:
     return buf[: -len(b"##\n")].decode()
 
 
-Canon = tuple[object, ...]
+#: a tree as sorted (key, kind, value) triples; value: an atom, a tuple of atoms or a nested Canon
+Canon = tuple[tuple[str, str, object], ...]
 #: fields that depend on the process or the clock, not on the cache's content
 VOLATILE = frozenset({"daemon_pid", "update_begin", "creation_time"})
 
@@ -66,7 +67,7 @@ def canonical(tree: Section, mask: Callable[[str], str]) -> Canon:
     def atom(value: object) -> object:
         return mask(value) if isinstance(value, str) else value
 
-    out = []
+    out: list[tuple[str, str, object]] = []
     for key, node in tree.items:
         if key in VOLATILE:
             out.append((key, "=", "<volatile>"))
@@ -82,10 +83,11 @@ def canonical(tree: Section, mask: Callable[[str], str]) -> Canon:
 def pretty(canon: Canon, depth: int = 0) -> list[str]:
     """Lines of a canonical tree, for a readable diff."""
     lines = []
-    for key, kind, value in canon:  # type: ignore[misc]
+    for key, kind, value in canon:
         if kind == "{}":
+            assert isinstance(value, tuple)
             lines.append("  " * depth + f"{key} {{")
-            lines += pretty(value, depth + 1)  # type: ignore[arg-type]
+            lines += pretty(value, depth + 1)
             lines.append("  " * depth + "}")
         else:
             lines.append("  " * depth + f"{key} = {value!r}")

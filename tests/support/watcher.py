@@ -85,7 +85,7 @@ class WatcherProcess:
 
     def drain(self) -> list[str]:
         """Lines printed so far and not yet consumed."""
-        out = []
+        out: list[str] = []
         while True:
             try:
                 line = self._queue.get_nowait()

@@ -51,7 +51,9 @@ same VG, seqno above the VG's newest          VG change, version = seqno
 same VG, same seqno and checksum              none (another PV of the same
                                               commit catching up)
 same VG, lower seqno or same seqno with       VG change, version 0 (a
-another checksum                              rollback: ``vgcfgrestore``)
+another checksum than this device held        rollback: ``vgcfgrestore``)
+an older copy of a VG on a device that did    PV set change (a PV back from
+not hold that VG before                       absence; the VG's record stays)
 a VG on no device any more (end of poll)      PV set change, VG gone
 ============================================  ===============================
 
@@ -65,7 +67,7 @@ compares the baseline with what the cache holds.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import BinaryIO, cast
@@ -129,6 +131,7 @@ class Observation(Enum):
     COMMIT = "the VG's seqno went up"
     CATCH_UP = "another PV of a commit already seen"
     ROLLBACK = "lower seqno, or same seqno with other content"
+    STALE = "an older copy of a VG turned up"
 
 
 #: what each observation asks of the cache: "pv_set", "vg" or nothing
@@ -145,6 +148,7 @@ DECISIONS: dict[Observation, str | None] = {
     Observation.COMMIT: "vg",
     Observation.CATCH_UP: None,
     Observation.ROLLBACK: "vg",
+    Observation.STALE: "pv_set",
 }
 
 
@@ -200,6 +204,8 @@ class DeviceState:
     snapshot: bytes | None = None
     #: the last observation (for reports and tests)
     last: Observation = Observation.BASELINE
+    #: False while the device cannot be read (the driver reopens it)
+    present: bool = True
 
     def head(self) -> Extent:
         end = HEAD_SIZE
@@ -287,6 +293,7 @@ class DiskWatch:
         if head is None or len(head) < LABEL_AREA:
             self.lost(devno, "device unreadable or gone" if head is None else "device shorter than a label")
             return []
+        state.present = True
         if state.snapshot is not None and len(data) == 1 and head == state.snapshot:
             state.unsettled = 0
             state.last = Observation.SAME
@@ -302,12 +309,14 @@ class DiskWatch:
         """The device could not be read (gone, size 0, I/O error)."""
         state = self.devices[devno]
         was_pv = state.label is not None
+        # said once: a device that stays unreadable is no change
+        state.last = Observation.GONE if was_pv else (Observation.SAME if state.known else Observation.BASELINE)
         state.known = True
+        state.present = False
         state.label = state.pv_uuid = state.vgid = None
         state.mda = state.locn = None
         state.unsettled = 0
         state.snapshot = None
-        state.last = Observation.GONE
         if was_pv:
             self._pv_set(devno, f"{state.path}: {reason}")
 
@@ -390,8 +399,10 @@ class DiskWatch:
             obs = Observation.COMMIT
         elif seqno == record.seqno and checksum == record.checksum:
             return Observation.CATCH_UP
+        elif state.known and state.vgid == vgid:
+            obs = Observation.ROLLBACK  # this device's own copy of the VG went back
         else:
-            obs = Observation.ROLLBACK
+            return Observation.STALE  # an older copy turning up: the VG's record stays
         if obs is not Observation.OTHER_VG or seqno > record.seqno:
             self.vgs[vgid] = _VgRecord(name, seqno, checksum, metadata)
             version = seqno if obs is not Observation.ROLLBACK else 0
@@ -491,9 +502,6 @@ class DiskWatch:
         self._pending_gone -= action.gone_vgs
         self._pending_reasons = [r for r in self._pending_reasons if r not in action.reasons]
 
-    def devices_holding(self, vgid: str) -> list[int]:
-        return [s.devno for s in self.devices.values() if s.vgid == vgid]
-
 
 def _head_only(source: _Patchwork) -> bytes | None:
     """The head's bytes when the head was all that was read (the usual layout)."""
@@ -518,8 +526,3 @@ def _read(source: _Patchwork, extent: Extent) -> bytes:
             break
         out += chunk
     return out
-
-
-def all_extents(extents: Iterable[Extent]) -> int:
-    """Bytes the extents cover (for reports)."""
-    return sum(e.size for e in extents)

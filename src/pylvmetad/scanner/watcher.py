@@ -178,7 +178,7 @@ class DiskWatcher:
             self._close(devno)
             self.core.lost(devno, f"cannot read: {e.strerror or e}")
         else:
-            if self.core.devices[devno].last is Observation.GONE:
+            if not self.core.devices[devno].present:
                 self._close(devno)  # reopen next time: a loop device may be attached anew
 
     # -- polls -------------------------------------------------------------------------
