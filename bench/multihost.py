@@ -100,9 +100,9 @@ def _median(values: list[float]) -> float:
 def report(rounds: list[dict[str, Run]]) -> str:
     lines = ["| measure | C lvmetad | pylvmetad | C / py |", "|---|---|---|---|"]
     for key, label in FACTS:
-        c = _median([r["lvmetad"].facts[key] for r in rounds])
-        py = _median([r["pylvmetad"].facts[key] for r in rounds])
-        lines.append(f"| {label} (s) | {c:.3f} | {py:.3f} | {c / py:.2f} |")
+        c_s = _median([r["lvmetad"].facts[key] for r in rounds])
+        py_s = _median([r["pylvmetad"].facts[key] for r in rounds])
+        lines.append(f"| {label} (s) | {c_s:.3f} | {py_s:.3f} | {c_s / py_s:.2f} |")
     figures = {kind: lock_figures(log for r in rounds for log in r[kind].lockd_logs.values()) for kind in TAGS}
     lines += [
         "",

@@ -173,14 +173,14 @@ def test_pylvmetad_counts_lvmlockds_invalidations(runs: dict[str, Run]) -> None:
             assert stat_count(stats, name) >= sent > 0, (host, name, stats)
 
 
-def logged_invalidations(log: str) -> list[tuple[str, ...]]:
+def logged_invalidations(log: str) -> list[tuple[str, str, str]]:
     """The set_vg_info/set_global_info requests in pylvmetad's wire log that carry no cmd (lvmlockd's).
 
     The wire log shows each request line as received (``<- key = value``, LVM's spacing).
     """
-    found = []
+    found: list[tuple[str, str, str]] = []
     for block in re.split(r"^(?=<- request\s*=)", log, flags=re.M)[1:]:
-        fields = dict(re.findall(r"^<- (\w+)\s*=\s*(.*)$", block.split("\n->", 1)[0], re.M))
+        fields: dict[str, str] = dict(re.findall(r"^<- (\w+)\s*=\s*(.*)$", block.split("\n->", 1)[0], re.M))
         name = fields.get("request", "").strip('"')
         if name in ("set_vg_info", "set_global_info") and "cmd" not in fields:
             found.append((name, fields.get("name", ""), fields.get("version", fields.get("global_invalid", ""))))
@@ -193,7 +193,7 @@ def test_pylvmetads_log_shows_each_invalidation_lvmlockd_sent(runs: dict[str, Ru
         sent = []
         for _, name, text in run.invalidations[host]:
             if name in ("set_vg_info", "set_global_info"):
-                fields = dict(re.findall(r"^(\w+)\s*=\s*(.*)$", text, re.M))
+                fields: dict[str, str] = dict(re.findall(r"^(\w+)\s*=\s*(.*)$", text, re.M))
                 sent.append((name, fields.get("name", ""), fields.get("version", fields.get("global_invalid", ""))))
         logged = logged_invalidations(run.metad_logs[host])
         assert sent and logged == sent, f"host{host}: lvmlockd sent {sent}, pylvmetad logged {logged}"
