@@ -38,15 +38,19 @@ class DaemonProcess:
         return self.proc.returncode
 
 
-def wait_for_socket(path: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 15.0) -> None:
-    """Block until something accepts connections on ``path`` (polls connect, no fixed sleep)."""
+def wait_for_socket(path: str | Path, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20.0) -> None:
+    """Block until something accepts connections on ``path`` (polls connect, no fixed sleep).
+
+    ``proc``, when given, is the daemon that should listen: its exit ends the wait at once.
+    ``timeout`` is a hang guard, not a speed bound.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"daemon exited with status {proc.returncode} before listening")
+            raise AssertionError(f"daemon exited with status {proc.returncode} before listening on {path}")
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.connect(path)
+                s.connect(str(path))
                 return
         except OSError:
             time.sleep(0.01)

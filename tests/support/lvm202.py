@@ -38,12 +38,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from support.daemon import wait_for_socket as wait_for_socket  # also used from here by multihost, sanlockd
 from support.skips import require, require_root, unavailable
 
 REPO = Path(__file__).resolve().parents[2]
@@ -418,21 +418,6 @@ def pylvmetad_argv(socket_path: Path, pidfile: Path, *extra: str) -> list[str]:
 def c_lvmetad_argv(lvm202: Lvm202, socket_path: Path, pidfile: Path, *extra: str) -> list[str]:
     """The C lvmetad of the prefix in the foreground."""
     return [str(lvm202.lvmetad), "-f", "-s", str(socket_path), "-p", str(pidfile), *extra]
-
-
-def wait_for_socket(path: Path, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20.0) -> None:
-    """Return once something accepts on ``path`` (connect polling, no fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"daemon exited with status {proc.returncode} before listening on {path}")
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.connect(str(path))
-                return
-        except OSError:
-            time.sleep(0.01)
-    raise RuntimeError(f"nothing listened on {path} within {timeout}s")
 
 
 class Daemon:

@@ -76,7 +76,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ..metad.client import Client, LvmetadError, NotFound, RequestFailed, TokenUpdating, check_ok
-from ..metad.protocol import UPDATE_IN_PROGRESS
+from ..metad.protocol import DEFAULT_SOCKET, SOCKET_ENV, UPDATE_IN_PROGRESS
 from ..wire.codec import Section
 from .lvmconf import LvmConfigError, config_for, lvmetad_token
 from .ondisk import OnDiskError, PhysicalVolume, read_pv
@@ -535,7 +535,7 @@ def _parser() -> argparse.ArgumentParser:
         "--socket",
         "-s",
         metavar="PATH",
-        help="lvmetad socket (default: $LVM_LVMETAD_SOCKET or /run/lvm/lvmetad.socket)",
+        help=f"lvmetad socket (default: ${SOCKET_ENV} or {DEFAULT_SOCKET})",
     )
     p.add_argument(
         "--filter",
