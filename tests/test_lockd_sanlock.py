@@ -86,17 +86,17 @@ def test_leases_lvb_and_offsets_on_a_real_sanlock(tmp_path: Path, monkeypatch: p
             assert (await ls.acquire(lv, Mode.EX)).result == 0
             os.close(ls.sock)
             ls.sock = -1
-            again = m.lockspace("lvm_vgs1", "vgs1", "lvmlock", 1)
-            assert await again.prepare() == 0
-            assert await again.join() == 0
+            restarted = m.lockspace("lvm_vgs1", "vgs1", "lvmlock", 1)
+            assert await restarted.prepare() == 0
+            assert await restarted.join() == 0
             for _ in range(100):  # sanlock releases orphans asynchronously
-                got = await again.acquire(lv, Mode.EX)
+                got = await restarted.acquire(lv, Mode.EX)
                 if got.result == 0:
                     break
                 await asyncio.sleep(0.05)
             assert got.result == 0
-            assert await again.release(lv, None) == 0
-            assert await again.leave(free=False) == 0
+            assert await restarted.release(lv, None) == 0
+            assert await restarted.leave(free=False) == 0
             assert "lvm_vgs1" not in daemon.client_status()
 
         asyncio.run(main())
