@@ -46,9 +46,35 @@ def rate(fn: Callable[[], object], size: int, seconds: float) -> float:
     return best
 
 
+def shape_rates(mb: float, seconds: float) -> None:
+    """MB/s of a whole parse per hostile shape (bench.hostile's), C accelerator and pure Python."""
+    from bench.hostile import shapes
+
+    saved = codec._accel
+    paths = [("C", saved), ("Python", None)] if saved is not None else [("Python", None)]
+    print(f"\nshapes of {mb:g} MB (MB/s of parse(), lazy sections on):")
+    print("| shape | " + " | ".join(f"{name} MB/s" for name, _ in paths) + " |")
+    print("|---|" + "---:|" * len(paths))
+    try:
+        for title, build in shapes(int(mb * 1e6)).items():
+            text = build()[0].decode()[: -len("\n##\n")]
+            figures: list[str] = []
+
+            def one(t: str = text) -> None:
+                codec.DEFAULT_PARSER.parse(t, LAZY)
+
+            for _, accel in paths:
+                codec._accel = accel
+                figures.append(f"{rate(one, len(text), seconds):.1f}")
+            print(f"| {title} | " + " | ".join(figures) + " |", flush=True)
+    finally:
+        codec._accel = saved
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--lvs", type=int, default=1000)
+    p.add_argument("--shape-mb", type=float, default=2.0, help="size of each hostile shape (default 2 MB)")
     p.add_argument("--seconds", type=float, default=1.0, help="per run (best of 3)")
     args = p.parse_args()
     text = metadata_text(args.lvs)
@@ -58,6 +84,8 @@ def main() -> None:
     assert lazy_tree.section("metadata/logical_volumes").raw is not None, "lazy parse did not trigger"  # type: ignore[union-attr]
     fresh = [metadata_text(args.lvs, seed) for seed in range(2, 40)]
     turn = iter(range(1 << 62))
+
+    print(f"accelerator: {'C (_ccodec)' if codec.ACCELERATED else 'none (pure Python)'}")
 
     def lazy_unseen() -> None:
         codec.DEFAULT_PARSER.verified.clear()  # measure the canonical check, not the memo
@@ -74,6 +102,13 @@ def main() -> None:
     ]
     for title, fn in rows:
         print(f"  {title:40s} {rate(fn, size, args.seconds):8.1f} MB/s")
+    if codec.ACCELERATED:
+        saved, codec._accel = codec._accel, None
+        try:
+            print(f"  {'parse, fast path, pure Python':40s} {rate(lambda: parse(text), size, args.seconds):8.1f} MB/s")
+        finally:
+            codec._accel = saved
+    shape_rates(args.shape_mb, args.seconds)
 
 
 if __name__ == "__main__":

@@ -201,6 +201,8 @@ def test_free_vg_waits_for_other_hosts_then_renames_the_leases() -> None:
         free: dict[str, str | int] = dict(pid=1, vg_name="vgs1", vg_lock_type="sanlock", vg_lock_args="1.0.0:lvmlock")
         assert await h1.result(c, "free_vg", **free) == P.EBUSY
         assert await h2.result(h2.client(), "stop_vg", pid=1, vg_name="vgs1") == 0
+        assert await h1.result(c, "free_vg", **free) == P.EBUSY  # host1's sanlock still sees host2 live
+        disk.notice_departures()
         reply = await h1.call(c, "free_vg", **free)
         assert (reply["op_result"], reply["lock_type"]) == (0, "sanlock")
         assert await h1.result(c, "vg_update", pid=1, vg_name="vgs1", version=9) == P.ENOLS

@@ -9,16 +9,19 @@ daemon.  Each test starts its own daemon in a temp dir; about 5 s in all.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from pylvmetad.metad.ctl import json_escape, json_unescape
 from pylvmetad.shell.process import (
     SIGNAL_ACTIONS,
     UNCATCHABLE,
@@ -236,7 +239,6 @@ def test_partial_messages_of_many_clients_share_one_budget(tmp_path: Path) -> No
 def test_unread_replies_of_many_clients_share_one_budget(tmp_path: Path) -> None:
     """Clients asking for big replies and never reading them: the one that passes the budget is dropped."""
     d = start_daemon(tmp_path, "--max-message", str(MiB), "--max-buffered", str(2 * MiB))
-    big = b'request="hello"\n' + b"".join(b'k%06d="%s"\n' % (i, b"v" * 100) for i in range(200)) + b"##\n"
     # pv_found records make dump big: 3000 PVs of ~400 bytes
     with RawConnection(d.socket_path) as c:
         for i in range(3000):
@@ -245,14 +247,18 @@ def test_unread_replies_of_many_clients_share_one_budget(tmp_path: Path) -> None
                 f'\tlabel_sector=1\n\tid="{i:06d}-aaaa-bbbb-cccc-dddd-eeee-ffffffff"\n\textra="{"y" * 300}"\n}}\n'
             )
             assert parse(c.request(body)).get_str("response") == "OK"
-    del big
     hogs = [RawConnection(d.socket_path, timeout=30) for _ in range(8)]
     try:
         for h in hogs:  # each asks for ~1.3 MB and reads nothing
             h.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             h.send_raw(b'request="dump"\n##\n' * 4)
         dropped = 0
-        assert hello(d.socket_path) == "OK"  # served after the hogs' requests (same loop, in order)
+        with RawConnection(d.socket_path) as probe:  # the daemon serves others meanwhile
+            deadline = time.monotonic() + 120
+            while parse(probe.request('request="stats"')).get_int("connections/over_budget", 0) < 1:
+                assert time.monotonic() < deadline, d.log()
+            for _ in range(2):  # turns of the loop: the aborted socket is closed by the next one
+                assert parse(probe.request('request="hello"')).get_str("response") == "OK"
         for h in hogs:
             h.sock.settimeout(0)
             try:
@@ -335,3 +341,41 @@ def test_max_buffered_below_max_message_is_refused() -> None:
         timeout=30,
     )
     assert result.returncode == 1 and "--max-buffered" in result.stderr
+
+
+# ---------------------------------------------------------------------------
+# pylvmetactl --json: valid JSON for bytes that are not UTF-8
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "raw", [b"vg0", b"vg\xff\xfe", b"back\\slash", b"\\x41 is not A", "naïve".encode(), b"\xc3", b""]
+)
+def test_json_escape_is_reversible(raw: bytes) -> None:
+    text = raw.decode("utf-8", "surrogateescape")  # as replies are decoded
+    escaped = json_escape(text)
+    escaped.encode("utf-8")  # strict: no lone surrogate left
+    assert json_unescape(escaped) == raw
+
+
+def test_ctl_json_prints_invalid_utf8_as_valid_json(tmp_path: Path) -> None:
+    d = start_daemon(tmp_path)
+    try:
+        with RawConnection(d.socket_path) as c:
+            c.send_raw(
+                b'request="vg_update"\nvgname="vg\xff\xfe"\nmetadata {\n\tid="vg0000-aaaa-bbbb-cccc-dddd-eeee-ffff00"\n'
+                b'\tseqno=1\n\tphysical_volumes {\n\t}\n}\ntoken="skip"\n##\n'
+            )
+            assert parse(c.read_reply()).get_str("response") == "OK"
+        result = subprocess.run(
+            [sys.executable, "-m", "pylvmetad.metad.ctl", "--socket", d.socket_path, "--json", "vg_list"],
+            capture_output=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout.decode("utf-8"))  # strict UTF-8 ...
+        names = [vg["name"] for vg in data["volume_groups"].values()]
+        for name in names:
+            name.encode("utf-8")  # ... and no \udcNN escapes in it
+        assert [json_unescape(n) for n in names] == [b"vg\xff\xfe"]
+        assert "vg\\\\xff\\\\xfe" in result.stdout.decode()  # the documented escaping, as printed
+    finally:
+        assert d.stop() == 0, d.log()

@@ -724,7 +724,7 @@ class Lockd:
             act.finish(refusal)
             return
         assert ls is not None
-        if act.lock_type is None:
+        if act.lock_type is None and op is not Op.STOP:  # stop_vg is not routed by lock type (§3.14)
             act.lock_type = ls.lock_type
         if op is Op.STOP:
             if ls.holds_locks(lv_only=True) and not req.opts & Opt.FORCE:

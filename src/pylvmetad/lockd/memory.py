@@ -59,6 +59,9 @@ class SharedDisk:
         #: by VG name: its lease LV
         self.vgs: dict[str, LeaseLV] = {}
         self.running = True
+        #: hosts that left a lockspace but still look live to the others: sanlock notices a
+        #: released delta lease only at its next renewal read (§6.4.9); see :meth:`notice_departures`
+        self.departed: dict[str, set[int]] = {}
 
     def host(self, host_id: int) -> MemoryLockManager:
         return MemoryLockManager(self, host_id)
@@ -69,6 +72,10 @@ class SharedDisk:
             lease.members.discard(host_id)
             for area in lease.areas.values():
                 area.holders.pop(host_id, None)
+
+    def notice_departures(self) -> None:
+        """Every host now sees the others' released delta leases (after 2·io_timeout in sanlock)."""
+        self.departed.clear()
 
     def rename(self, old_vg: str, new_vg: str) -> None:
         """lvm renamed a VG on disk (vgrename): its lease LV now belongs to the new name."""
@@ -153,6 +160,7 @@ class MemoryLockspace:
         if self.host_id in lease.members:
             return EEXIST
         lease.members.add(self.host_id)
+        self.disk.departed.get(self.vg_name, set()).discard(self.host_id)
         return 0
 
     async def leave(self, *, free: bool) -> int:
@@ -160,6 +168,7 @@ class MemoryLockspace:
         if lease is None:
             return 0
         lease.members.discard(self.host_id)
+        self.disk.departed.setdefault(self.vg_name, set()).add(self.host_id)
         for area in lease.areas.values():
             area.holders.pop(self.host_id, None)
         if free:
@@ -210,7 +219,7 @@ class MemoryLockspace:
         lease = self._lease()
         if lease is None or self.host_id not in lease.members:
             return 0
-        return len(lease.members - {self.host_id})
+        return len((lease.members | self.disk.departed.get(self.vg_name, set())) - {self.host_id})
 
     async def init_lv(self, lv_uuid: str, hint: int) -> tuple[int, str]:
         lease = self._lease()

@@ -210,8 +210,60 @@ class _Outcome:
     error: str | None = None  # for stderr; set when the reply was not OK
 
 
+def json_escape(text: str) -> str:
+    """A reply string as valid JSON text, reversibly.
+
+    Replies are decoded as UTF-8 with ``surrogateescape``, so a byte that is
+    not UTF-8 (a VG name written by another tool, a damaged record) is a lone
+    surrogate U+DC80..U+DCFF, which ``json.dumps`` writes as ``\\udcNN`` --
+    not valid UTF-16, refused by strict parsers.  Instead such a byte is
+    written as the four characters ``\\xNN`` and a backslash as ``\\\\``;
+    :func:`json_unescape` gives back the original bytes.  Text without either
+    is unchanged (LVM's names and uuids contain no backslash).
+    """
+    if "\\" not in text and not any("\udc80" <= ch <= "\udcff" for ch in text):
+        return text
+    out = []
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif "\udc80" <= ch <= "\udcff":
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def json_unescape(text: str) -> bytes:
+    """The bytes :func:`json_escape` was given (as UTF-8 with their invalid bytes)."""
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and text[i + 1 : i + 2] == "\\":
+            out += b"\\"
+            i += 2
+        elif ch == "\\" and text[i + 1 : i + 2] == "x":
+            out.append(int(text[i + 2 : i + 4], 16))
+            i += 4
+        else:
+            out += ch.encode("utf-8")
+            i += 1
+    return bytes(out)
+
+
+def _escaped(data: object) -> object:
+    if isinstance(data, str):
+        return json_escape(data)
+    if isinstance(data, dict):
+        return {json_escape(str(k)): _escaped(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_escaped(v) for v in data]
+    return data
+
+
 def _json(data: object) -> str:
-    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+    return json.dumps(_escaped(data), indent=2, sort_keys=True) + "\n"
 
 
 def _check(request: str, reply: Section) -> str | None:

@@ -16,7 +16,7 @@
  * an explicit stack of open sections (no recursion, no backtracking: time is
  * linear, scratch is the stack).  Units are the Python fast path's: "key {",
  * "key = atom", "key = [", list atoms and commas, "]", "}", separated by
- * blanks (space, \t, \n, \r, \v, \f).  A unit out of place, a comment, a
+ * blanks (space, \t, \n, \r, \v, \f) and comments.  A unit out of place, a
  * float, a quoted key or anything else outside the subset returns None.
  */
 #define PY_SSIZE_T_CLEAN
@@ -29,6 +29,20 @@ static PyObject *raw_descr;     /* Section.raw (a slot) */
 #define MAX_STACK 4096
 
 static int is_blank(Py_UCS1 c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+
+/* blanks and comments ("#" to the end of the line) */
+static Py_ssize_t skip_blanks(const Py_UCS1 *s, Py_ssize_t i, Py_ssize_t n) {
+    while (i < n) {
+        if (is_blank(s[i])) {
+            i++;
+        } else if (s[i] == '#') {
+            while (i < n && s[i] != '\n') i++;
+        } else {
+            break;
+        }
+    }
+    return i;
+}
 
 static int is_key_char(Py_UCS1 c) {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
@@ -192,7 +206,7 @@ static PyObject *build(PyObject *self, PyObject *args) {
         const Py_UCS1 *s = PyUnicode_1BYTE_DATA(piece);
         Py_ssize_t n = PyUnicode_GET_LENGTH(piece), i = 0;
         for (;;) {
-            while (i < n && is_blank(s[i])) i++;
+            i = skip_blanks(s, i, n);
             if (i >= n) break;
             Py_UCS1 c = s[i];
             if (atoms != NULL) { /* inside a list: atoms, commas, "]" */
@@ -242,11 +256,11 @@ static PyObject *build(PyObject *self, PyObject *args) {
                 i++;
                 continue;
             }
-            if (!is_key_char(c)) goto not_subset; /* a comment, a quoted key, an atom outside a list */
+            if (!is_key_char(c)) goto not_subset; /* a quoted key, an atom outside a list */
             Py_ssize_t key_start = i;
             while (i < n && is_key_char(s[i])) i++;
             Py_ssize_t key_end = i;
-            while (i < n && is_blank(s[i])) i++;
+            i = skip_blanks(s, i, n);
             if (i >= n) goto not_subset;
             if (s[i] == '{') {
                 if (depth + 1 > max_depth || stack[depth] == NULL) goto not_subset;
@@ -272,7 +286,7 @@ static PyObject *build(PyObject *self, PyObject *args) {
             }
             if (s[i] != '=') goto not_subset;
             i++;
-            while (i < n && is_blank(s[i])) i++;
+            i = skip_blanks(s, i, n);
             if (i >= n || stack[depth] == NULL) goto not_subset;
             PyObject *key = shared_key(s, key_start, key_end, &m);
             if (key == NULL) goto error;
