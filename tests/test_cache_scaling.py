@@ -87,3 +87,36 @@ def test_outdated_pvs_keep_marking_order() -> None:
     assert list(reversed(marked)) == ["a", "b", "c"]
     assert "b" in marked and "d" not in marked and len(marked) == 3
     assert marked == ["c", "b", "a"] and marked == cache.OutdatedPVs(["c", "b", "a"])
+
+
+def test_common_updates_copy_no_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """vg_update and a rescan's pv_found are journaled per key changed, never per table size.
+
+    The journal saves a table's whole key order at an operation's first
+    removal; the derived indexes must not need that (vg_update re-indexes
+    its VG, removing and adding keys of ``_listing``, which holds every PV).
+    """
+    from pylvmetad.metad import journal
+
+    copied: list[int] = []
+    original_commit = journal.Table.commit
+
+    def commit(self: journal.Table[object, object]) -> None:
+        if self._order is not None:
+            copied.append(len(self._order))
+        original_commit(self)
+
+    s = new_session()
+    s.populate()
+    pvs = [pvid(i) for i in range(1000)]
+    vgs = [vgid(j) for j in range(100)]
+    for j, vg in enumerate(vgs):
+        assert s.fields(vg_update(f"vg{j}", vg_metadata(vg, 1, pvs[j * 10 : (j + 1) * 10])))["response"] == "OK"
+    for i, pv in enumerate(pvs):
+        assert s.fields(pv_found(pv, 4096 + i))["response"] == "OK"
+    monkeypatch.setattr(journal.Table, "commit", commit)
+    for j in (3, 50, 99):
+        assert s.fields(vg_update(f"vg{j}", vg_metadata(vgs[j], 2, pvs[j * 10 : (j + 1) * 10])))["response"] == "OK"
+        assert s.fields(pv_found(pvs[j * 10], 4096 + j * 10))["response"] == "OK"
+    assert copied == []
+    assert s.state.check_invariants() == []

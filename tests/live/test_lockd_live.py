@@ -66,7 +66,9 @@ class Host:
 
     def ok(self, *args: str) -> str:
         r = self.lvm(*args)
-        assert r.rc == 0, f"host{self.n} lvm {' '.join(args)}: rc={r.rc}\n{r.stdout}\n{r.stderr}\n--- lockd log:\n{self.lockd.log()[-3000:]}"
+        assert r.rc == 0, (
+            f"host{self.n} lvm {' '.join(args)}: rc={r.rc}\n{r.stdout}\n{r.stderr}\n--- lockd log:\n{self.lockd.log()[-3000:]}"
+        )
         return r.stdout + r.stderr
 
 
@@ -87,7 +89,13 @@ class Bed:
         metad_sock = d / "lkrun" / "lvmetad.socket"  # where the C lvmlockd looks, inside its namespace
         sanlock = Sanlock(d / "sanlock", f"host{n}").start()
         self.cleanups.append(sanlock.stop)
-        metad = Daemon("pylvmetad", pylvmetad_argv(metad_sock, d / "run" / "metad.pid"), metad_sock, d / "run" / "metad.pid", d / "metad.log")
+        metad = Daemon(
+            "pylvmetad",
+            pylvmetad_argv(metad_sock, d / "run" / "metad.pid"),
+            metad_sock,
+            d / "run" / "metad.pid",
+            d / "metad.log",
+        )
         metad.start()
         self.cleanups.append(metad.stop)
         lk_sock, lk_pid = d / "run" / "lk.sock", d / "run" / "lk.pid"
@@ -97,11 +105,32 @@ class Bed:
             script = f'mount --bind "{d / "lkrun"}" "{run_dir}" && exec "{self.lvm202.lvmlockd}" -f -g sanlock -o {IO_TIMEOUT} -s "{lk_sock}" -p "{lk_pid}"'
             argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", script]
         else:
-            argv = [sys.executable, "-m", "pylvmetad.lockd.cli", "-f", "-g", "sanlock", "-o", str(IO_TIMEOUT), "-s", str(lk_sock), "-p", str(lk_pid), "--lease-device", "pv"]
+            argv = [
+                sys.executable,
+                "-m",
+                "pylvmetad.lockd.cli",
+                "-f",
+                "-g",
+                "sanlock",
+                "-o",
+                str(IO_TIMEOUT),
+                "-s",
+                str(lk_sock),
+                "-p",
+                str(lk_pid),
+                "--lease-device",
+                "pv",
+            ]
         lockd = Daemon("lvmlockd" if real_lvmlockd else "pylvmlockd", argv, lk_sock, lk_pid, d / "lockd.log", env=env)
         lockd.start()
         self.cleanups.append(lockd.stop)
-        lvm = Lvm(self.lvm202, conf, metad_sock, d / "run" / "metad.pid", extra_env={"LVM_LVMLOCKD_SOCKET": str(lk_sock), "LVM_LVMLOCKD_PIDFILE": str(lk_pid)})
+        lvm = Lvm(
+            self.lvm202,
+            conf,
+            metad_sock,
+            d / "run" / "metad.pid",
+            extra_env={"LVM_LVMLOCKD_SOCKET": str(lk_sock), "LVM_LVMLOCKD_PIDFILE": str(lk_pid)},
+        )
         host = Host(n, d, lvm, sanlock, metad, lockd)
         self.hosts.append(host)
         return host
@@ -173,7 +202,10 @@ def test_pylvmlockd_hosts_and_a_real_lvmlockd_share_one_vg(bed: Bed) -> None:
 
     # host 3: the real lvmlockd, leases through the emulated /dev/mapper/<vg>-lvmlock
     mapping = subprocess.run(
-        ["losetup", "-f", "--show", "-o", str(PE_START), "--sizelimit", str(LOCKLV_SIZE), pv1], capture_output=True, text=True, timeout=60
+        ["losetup", "-f", "--show", "-o", str(PE_START), "--sizelimit", str(LOCKLV_SIZE), pv1],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert mapping.returncode == 0, mapping.stderr
     lkdev = mapping.stdout.strip()
@@ -201,7 +233,12 @@ def test_pylvmlockd_hosts_and_a_real_lvmlockd_share_one_vg(bed: Bed) -> None:
     h3.ok("vgextend", VG, pv2)
     assert "2" in h1.ok("vgs", "--noheadings", "-o", "pv_count", VG).split()
     procs = [
-        subprocess.Popen([str(bed.lvm202.lvm), "lvcreate", "-an", "-n", name, "-L", "4m", VG], env=h.lvm.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [str(bed.lvm202.lvm), "lvcreate", "-an", "-n", name, "-L", "4m", VG],
+            env=h.lvm.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         for h, name in ((h2, "lv2"), (h3, "lv3"))
     ]
     for p in procs:

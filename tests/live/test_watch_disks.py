@@ -200,3 +200,36 @@ def test_a_device_that_goes_away_and_comes_back(lvm2_02: Lvm202, loops: LoopDevi
                 seen, _ = reports(bed.run)
                 assert (d3 in seen["pvs"]) == (step == loops.restore), seen
                 assert seen == truth, f"after {step.__name__}: the cache serves\n{seen}\nthe disks hold\n{truth}"
+
+
+def requests_but_stats(bed: Bed) -> dict[str, int]:
+    return {name: n for name, n in request_counts(bed).items() if name != "stats"}
+
+
+@pytest.mark.parametrize("mode", ["refresh", "invalidate"])
+def test_steady_state_and_after_a_change_nothing_is_sent(
+    lvm2_02: Lvm202, loops: LoopDevices, tmp_path: Path, mode: str
+) -> None:
+    """No echo: once a change has been told, further polls send no request at all (pylvmetad's
+    ``stats`` counts every request by name; about 2 s per mode)."""
+    loops.wipe()
+    bed = Bed("pylvmetad", lvm2_02, loops, tmp_path)
+    d0, d1, _, _ = bed.devices
+    with bed.daemon:
+        bed.ok("pvcreate", d0, d1)
+        bed.ok("vgcreate", "vg1", d0, d1)
+        args = ["--interval", "0.05", *(["--refresh"] if mode == "refresh" else [])]
+        with WatcherProcess(bed.daemon.socket_path, bed.conf_dir, *args) as watcher:
+            watcher.sync()
+            quiet = requests_but_stats(bed)
+            for _ in range(3):
+                assert watcher.sync().groups() == ("0", "0", "0")
+            assert requests_but_stats(bed) == quiet
+            Outside(bed)("lvcreate", "-n", "lv1", "-L", "4M", "vg1")
+            watcher.wait_for(r"^watch-disks: sent ")
+            watcher.sync()
+            told = requests_but_stats(bed)
+            assert told != quiet  # the change was told
+            for _ in range(3):
+                assert watcher.sync().groups() == ("0", "0", "0")
+            assert requests_but_stats(bed) == told

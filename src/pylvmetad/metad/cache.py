@@ -244,6 +244,33 @@ def strip_device_hints(metadata: Section) -> None:
             i += 1
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class IndexTable(Table[K, V]):
+    """A journaled table whose key order means nothing (the derived indexes).
+
+    :class:`Table` saves the whole key order at an operation's first removal
+    (O(table) -- for ``_listing``, every PV uuid, on every vg_update); an
+    index only needs each changed key's old value back.
+    """
+
+    __slots__ = ()
+
+    def _keep_for_removal(self, key: K) -> None:
+        self._keep(key)
+
+
+class IndexValueTable(MutableValueTable[K, V]):
+    """:class:`IndexTable` for values changed in place."""
+
+    __slots__ = ()
+
+    def _keep_for_removal(self, key: K) -> None:
+        self._keep(key)
+
+
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -296,13 +323,13 @@ class CacheState:
     # -- derived indexes (see "Costs grow with the request"); written only by
     #    _set_metadata/_drop_metadata/_set_pvmeta/_drop_pvmeta/_map_pv/_unmap_pv
     #: stored VG -> the PV uuids its metadata lists
-    _listed: Table[str, frozenset[str]] = field(default_factory=Table, repr=False)
+    _listed: IndexTable[str, frozenset[str]] = field(default_factory=IndexTable, repr=False)
     #: PV uuid -> the stored VGs whose metadata lists it
-    _listing: MutableValueTable[str, set[str]] = field(default_factory=lambda: MutableValueTable(set), repr=False)
+    _listing: IndexValueTable[str, set[str]] = field(default_factory=lambda: IndexValueTable(set), repr=False)
     #: stored VG -> how many of its listed PVs are not in pvid_to_pvmeta
-    _missing: Table[str, int] = field(default_factory=Table, repr=False)
+    _missing: IndexTable[str, int] = field(default_factory=IndexTable, repr=False)
     #: stored VG -> how many of its listed PVs are present and mapped to it
-    _present: Table[str, int] = field(default_factory=Table, repr=False)
+    _present: IndexTable[str, int] = field(default_factory=IndexTable, repr=False)
 
     def now(self) -> int:
         return int(self.clock())
