@@ -25,8 +25,10 @@ from support.multihost import Bed, preflight
 
 IO_TIMEOUT_ENV = "PYLVMETAD_MULTIHOST_IO_TIMEOUT"
 KEEP_ENV = "PYLVMETAD_MULTIHOST_KEEP"
-#: one VG-name prefix per bed: the two beds run at once and /dev/mapper/<vg>-lvmlock is global
-TAGS = {"lvmetad": "lc", "pylvmetad": "py"}
+#: one VG-name prefix per bed, also unique per process: the two beds run at once, other test
+#: runs may too, and /dev/mapper/<vg>-lvmlock is global (equal lengths: outputs align alike)
+_RUN = f"{os.getpid() % 100000:05d}"
+TAGS = {"lvmetad": f"lc{_RUN}", "pylvmetad": f"py{_RUN}"}
 KINDS = tuple(TAGS)
 
 
@@ -43,7 +45,9 @@ def runs(lvm2_02: Lvm202, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     root = tmp_path_factory.mktemp("multihost")
 
     def make_bed(kind: str) -> Bed:
-        return Bed(root / kind, lvm2_02, metad=kind, io_timeout=io_timeout, pv_count=5, tap=True)
+        # pylvmetad logs every request ("wire"): the tests find lvmlockd's invalidations in it
+        wire = ("-l", "fatal,error,warn,info,wire") if kind == "pylvmetad" else ()
+        return Bed(root / kind, lvm2_02, metad=kind, io_timeout=io_timeout, pv_count=5, tap=True, metad_args=wire)
 
     try:
         return run_both(make_bed, TAGS)

@@ -70,6 +70,11 @@ class Run:
     invalidations: dict[int, list[tuple[float, str, str]]] = field(default_factory=dict)
     #: per host: pylvmetad's ``stats`` text at the end (pylvmetad runs only)
     stats: dict[int, str] = field(default_factory=dict)
+    #: per host: the lvmetad's log, read once the daemon has stopped (all of it written)
+    metad_logs: dict[int, str] = field(default_factory=dict)
+    metad_log_paths: dict[int, Path] = field(default_factory=dict)
+    #: per host: the lock daemon's log (lvmlockd -D, each line stamped with the time in ms)
+    lockd_logs: dict[int, str] = field(default_factory=dict)
 
     def step(self, label: str) -> Step:
         found = [s for s in self.steps if s.label == label]
@@ -284,6 +289,9 @@ class Scenario:
 
     def collect(self) -> None:
         for h in self.bed.hosts:
+            self.run.lockd_logs[h.n] = h.lockd_log_text()
+            if h.metad is not None:
+                self.run.metad_log_paths[h.n] = h.metad.log_path
             if h.tap is not None:
                 self.run.invalidations[h.n] = [(m.time, m.name, m.request) for m in h.tap.requests()]
             if self.bed.metad == "pylvmetad":
@@ -329,6 +337,9 @@ def run_both(make_bed: object, tags: dict[str, str]) -> dict[str, Run]:
             errors[kind] = e
         finally:
             problems = bed.down()
+            if kind in runs:
+                for n, path in runs[kind].metad_log_paths.items():
+                    runs[kind].metad_logs[n] = path.read_text(errors="replace") if path.exists() else ""
             if problems and kind not in errors:
                 errors[kind] = RuntimeError(f"teardown: {problems}")
 

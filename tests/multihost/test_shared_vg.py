@@ -12,15 +12,18 @@ contended lvcreate, the takeover of a crashed host's lease, its rejoin).
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
 
-from multihost.conftest import KINDS
+from multihost.conftest import IO_TIMEOUT_ENV, KINDS
 from multihost.scenario import Run, Step
 from support.lvm202 import Masker, difflib_lines
 
-IO_TIMEOUT = 2
+IO_TIMEOUT = int(os.environ.get(IO_TIMEOUT_ENV, "2"))
+#: the first test also waits for the session's scenario runs (~2.5 min; ~5 min at io_timeout 10)
+pytestmark = pytest.mark.timeout(1200)
 
 
 def masked(run: Run) -> list[tuple[str, int, int, str]]:
@@ -168,6 +171,32 @@ def test_pylvmetad_counts_lvmlockds_invalidations(runs: dict[str, Run]) -> None:
         for name in ("set_vg_info", "set_global_info"):
             sent = len(invalidations(run, host, name))
             assert stat_count(stats, name) >= sent > 0, (host, name, stats)
+
+
+def logged_invalidations(log: str) -> list[tuple[str, str, str]]:
+    """The set_vg_info/set_global_info requests in pylvmetad's wire log that carry no cmd (lvmlockd's).
+
+    The wire log shows each request line as received (``<- key = value``, LVM's spacing).
+    """
+    found: list[tuple[str, str, str]] = []
+    for block in re.split(r"^(?=<- request\s*=)", log, flags=re.M)[1:]:
+        fields: dict[str, str] = dict(re.findall(r"^<- (\w+)\s*=\s*(.*)$", block.split("\n->", 1)[0], re.M))
+        name = fields.get("request", "").strip('"')
+        if name in ("set_vg_info", "set_global_info") and "cmd" not in fields:
+            found.append((name, fields.get("name", ""), fields.get("version", fields.get("global_invalid", ""))))
+    return found
+
+
+def test_pylvmetads_log_shows_each_invalidation_lvmlockd_sent(runs: dict[str, Run]) -> None:
+    run = runs["pylvmetad"]
+    for host in (1, 2, 3):
+        sent = []
+        for _, name, text in run.invalidations[host]:
+            if name in ("set_vg_info", "set_global_info"):
+                fields: dict[str, str] = dict(re.findall(r"^(\w+)\s*=\s*(.*)$", text, re.M))
+                sent.append((name, fields.get("name", ""), fields.get("version", fields.get("global_invalid", ""))))
+        logged = logged_invalidations(run.metad_logs[host])
+        assert sent and logged == sent, f"host{host}: lvmlockd sent {sent}, pylvmetad logged {logged}"
 
 
 @pytest.mark.parametrize("kind", KINDS)

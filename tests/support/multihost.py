@@ -114,14 +114,22 @@ def lvmlockd_pid_marker(lvm: Lvm202) -> Path:
 def _start_time(pid: int) -> str | None:
     """Field 22 of /proc/PID/stat (start time in ticks): a pid plus this names one process.
 
-    None when there is no such process, or only its zombie (it has exited).
+    None when there is no such process, or only its zombie (it has exited).  A leader
+    thread that has ended while other threads of the process run (sanlock on SIGTERM)
+    also shows "Z": that process still runs.
     """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] in ("Z", "X") else fields[19]
+    if fields[0] in ("Z", "X"):
+        try:
+            if len(os.listdir(f"/proc/{pid}/task")) <= 1:
+                return None
+        except OSError:
+            return None
+    return fields[19]
 
 
 def _children(pid: int) -> list[int]:
@@ -179,15 +187,36 @@ def _reap_orphan(pid: int, timeout: float = 5.0) -> None:
         time.sleep(0.01)  # not reparented to us yet
 
 
-def become_subreaper() -> None:
-    """PR_SET_CHILD_SUBREAPER: orphans of the bed's daemons become this process's children.
+_subreaper_lock = threading.Lock()
+_subreaper_beds = 0
 
-    Without it they go to pid 1, which on some machines (a container's init) never reaps.
-    """
+
+def _set_subreaper(on: bool) -> None:
     import ctypes
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    ctypes.CDLL(None, use_errno=True).prctl(36, int(on), 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def become_subreaper() -> None:
+    """PR_SET_CHILD_SUBREAPER while a bed is up: orphans of its daemons become our children.
+
+    Without it they go to pid 1, which on some machines (a container's init) reaps late
+    or never.  Counted per process (two beds may be up at once); :func:`leave_subreaper`
+    turns it off when the last bed is down, so later tests' orphans are not ours to reap.
+    """
+    global _subreaper_beds
+    with _subreaper_lock:
+        if _subreaper_beds == 0:
+            _set_subreaper(True)
+        _subreaper_beds += 1
+
+
+def leave_subreaper() -> None:
+    global _subreaper_beds
+    with _subreaper_lock:
+        _subreaper_beds -= 1
+        if _subreaper_beds == 0:
+            _set_subreaper(False)
 
 
 @dataclass
@@ -482,7 +511,7 @@ class Host:
 
     def start_metad(self) -> None:
         kind = self.bed.metad
-        self.metad = lvm202.daemon(kind, self.bed.lvm202, self.run_dir)
+        self.metad = lvm202.daemon(kind, self.bed.lvm202, self.run_dir, *self.bed.metad_args)
         self.metad.start()
         self.bed._record(f"metad{self.n}", self.metad.pid)
 
@@ -587,12 +616,15 @@ class Bed:
     pv_size: int = 1024 * MiB
     lockd: Mapping[int, LockDaemon] = field(default_factory=dict)
     tap: bool = False
+    #: extra options of every host's lvmetad (e.g. ``("-l", "all")``)
+    metad_args: tuple[str, ...] = ()
     hosts: list[Host] = field(default_factory=list)
     pvs: list[str] = field(default_factory=list)
     lock_lvs: dict[str, str] = field(default_factory=dict)
     _state: dict[str, object] = field(default_factory=dict)
     _marker_fd: int | None = None
     _procs: list[Proc] = field(default_factory=list)
+    _subreaper: bool = False
 
     # -- state file
 
@@ -645,6 +677,7 @@ class Bed:
     def up(self) -> Bed:
         preflight(self.lvm202)
         become_subreaper()
+        self._subreaper = True
         self.root.mkdir(parents=True, exist_ok=True)
         self._state = {"root": str(self.root), "procs": [], "loops": [], "links": [], "images": []}
         self._save()
@@ -747,8 +780,11 @@ class Bed:
                 host.tap.close()
         problems = down(self.root, self._state)
         for proc in self._procs:
-            if proc.popen is not None and proc.popen.poll() is None:
-                problems.append(f"process {proc.name} pid {proc.pid} still running")
+            if proc.popen is not None:
+                try:
+                    proc.popen.wait(10.0)  # reaps it
+                except subprocess.TimeoutExpired:
+                    problems.append(f"process {proc.name} pid {proc.pid} still running")
             if proc.log_thread is not None:
                 proc.log_thread.join(5.0)
         self._procs.clear()
@@ -759,6 +795,9 @@ class Bed:
             problems += _release_marker(self._marker_fd, Path(str(self._state.get("marker"))))
             self._marker_fd = None
         self.hosts.clear()
+        if self._subreaper:
+            self._subreaper = False
+            leave_subreaper()
         return problems
 
     def __enter__(self) -> Bed:
@@ -804,6 +843,8 @@ def down(root: Path, state: Mapping[str, object] | None = None) -> list[str]:
     # lock daemons first (they hold sanlock leases), then sanlock, then the lvmetads
     order = {"lockd": 0, "sanlock": 1, "metad": 2}
     procs.sort(key=lambda p: order.get(p.name.rstrip("0123456789"), 3))
+    # their children (sanlock's helper) are orphaned by the kill and come to us (subreaper)
+    orphans = [c for p in procs if p.alive() for c in _descendants(p.pid)]
     for p in procs:
         if p.alive():
             p.kill(signal.SIGTERM)
@@ -816,6 +857,8 @@ def down(root: Path, state: Mapping[str, object] | None = None) -> list[str]:
     for p in procs:
         if not p.wait(10.0):
             problems.append(f"process {p.name} pid {p.pid} survived SIGKILL")
+    for pid in orphans:
+        _reap_orphan(pid, timeout=1.0)
     for link in _entries(state, "links"):
         Path(link).unlink(missing_ok=True)
     for dev in reversed(_entries(state, "loops")):
