@@ -208,7 +208,9 @@ def run_daemon(kind: str, root: Path, env: dict[str, str], vg: str, seconds: flo
         )
         assert c.result(req("start_vg", pid=1, **start)) == 0
         assert c.result(req("start_wait", pid=1)) == 0
-        vgf: dict[str, str | int] = dict(cmd="bench", pid=1, opts="none", vg_name=vg, vg_lock_type="none", vg_lock_args="none")
+        vgf: dict[str, str | int] = dict(
+            cmd="bench", pid=1, opts="none", vg_name=vg, vg_lock_type="none", vg_lock_args="none"
+        )
         glf: dict[str, str | int] = dict(cmd="bench", pid=1, opts="none", vg_lock_type="none")
         sh, un, ex = (
             req("lock_vg", mode="sh", **vgf),

@@ -500,9 +500,7 @@ def test_async_client_against_pylvmetad(daemon: DaemonProcess) -> None:
             await client.token_update("filter:1")
             assert client.token == "filter:1"
             # concurrent tasks on one connection are serialised, each gets its own reply
-            vg, pvs, vgs = await asyncio.gather(
-                client.vg_lookup(uuid=VGID), client.pv_list(), client.vg_list()
-            )
+            vg, pvs, vgs = await asyncio.gather(client.vg_lookup(uuid=VGID), client.pv_list(), client.vg_list())
             assert vg.get_str("name") == "vg1"
             assert pvs.section(f"physical_volumes/{PV1}") is not None
             assert vgs.get_str(f"volume_groups/{VGID}/name") == "vg1"

@@ -116,7 +116,7 @@ def test_duplicate_keys_are_kept_and_first_wins() -> None:
 
 
 def test_nul_ends_the_text() -> None:
-    assert parse('a=1\0 garbage {{{').items == [("a", 1)]
+    assert parse("a=1\0 garbage {{{").items == [("a", 1)]
 
 
 def test_getters_follow_lvm() -> None:
@@ -235,9 +235,7 @@ def test_lazy_head_inside_a_string_is_not_cut() -> None:
 keys = st.from_regex(r"[A-Za-z_][A-Za-z0-9_.+\-]{0,12}", fullmatch=True)
 strings = st.text(st.characters(codec="utf-8", exclude_characters="\0"), max_size=20)
 ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)
-floats = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e9, max_value=1e9).map(
-    lambda f: float("%f" % f)
-)
+floats = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e9, max_value=1e9).map(lambda f: float("%f" % f))
 atoms = st.one_of(strings, ints, floats)
 values: st.SearchStrategy[Value] = st.one_of(atoms, st.just([]), st.lists(atoms, min_size=2, max_size=4))
 

@@ -132,3 +132,60 @@ def test_pure_python_is_forced_by_the_environment_and_passes_the_codec_tests() -
         text=True,
     )
     assert run.returncode == 0, run.stdout[-3000:]
+
+
+def lazy_ends(text: str, start: int, depth: int) -> tuple[int, int]:
+    """(the regex's end of the lazy body at ``start``, the accelerator's), -1 for none."""
+    endpos = start + codec.LAZY_MAX_CHARS + depth + 1
+    m = codec._lazy_body(depth).match(text, start, endpos)
+    c = accelerator()
+    assert c is not None
+    return (-1 if m is None else m.end()), c.lazy_body_end(text, start, depth, codec.LAZY_MAX_DEPTH, endpos)
+
+
+def test_the_accelerator_finds_the_same_lazy_bodies_in_recorded_traffic() -> None:
+    require_accelerator()
+    head = codec._lazy_head(LAZY)
+    bodies = 0
+    for text in corpus_texts():
+        for m in head.finditer(text):
+            depth = len(m.group(1))
+            regex, c = lazy_ends(text, m.end(), depth)
+            assert regex == c, text[m.start() : m.start() + 300]
+            bodies += regex >= 0
+    assert bodies > 100
+
+
+line_key = st.sampled_from(["id", "lv0", "segment1", "a.b", "x-1", "+"])
+canonical_value = st.sampled_from(
+    ['"x"', '"a\\"b"', '"a\\\\b"', '"a\\nb"', "0", "-0", "12", "-7", "007", "1.500000", "1.5", "-0.000000",
+     "1234567890.000000", "[]", '["a","b"]', '["a"]', "[1,2,3]", '["a", "b"]', "5abc", "123456789012345678",
+     "1234567890123456789"]
+)  # fmt: skip
+
+
+@st.composite
+def lazy_bodies(draw: st.DrawFn, depth: int, level: int = 0) -> str:
+    """Lines in the writer's layout (or nearly: a wrong indentation or spacing now and then)."""
+    out = []
+    ind = depth + level + 1
+    for _ in range(draw(st.integers(0, 4))):
+        tabs = "\t" * (ind + draw(st.sampled_from([0, 0, 0, 0, 0, 0, -1, 1])))
+        key = draw(line_key)
+        if level < 7 and draw(st.integers(0, 3)) == 0:
+            inner = draw(lazy_bodies(depth, level + 1))
+            out.append(f"\n{tabs}{key}{draw(st.sampled_from([' {', ' {', '{', '  {']))}{inner}\n{tabs}}}")
+        else:
+            out.append(f"\n{tabs}{key}{draw(st.sampled_from(['=', '=', '=', ' = ']))}{draw(canonical_value)}")
+    return "".join(out)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(0, 3).flatmap(lambda d: st.tuples(st.just(d), lazy_bodies(d))))
+def test_the_accelerator_finds_the_same_lazy_bodies_in_generated_text(case: tuple[int, str]) -> None:
+    require_accelerator()
+    depth, body = case
+    head = "\t" * depth + "logical_volumes {"
+    text = f"x {{\n{head}{body}\n{chr(9) * depth}}}\n}}\n"
+    regex, c = lazy_ends(text, len("x {\n") + len(head), depth)
+    assert regex == c

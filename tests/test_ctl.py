@@ -187,7 +187,9 @@ def test_dump_to_tables_every_table() -> None:
 
 
 def test_dump_to_tables_reads_flags_as_hex() -> None:
-    text = EMPTY_DUMP.replace("vgid_to_info {\n}\n\n# VGID to INFO flags", "vgid_to_info {\n    X = 16\n}\n\n# VGID to INFO flags")
+    text = EMPTY_DUMP.replace(
+        "vgid_to_info {\n}\n\n# VGID to INFO flags", "vgid_to_info {\n    X = 16\n}\n\n# VGID to INFO flags"
+    )
     text = text[: text.rindex("vgid_to_info {")] + "vgid_to_info {\n    X = 10\n}\n"
     assert dump_to_tables(text)["vgid_to_info"] == {"X": {"version": 16, "flags": 16}}
 
@@ -195,7 +197,7 @@ def test_dump_to_tables_reads_flags_as_hex() -> None:
 def test_format_stats_groups_nested_sections() -> None:
     reply = parse(
         'response="OK"\nuptime=3\n'
-        'requests {\n\ttotal=12\n\tpv_found {\n\t\tcount=10\n\t\tp99_seconds=0.5\n\t}\n}\n'
+        "requests {\n\ttotal=12\n\tpv_found {\n\t\tcount=10\n\t\tp99_seconds=0.5\n\t}\n}\n"
         'cache {\n\tpvs=2\n\tlongest_name_here=["a","b"]\n\ttoken=""\n}\nempty {\n}\n'
     )
     assert format_stats(reply) == (
@@ -252,7 +254,7 @@ def test_raw_commands_print_the_reply_as_lvmetactl(
     code, out, err = run(capsys, "--socket", daemon.socket_path, *argv)
     assert (code, err) == (0, "")
     assert out == expected + "\n"  # printf("%s\n", reply.buffer.mem)
-    assert out.startswith(("response = \"OK\"\n", "response=\"OK\"\n"))
+    assert out.startswith(('response = "OK"\n', 'response="OK"\n'))
 
     code, out, err = run(capsys, *argv, "--json", "--socket", daemon.socket_path)
     assert (code, err) == (0, "")
@@ -386,7 +388,9 @@ def test_stats_refused_by_a_daemon_without_it(
     tmp_path: Path, fakes: list[FakeDaemon], capsys: pytest.CaptureFixture[str]
 ) -> None:
     # the C daemon answers unknown requests this way
-    peer = make_fake(fakes, tmp_path / "c.socket", [HELLO_OK, 'response = "failed"\nreason = "request not implemented"\n'])
+    peer = make_fake(
+        fakes, tmp_path / "c.socket", [HELLO_OK, 'response = "failed"\nreason = "request not implemented"\n']
+    )
     code, out, err = run(capsys, "--socket", peer.path, "stats")
     assert (code, out) == (1, "")
     assert err == "pylvmetactl: stats: lvmetad answered 'failed': request not implemented\n"
@@ -394,9 +398,7 @@ def test_stats_refused_by_a_daemon_without_it(
     assert (request.get_str("request"), request.get_str("token")) == ("stats", "skip")
 
 
-def test_requests_carry_token_skip(
-    tmp_path: Path, fakes: list[FakeDaemon], capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_requests_carry_token_skip(tmp_path: Path, fakes: list[FakeDaemon], capsys: pytest.CaptureFixture[str]) -> None:
     peer = make_fake(fakes, tmp_path / "c.socket", [HELLO_OK, 'response = "OK"\n'])
     assert run(capsys, "--socket", peer.path, "set_global_disable", "1")[0] == 0
     sent = parse(peer.requests[1])
@@ -455,7 +457,11 @@ def test_not_running(where: str, tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_console_entry_point_uses_environment_socket(daemon: DaemonProcess) -> None:
     env = {**os.environ, "LVM_LVMETAD_SOCKET": daemon.socket_path}
     result = subprocess.run(
-        [sys.executable, "-m", "pylvmetad.metad.ctl", "get_global_info"], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "pylvmetad.metad.ctl", "get_global_info"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert (result.returncode, result.stderr) == (0, "")
     assert f"daemon_pid = {daemon.proc.pid}\n" in result.stdout

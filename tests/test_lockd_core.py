@@ -49,7 +49,9 @@ def test_vgcreate_bootstrap_replies_are_the_recorded_bytes() -> None:
             'response = "OK"\nop = 8\nlock_type = "none"\nop_result = -210\nlm_result = 0\n'
             'result_flags = "NO_LOCKSPACES,"\n'
         )
-        start: dict[str, str | int] = dict(vg_name="vgs1", vg_lock_type="sanlock", vg_lock_args="1.0.0:lvmlock", vg_uuid="U", version=3)
+        start: dict[str, str | int] = dict(
+            vg_name="vgs1", vg_lock_type="sanlock", vg_lock_args="1.0.0:lvmlock", vg_uuid="U", version=3
+        )
         assert await h.result(c, "start_vg", pid=1, host_id=1, opts="start_init", **start) == 0
         assert await h.result(c, "start_wait", pid=1) == 0
         assert await h.result(c, "start_vg", pid=1, host_id=1, opts="none", **start) == P.EEXIST

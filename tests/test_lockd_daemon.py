@@ -108,7 +108,9 @@ def test_waiting_request_stalls_no_one_and_invalidation_precedes_the_grant(daemo
     )
     assert result(a.call(req("start_vg", pid=1, opts="start_init", **start))) == 0
     assert result(a.call(req("start_wait", pid=1))) == 0
-    vg: dict[str, str | int] = dict(cmd="t", pid=1, opts="none", vg_name="vgs1", vg_lock_type="none", vg_lock_args="none")
+    vg: dict[str, str | int] = dict(
+        cmd="t", pid=1, opts="none", vg_name="vgs1", vg_lock_type="none", vg_lock_args="none"
+    )
     assert result(a.call(req("lock_vg", mode="ex", **vg))) == 0
 
     b = Conn(lockd_sock)

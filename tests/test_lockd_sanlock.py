@@ -4,7 +4,8 @@ A private sanlock (support.sanlockd) and a 300 MiB loop device holding a
 "lease LV" at offset 1 MiB (as the lvmlock LV lies on its PV): init_vg,
 prepare, join, ex/sh acquires with the LVB written and read back in
 lvmlockd's layout, conversion, LV lease allocation at lvmlockd's offsets,
-a disabled GL, and leaving.  The bytes on disk are checked where lvmlockd
+a disabled GL, leaving, and a restart that finds its lockspace still held by sanlock with an
+orphan lease (dropped, then free again).  The bytes on disk are checked where lvmlockd
 puts them (lockspace name at 0, GLLK at 65 MiB, VGLK at 66 MiB, the first
 LV lease at 67 MiB).  Root only; about 8 s (sanlock's join at io_timeout 1).
 """
@@ -12,6 +13,7 @@ LV lease at 67 MiB).  Root only; about 8 s (sanlock's join at io_timeout 1).
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -77,7 +79,24 @@ def test_leases_lvb_and_offsets_on_a_real_sanlock(tmp_path: Path, monkeypatch: p
             assert await ls.write_gl(False) == 0
             assert not await ls.read_gl_enabled()
             assert (await ls.acquire(gl, Mode.SH)).result == P.EUNATCH
-            assert await ls.leave(free=False) == 0
+            # the daemon dies holding an LV lease: sanlock keeps it as an orphan and keeps the
+            # lockspace; a new instance joins and drops the orphans, then the lease is free
+            assert await ls.init_lv("LV-UUID-3", 0) == (0, "1.0.0:70254592")  # the freed area again
+            lv = LmResource("LV-UUID-3", Rt.LV, "1.0.0:70254592")
+            assert (await ls.acquire(lv, Mode.EX)).result == 0
+            os.close(ls.sock)
+            ls.sock = -1
+            restarted = m.lockspace("lvm_vgs1", "vgs1", "lvmlock", 1)
+            assert await restarted.prepare() == 0
+            assert await restarted.join() == 0
+            for _ in range(100):  # sanlock releases orphans asynchronously
+                got = await restarted.acquire(lv, Mode.EX)
+                if got.result == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert got.result == 0
+            assert await restarted.release(lv, None) == 0
+            assert await restarted.leave(free=False) == 0
             assert "lvm_vgs1" not in daemon.client_status()
 
         asyncio.run(main())
@@ -85,6 +104,7 @@ def test_leases_lvb_and_offsets_on_a_real_sanlock(tmp_path: Path, monkeypatch: p
         assert b"lvm_vgs1" in read_at(device, BASE)
         assert b"_GLLK_disabled" in read_at(device, BASE + 65 * MiB)
         assert b"VGLK" in read_at(device, BASE + 66 * MiB)
-        assert b"#unused" in read_at(device, BASE + 67 * MiB)
+        assert b"LV-UUID-3" in read_at(device, BASE + 67 * MiB)
+        assert b"#unused" in read_at(device, BASE + 68 * MiB)
         assert b"#unused" in read_at(device, BASE + 255 * MiB)
         assert read_at(device, BASE + 256 * MiB, 4096) == bytes(4096)  # nothing past the LV's end

@@ -212,7 +212,10 @@ def test_cache_flags_and_token_in_stats_section() -> None:
 
     populate(send)
     send(f'request="set_global_info"\nglobal_invalid=1\nglobal_disable=1\ndisable_reason="DUPLICATES"\n{TOKEN}')
-    assert send('request="token_update"\ntoken="update in progress"\nupdate_timeout=10\npid=4242\ncmd="pvscan"\n').response == "OK"
+    assert (
+        send('request="token_update"\ntoken="update in progress"\nupdate_timeout=10\npid=4242\ncmd="pvscan"\n').response
+        == "OK"
+    )
     send(f'request="vg_lookup"\nname="nosuchvg"\n{TOKEN}')
 
     stats = send('request="stats"\n')
@@ -393,7 +396,10 @@ def test_prometheus_endpoint_of_the_daemon(tmp_path: Path) -> None:
             samples = scrape(port)
         assert samples[("pylvmetad_requests_total", (("request", "vg_lookup"), ("result", "ok")))] == 3
         assert samples[("pylvmetad_requests_total", (("request", "pv_found"), ("result", "failed")))] == 1
-        key = ("pylvmetad_request_failures_total", (("reason", "Ignore PV without PV metadata"), ("request", "pv_found")))
+        key = (
+            "pylvmetad_request_failures_total",
+            (("reason", "Ignore PV without PV metadata"), ("request", "pv_found")),
+        )
         assert samples[key] == 1
         assert samples[("pylvmetad_request_duration_seconds_count", (("request", "vg_lookup"),))] == 3
         assert samples[("pylvmetad_request_duration_seconds_bucket", (("le", "+Inf"), ("request", "vg_lookup")))] == 3

@@ -328,7 +328,9 @@ def test_default_max_message_is_32_mib() -> None:
     from pylvmetad.metad import cli
 
     assert 32 * MiB == cli.DEFAULT_MAX_MESSAGE
-    assert "default 33554432" in cli.usage_text().replace("\n", " ").replace("  ", " ") or "33554432" in cli.usage_text()
+    assert (
+        "default 33554432" in cli.usage_text().replace("\n", " ").replace("  ", " ") or "33554432" in cli.usage_text()
+    )
 
 
 def test_max_buffered_below_max_message_is_refused() -> None:

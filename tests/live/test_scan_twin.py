@@ -71,12 +71,10 @@ def test_pylvmetad_scan_fills_pylvmetad_as_pvscan_cache_fills_the_c_daemon(
     with maker.daemon:
         make_disks(maker)
         vgs = [
-            split_pair(line)
-            for line in maker.run("vgs", "--noheadings", "-o", "vg_name,vg_uuid").stdout.splitlines()
+            split_pair(line) for line in maker.run("vgs", "--noheadings", "-o", "vg_name,vg_uuid").stdout.splitlines()
         ]
         pvs = [
-            split_pair(line)
-            for line in maker.run("pvs", "--noheadings", "-o", "pv_name,pv_uuid").stdout.splitlines()
+            split_pair(line) for line in maker.run("pvs", "--noheadings", "-o", "pv_name,pv_uuid").stdout.splitlines()
         ]
     assert len(vgs) == 2 and len(pvs) == 4, (vgs, pvs)
     only = [] if scope == "all devices" else [loops.devices[0]]

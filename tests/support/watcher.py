@@ -75,9 +75,13 @@ class WatcherProcess:
             try:
                 line = self._queue.get(timeout=max(0.01, left))
             except queue.Empty:
-                raise AssertionError(f"no line matching {pattern!r} within {timeout}s; got:\n" + "\n".join(self.lines)) from None
+                raise AssertionError(
+                    f"no line matching {pattern!r} within {timeout}s; got:\n" + "\n".join(self.lines)
+                ) from None
             if line is None:
-                raise AssertionError(f"the watcher exited waiting for {pattern!r}; its output:\n" + "\n".join(self.lines))
+                raise AssertionError(
+                    f"the watcher exited waiting for {pattern!r}; its output:\n" + "\n".join(self.lines)
+                )
             self.lines.append(line)
             m = regex.search(line)
             if m:
@@ -100,7 +104,9 @@ class WatcherProcess:
         """SIGUSR1, then its "polled on request" line: all that is on disk now has been told."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGUSR1)
-        return self.wait_for(r"^watch-disks: polled on request: (\d+) change\(s\), (\d+) request\(s\) sent, (\d+) pending", timeout)
+        return self.wait_for(
+            r"^watch-disks: polled on request: (\d+) change\(s\), (\d+) request\(s\) sent, (\d+) pending", timeout
+        )
 
     def stop(self, timeout: float = 20.0) -> int:
         assert self.proc is not None

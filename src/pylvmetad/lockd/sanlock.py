@@ -17,6 +17,10 @@ Rules of this module:
 * Every libsanlock call blocks; each runs in a worker thread
   (``run_in_executor``), so a 20 s join blocks only its own lockspace.
 * sanlock results are translated to lvmlockd's as in §6.5.
+* A restarted pylvmlockd finds its lockspace still held by sanlock, with the
+  leases of the dead instance kept as orphans (every lease is PERSISTENT);
+  it joins anyway and releases those orphans (lvmlockd without ``--adopt``
+  leaves the VG unusable on that host instead, §6.6).
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ ACQUIRE_LVB = 0x1
 ACQUIRE_OWNER_NOWAIT = 0x8
 CONVERT_OWNER_NOWAIT = 0x8
 REL_RENAME = 0x2
+REL_ORPHAN = 0x4
 RESTRICT_SIGKILL = 0x2
 CONFIG_USED_BY_ORPHANS = 0x4
 HOST_LIVE = 3
@@ -390,6 +395,15 @@ class SanlockLockspace:
         lib = library()
         ls = _lockspace(self.ls_name, self.host_id, self.area)
         rv = int(lib.sanlock_add_lockspace_timeout(ctypes.byref(ls), 0, self.manager.io_timeout))
+        if rv == -errno.EEXIST:
+            # sanlock kept the lockspace of a previous pylvmlockd (it died or was killed):
+            # we do not adopt its locks, we drop them -- every orphan lease of the lockspace
+            log.warning("%s: already joined by a previous instance; releasing its orphan locks", self.ls_name)
+            orphans = (ctypes.POINTER(Resource1) * 1)(ctypes.pointer(self._res("", 0)))
+            orv = int(lib.sanlock_release(self.sock, -1, REL_ORPHAN, 1, orphans))
+            if orv < 0:
+                log.error("%s: releasing orphan locks failed: %d", self.ls_name, orv)
+            rv = 0
         if rv:
             self._close()
             return rv
@@ -425,10 +439,16 @@ class SanlockLockspace:
         opt = Options(b"lvmlockd")
         array = (ctypes.POINTER(Resource1) * 1)(ctypes.pointer(rs))
         rv = int(lib.sanlock_acquire(self.sock, -1, flags, 1, array, ctypes.byref(opt)))
+        if rv == -errno.EUCLEAN:  # an orphan of a previous instance of ours: drop it, then try again
+            log.warning("%s: dropping the orphan lock %s of a previous instance", self.ls_name, res.name)
+            orphan = (ctypes.POINTER(Resource1) * 1)(ctypes.pointer(self._res(res.name, offset)))
+            lib.sanlock_release(self.sock, -1, REL_ORPHAN, 1, orphan)
+            rv = int(lib.sanlock_acquire(self.sock, -1, flags, 1, array, ctypes.byref(opt)))
         if rv == LEADER_RESOURCE and res.rt is Rt.GL and not self._read_gl_enabled():
             return Acquired(P.EUNATCH)
         result, retry = translate_acquire(rv, mode)
         if result:
+            log.debug("%s: sanlock acquire %s %s: %d", self.ls_name, res.name, mode.text, rv)
             return Acquired(result, retry=retry)
         lvb: bytes | None = None
         if res.rt is not Rt.LV:

@@ -303,9 +303,9 @@ def _lookup(request: str, field: str) -> Callable[[Client, argparse.Namespace], 
     return run
 
 
-def _set(request: str, fields: Callable[[argparse.Namespace], dict[str, str | int | None]]) -> Callable[
-    [Client, argparse.Namespace], _Outcome
-]:
+def _set(
+    request: str, fields: Callable[[argparse.Namespace], dict[str, str | int | None]]
+) -> Callable[[Client, argparse.Namespace], _Outcome]:
     def run(client: Client, args: argparse.Namespace) -> _Outcome:
         reply = client.call(request, None, **{k: v for k, v in fields(args).items() if v is not None})
         stdout = _json(reply.to_python()) if args.json else format_set_reply(reply)
@@ -382,14 +382,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Query and control a running lvmetad (pylvmetad or LVM's own). "
-        "Every request is sent with token \"skip\".",
+        'Every request is sent with token "skip".',
         epilog="exit status: 0 OK, 1 the daemon answered something else, 2 usage, 3 daemon not reachable",
         parents=[_common_options(subcommand=False)],
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = [_common_options(subcommand=True)]
 
-    def add(name: str, help_text: str, run: Callable[[Client, argparse.Namespace], _Outcome]) -> argparse.ArgumentParser:
+    def add(
+        name: str, help_text: str, run: Callable[[Client, argparse.Namespace], _Outcome]
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text, parents=common)
         p.set_defaults(run=run)
         return p

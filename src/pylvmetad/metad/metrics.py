@@ -117,6 +117,7 @@ INTERNAL_ERROR = "internal error: "
 #: the result word of each response the daemon sends ("OK" reads as "ok")
 RESULTS = ("ok", "failed", "unknown", "token_mismatch", "token_updating", "multiple")
 
+
 @dataclass
 class Snapshot:
     """Every figure at one moment; what both outputs are built from."""
@@ -199,9 +200,7 @@ class Metrics:
     def snapshot(self) -> Snapshot:
         """Copy every figure; safe from any thread (see the module doc)."""
         figures = copied(self._figures.copy)
-        requests = {
-            name: RequestSnapshot(copied(f.responses.copy), f.buckets[:], f.sum) for name, f in figures.items()
-        }
+        requests = {name: RequestSnapshot(copied(f.responses.copy), f.buckets[:], f.sum) for name, f in figures.items()}
         snap = Snapshot(requests=requests, failures=copied(self.failures.copy))
         server = self.server
         if server is not None:
@@ -313,9 +312,7 @@ class Metrics:
                 ("requests", Section(requests)),
                 (
                     "failures",
-                    Section(
-                        (request, Section(sorted(per.items()))) for request, per in sorted(failures.items())
-                    ),
+                    Section((request, Section(sorted(per.items()))) for request, per in sorted(failures.items())),
                 ),
             ]
         )
@@ -427,16 +424,16 @@ def prometheus_families(snap: Snapshot) -> Iterator[Metric]:
         ("invalid_vgs", "VGs flagged invalid by set_vg_info and not yet updated"),
     ):
         yield GaugeMetricFamily(f"pylvmetad_cache_{key}", help_text, cache[key])
-    yield CounterMetricFamily(
-        "pylvmetad_cache_changes", "Changes made to the cache tables", cache["generation"]
-    )
+    yield CounterMetricFamily("pylvmetad_cache_changes", "Changes made to the cache tables", cache["generation"])
 
     flags = snap.flags
     yield GaugeMetricFamily(
         "pylvmetad_global_invalid", "1 while the global INVALID flag is set", int(bool(flags & GlobalFlag.INVALID))
     )
     yield GaugeMetricFamily(
-        "pylvmetad_global_disabled", "1 while the cache is disabled (DISABLE flag)", int(bool(flags & GlobalFlag.DISABLE))
+        "pylvmetad_global_disabled",
+        "1 while the cache is disabled (DISABLE flag)",
+        int(bool(flags & GlobalFlag.DISABLE)),
     )
     reasons = GaugeMetricFamily(
         "pylvmetad_global_disable_reason", "1 for each disable reason currently set", labels=("reason",)
@@ -445,7 +442,9 @@ def prometheus_families(snap: Snapshot) -> Iterator[Metric]:
         reasons.add_metric((word,), int(bool(flags & bit)))
     yield reasons
     yield GaugeMetricFamily(
-        "pylvmetad_update_in_progress", "1 while a command holds the token 'update in progress'", int(snap.update_in_progress)
+        "pylvmetad_update_in_progress",
+        "1 while a command holds the token 'update in progress'",
+        int(snap.update_in_progress),
     )
     yield GaugeMetricFamily("pylvmetad_update_pid", "Pid of the command updating the cache (0: none)", snap.update_pid)
     yield GaugeMetricFamily(

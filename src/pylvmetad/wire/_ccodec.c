@@ -352,6 +352,131 @@ error:
     return NULL;
 }
 
+/* ---- the canonical form of a lazy body (codec._lazy_body, the writer's own layout) ---- */
+
+/* a number as the writer prints it, from s[i] to the next delimiter: its end, or -1 */
+static Py_ssize_t canonical_number(const Py_UCS1 *s, Py_ssize_t i, Py_ssize_t n) {
+    Py_ssize_t j = i;
+    while (j < n && !ends_number(s, j, n)) j++;
+    Py_ssize_t len = j - i;
+    const Py_UCS1 *t = s + i;
+    if (len == 0) return -1;
+    if (len == 1 && t[0] == '0') return j;
+    Py_ssize_t k = 0;
+    if (t[0] == '-') k = 1;
+    /* integer: -?[1-9][0-9]{0,17} */
+    if (k < len && t[k] >= '1' && t[k] <= '9') {
+        Py_ssize_t d = k + 1;
+        while (d < len && t[d] >= '0' && t[d] <= '9') d++;
+        if (d == len) return (len - k) <= 18 ? j : -1;
+    }
+    /* float: -?(0|[1-9][0-9]{0,8})\.[0-9]{6} */
+    Py_ssize_t d = k;
+    if (d < len && t[d] == '0') {
+        d++;
+    } else if (d < len && t[d] >= '1' && t[d] <= '9') {
+        d++;
+        while (d < len && t[d] >= '0' && t[d] <= '9' && d - k < 9) d++;
+    } else {
+        return -1;
+    }
+    if (d >= len || t[d] != '.' || len - d - 1 != 6) return -1;
+    for (Py_ssize_t e = d + 1; e < len; e++)
+        if (t[e] < '0' || t[e] > '9') return -1;
+    return j;
+}
+
+/* a string whose only escapes are \" and \\: its end, or -1 */
+static Py_ssize_t canonical_string(const Py_UCS1 *s, Py_ssize_t i, Py_ssize_t n) {
+    Py_ssize_t j = i + 1;
+    while (j < n && s[j] != '"') {
+        if (s[j] == '\\') {
+            if (j + 1 >= n || (s[j + 1] != '"' && s[j + 1] != '\\')) return -1;
+            j += 2;
+        } else {
+            j++;
+        }
+    }
+    return j < n ? j + 1 : -1;
+}
+
+static Py_ssize_t canonical_atom(const Py_UCS1 *s, Py_ssize_t i, Py_ssize_t n) {
+    if (i >= n) return -1;
+    return s[i] == '"' ? canonical_string(s, i, n) : canonical_number(s, i, n);
+}
+
+/* a value: an atom, [] or a list of two or more atoms joined by bare commas */
+static Py_ssize_t canonical_value(const Py_UCS1 *s, Py_ssize_t i, Py_ssize_t n) {
+    if (i < n && s[i] == '[') {
+        if (i + 1 < n && s[i + 1] == ']') return i + 2;
+        Py_ssize_t j = canonical_atom(s, i + 1, n);
+        int atoms = 1;
+        while (j >= 0 && j < n && s[j] == ',') {
+            j = canonical_atom(s, j + 1, n);
+            atoms++;
+        }
+        if (j < 0 || j >= n || s[j] != ']' || atoms < 2) return -1;
+        return j + 1;
+    }
+    return canonical_atom(s, i, n);
+}
+
+static int tabs_at(const Py_UCS1 *s, Py_ssize_t i, Py_ssize_t n, Py_ssize_t count) {
+    if (i + count > n) return 0;
+    for (Py_ssize_t k = 0; k < count; k++)
+        if (s[i + k] != '\t') return 0;
+    return 1;
+}
+
+/* The lines of level ``level`` of a lazy body whose head is indented ``depth`` TABs, as
+ * codec._writer_body unrolls them for ``levels`` levels: level l < levels has its lines at
+ * depth+l+1 TABs, each a key and "=" value or " {" the lines of level l+1 and a closing
+ * line at its own indentation; the last level's lines are at depth+levels TABs and hold
+ * values only.  Returns where the lines end (the "\n" of the closing line), or -1. */
+static Py_ssize_t canonical_lines(const Py_UCS1 *s, Py_ssize_t i, Py_ssize_t n, Py_ssize_t depth, Py_ssize_t level,
+                                  Py_ssize_t levels) {
+    Py_ssize_t ind = level < levels ? depth + level + 1 : depth + levels;
+    for (;;) {
+        if (i >= n || s[i] != '\n' || !tabs_at(s, i + 1, n, ind)) return i; /* not one of these lines: the end */
+        Py_ssize_t k = i + 1 + ind;
+        if (k >= n || !is_key_char(s[k])) return i;
+        while (k < n && is_key_char(s[k])) k++;
+        if (k < n && s[k] == '=') {
+            Py_ssize_t e = canonical_value(s, k + 1, n);
+            if (e < 0) return -1;
+            i = e;
+        } else if (level < levels && k + 1 < n && s[k] == ' ' && s[k + 1] == '{') {
+            Py_ssize_t e = canonical_lines(s, k + 2, n, depth, level + 1, levels);
+            if (e < 0 || e >= n || s[e] != '\n' || !tabs_at(s, e + 1, n, ind) || e + 1 + ind >= n ||
+                s[e + 1 + ind] != '}')
+                return -1;
+            i = e + 1 + ind + 1;
+        } else {
+            return -1;
+        }
+    }
+}
+
+/* lazy_body_end(text, start, depth, levels, endpos): the end of the canonical body that
+ * starts at ``start`` (after "name {" indented ``depth`` TABs), -1 if there is none before
+ * ``endpos``, or -2 when the text has wider characters (ask the regex). */
+static PyObject *lazy_body_end(PyObject *self, PyObject *args) {
+    PyObject *text;
+    Py_ssize_t start, depth, levels, endpos;
+    if (!PyArg_ParseTuple(args, "Unnnn", &text, &start, &depth, &levels, &endpos)) return NULL;
+    if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND) return PyLong_FromLong(-2);
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    if (endpos < n) n = endpos;
+    if (start < 0 || start > n || levels < 1) return PyLong_FromLong(-1);
+    Py_ssize_t e = canonical_lines(s, start, n, depth, 0, levels);
+    /* the closing line: "\n", depth TABs, then "}" (looked at, not taken) */
+    if (e < 0 || e >= n || s[e] != '\n' || !tabs_at(s, e + 1, n, depth) || e + 1 + depth >= n ||
+        s[e + 1 + depth] != '}')
+        return PyLong_FromLong(-1);
+    return PyLong_FromSsize_t(e + 1 + depth);
+}
+
 static PyObject *configure(PyObject *self, PyObject *args) {
     PyObject *type, *items, *raw;
     if (!PyArg_ParseTuple(args, "O!OO", &PyType_Type, &type, &items, &raw)) return NULL;
@@ -368,6 +493,7 @@ static PyObject *configure(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"build", build, METH_VARARGS, "The fast path's tree of a text cut around its lazy bodies, or None."},
     {"configure", configure, METH_VARARGS, "configure(Section, Section._items, Section.raw)"},
+    {"lazy_body_end", lazy_body_end, METH_VARARGS, "End of the canonical lazy body at start, -1, or -2."},
     {NULL, NULL, 0, NULL},
 };
 

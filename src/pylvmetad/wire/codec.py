@@ -610,6 +610,17 @@ def _lazy_body(depth: int) -> re.Pattern[str]:
     return pattern
 
 
+def _lazy_body_end(text: str, start: int, depth: int) -> int:
+    """Where the canonical body at ``start`` ends (before its ``}``), or -1: the accelerator or the regex."""
+    endpos = start + LAZY_MAX_CHARS + depth + 1
+    if _accel is not None:
+        end: int = _accel.lazy_body_end(text, start, depth, LAZY_MAX_DEPTH, endpos)
+        if end != -2:  # -2: wider characters, the regex decides
+            return end
+    body = _lazy_body(depth).match(text, start, endpos)
+    return -1 if body is None else body.end()
+
+
 def _lazy_head(lazy: frozenset[str]) -> re.Pattern[str]:
     """``name {`` at the start of a line, for any of the ``lazy`` names.
 
@@ -826,13 +837,13 @@ class Parser:
             depth = len(indent)
             raw = self._recently_verified(text, start, depth)
             if raw is None:
-                body = _lazy_body(depth).match(text, start, start + LAZY_MAX_CHARS + depth + 1)
-                if body is None:  # not canonical (or too long): parsed with the text around it
+                end = _lazy_body_end(text, start, depth)
+                if end < 0:  # not canonical (or too long): parsed with the text around it
                     misses += 1
                     if misses > 8:  # not LVM's writer: stop, or many heads cost O(n^2)
                         break
                     continue
-                raw = body.group()
+                raw = text[start:end]
                 self._remember_verified(raw, depth)
             pieces.append(text[pos:start])
             raws.append(raw)
