@@ -12,7 +12,7 @@ Rules of this module:
   ``vg_list`` and ``dump`` return the whole cache, so they grow by the
   protocol; they are timed too, for scale.  The RSS row is the daemon's after
   population.
-* Table 2 (VG size): one VG of K PVs (1k, 3k, 10k).  A scan (pv_found of
+* Table 2 (VG size): one VG of K PVs (1k, 2k, 5k).  A scan (pv_found of
   each PV, per PV), one PV reporting metadata at a newer seqno (it marks the
   other K-1 outdated: one request that carries the K PVs), every PV gone
   (pv_gone, per PV).  Linear work shows as a flat per-PV figure and a
@@ -51,7 +51,7 @@ C_LVMETAD = "env LD_LIBRARY_PATH=/opt/lvm2-2.02/lib /opt/lvm2-2.02/sbin/lvmetad 
 #: (PVs, VGs) of table 1: ten PVs per VG
 CACHE_SIZES = ((1_000, 100), (10_000, 1_000), (100_000, 10_000))
 #: PVs of the one VG of table 2
-VG_SIZES = (1_000, 3_000, 10_000)
+VG_SIZES = (1_000, 2_000, 5_000)
 #: requests whose reply is the whole cache: they grow by the protocol
 WHOLE_CACHE = ("pv_list", "vg_list", "dump")
 

@@ -6,7 +6,7 @@ the two beds — pylvmetad on every host, the C lvmetad on every host — run at
 time, once per session, and every test reads their transcripts.
 
 ``PYLVMETAD_MULTIHOST_IO_TIMEOUT`` sets sanlock's io_timeout (default 2; 10 is sanlock's
-own default: the long run, about 4 minutes).  ``PYLVMETAD_MULTIHOST_KEEP=DIR`` keeps the
+own default: the long run, 5 minutes).  ``PYLVMETAD_MULTIHOST_KEEP=DIR`` keeps the
 beds' logs (lvmlockd -D, sanlock -D, lvmetad) under DIR.
 """
 

@@ -59,7 +59,7 @@ from enum import IntFlag
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from ..wire.codec import Section, compare_trees
-from .journal import MutableValueTable, Table
+from .journal import MutableValueTable, Table, begin_all, commit_all
 from .protocol import UPDATE_IN_PROGRESS
 from .tokens import Action, decide
 
@@ -284,8 +284,7 @@ def all_or_nothing(operation: Callable[Concatenate[CacheState, _P], _R]) -> Call
         if tables[0].in_operation:  # called by another atomic operation
             return operation(state, *args, **kwargs)
         flags, generation = state.flags, state.generation
-        for table in tables:
-            table.begin()
+        begin_all(tables)
         try:
             result = operation(state, *args, **kwargs)
         except BaseException:
@@ -293,8 +292,7 @@ def all_or_nothing(operation: Callable[Concatenate[CacheState, _P], _R]) -> Call
                 table.rollback()
             state.flags, state.generation = flags, generation
             raise
-        for table in tables:
-            table.commit()
+        commit_all(tables)
         return result
 
     return atomic

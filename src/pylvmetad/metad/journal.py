@@ -100,7 +100,8 @@ class Table(dict[K, V]):
 
     # -- every way of changing a dict ------------------------------------------
     def __setitem__(self, key: K, value: V) -> None:
-        if self._saved is not None:
+        saved = self._saved
+        if saved is not None and key not in saved:  # the first change of the key: keep its value
             self._keep(key)
         dict.__setitem__(self, key, value)
 
@@ -127,7 +128,8 @@ class Table(dict[K, V]):
         return key, self.pop(key)
 
     def setdefault(self, key: K, default: V = None) -> V:  # type: ignore[assignment]
-        if self._saved is not None:
+        saved = self._saved
+        if saved is not None and key not in saved:
             self._keep(key)
         return dict.setdefault(self, key, default)
 
@@ -159,7 +161,8 @@ class MutableValueTable(Table[K, V]):
         return value if value is _ABSENT else self._copy_value(value)
 
     def __getitem__(self, key: K) -> V:
-        if self._saved is not None:
+        saved = self._saved
+        if saved is not None and key not in saved:
             self._keep(key)
         return dict.__getitem__(self, key)
 
@@ -170,6 +173,19 @@ class MutableValueTable(Table[K, V]):
     @overload
     def get(self, key: K, default: T, /) -> V | T: ...
     def get(self, key: K, default: Any = None, /) -> Any:
-        if self._saved is not None:
+        saved = self._saved
+        if saved is not None and key not in saved:
             self._keep(key)
         return dict.get(self, key, default)
+
+
+def begin_all(tables: Iterable[Table[Any, Any]]) -> None:
+    """:meth:`Table.begin` for each of ``tables`` (one call: this runs for every pv_found and vg_update)."""
+    for table in tables:
+        table._saved, table._order = {}, None
+
+
+def commit_all(tables: Iterable[Table[Any, Any]]) -> None:
+    """:meth:`Table.commit` for each of ``tables``."""
+    for table in tables:
+        table._saved, table._order = None, None
