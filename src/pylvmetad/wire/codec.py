@@ -188,8 +188,14 @@ class Section:
 
     def find(self, path: str) -> Node | None:
         """First node at ``a/b/c``; a value met before the end stops the walk."""
-        if path and "/" not in path:  # the common case: one step, no splitting
-            return self.child(path)
+        if path and "/" not in path:  # the common case: one step, no splitting (child(), inlined)
+            items = self._items
+            if items is None:
+                items = self.items
+            for k, v in items:
+                if k == path:
+                    return v
+            return None
         node: Node = self
         for part in path.split("/"):
             if not part:
@@ -208,7 +214,10 @@ class Section:
 
     def get_str(self, path: str, default: str | None = None) -> str | None:
         """LVM's string getter: the first atom if it is a non-empty string."""
-        first = _first_atom(self.find(path))
+        node = self.find(path)
+        if type(node) is str:  # the common case, without _first_atom's call
+            return node or default
+        first = _first_atom(node)
         if isinstance(first, str) and first:
             return first
         return default
@@ -219,7 +228,10 @@ class Section:
 
     def get_int64(self, path: str, default: int | None = None) -> int | None:
         """The first atom if it is an integer."""
-        first = _first_atom(self.find(path))
+        node = self.find(path)
+        if type(node) is int:  # the common case, without _first_atom's call
+            return node
+        first = _first_atom(node)
         if isinstance(first, int):
             return first
         return default
