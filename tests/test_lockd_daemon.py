@@ -134,6 +134,9 @@ def test_waiting_request_stalls_no_one_and_invalidation_precedes_the_grant(daemo
     objects = json.loads(info.stdout)["info"]
     assert any(o.get("info") == "ls" and o.get("vg_name") == "vgs1" for o in objects)
     assert any(o.get("info") == "lk" and o.get("mode") == "sh" for o in objects)
+    stats = next(o for o in objects if o.get("info") == "stats")
+    assert int(stats["local_waits"]) == 1  # b's sh behind a's ex
+    assert int(stats["invalidations_global"]) == 1 and int(stats["invalidations_vg"]) == 1
     assert ctl(lockd_sock, "--quit").returncode == 1  # refused: a lockspace exists
     b.close()
     c.close()

@@ -248,6 +248,10 @@ class Lockspace:
         op = req.op
         if op is Op.LOCK:
             r = self.resource_for(req)
+            conflicts = req.mode is Mode.EX or r.mode is Mode.EX
+            others = any(lk.client_id != act.client_id for lk in r.locks)
+            if req.mode in (Mode.SH, Mode.EX) and ((conflicts and others) or r.queue):
+                self.lockd.counters.local_waits += 1  # it queues behind another local holder
             r.queue.append(act)
         elif op is Op.UPDATE:
             act.finish(self.res_update(act))
@@ -1019,6 +1023,12 @@ class Lockd:
                     )
                 for act in r.queue:
                     lines.append(_action_line("r_action", act))
+        c = self.counters
+        lines.append(
+            f"info=stats requests={sum(c.requests.values())} granted={c.granted} local_waits={c.local_waits} "
+            f"retries={c.retries} refused_by_other_host={c.refused_by_other_host} "
+            f"invalidations_vg={c.invalidations_vg} invalidations_global={c.invalidations_global}"
+        )
         return "\n".join(lines) + "\n"
 
 
