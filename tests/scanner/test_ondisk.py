@@ -6,7 +6,7 @@ loop devices over image files in a temp dir), records what ``pvs``/``vgs``/
 the label, CRCs, uuid, areas and metadata text, then copies damaged in
 controlled ways (bad CRCs, truncation, no label, a wrapped circular buffer).
 
-:class:`LvmSandbox` (``helpers_lvm_disk.py``) is shared with ``test_scan_e2e.py``.
+:class:`LvmSandbox` (``support/lvm_sandbox.py``) is shared with ``test_scan_e2e.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from helpers_lvm_disk import LvmSandbox, unique_name
 from pylvmetad.scanner.ondisk import (
     MDA_HEADER_SIZE,
     OnDiskError,
@@ -41,6 +40,7 @@ from pylvmetad.scanner.scan import (
     resolve_device,
 )
 from pylvmetad.wire.codec import Section, parse
+from support.lvm_sandbox import LvmSandbox, unique_name
 
 MiB = 1 << 20
 

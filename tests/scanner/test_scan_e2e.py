@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers_lvm_disk import LvmSandbox, unique_name
 from pylvmetad.client import Client
 from pylvmetad.scanner.ondisk import read_pv
 from pylvmetad.scanner.scan import DeviceFilter, Scanner, filter_token, main, system_block_devices
 from pylvmetad.wire.codec import Section
 from support.daemon import DaemonProcess
+from support.lvm_sandbox import LvmSandbox, unique_name
 
 
 @pytest.fixture

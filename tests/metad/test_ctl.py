@@ -11,12 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers_lvm import EMPTY_DUMP
-from pylvmetad.client import UPDATE_IN_PROGRESS, Client
-from pylvmetad.metad.ctl import dump_to_tables, format_set_reply, format_stats, main
-from pylvmetad.wire.codec import Section, parse
-from support.daemon import DaemonProcess
-from test_client import (
+from metad.test_client import (
     DEV1,
     DEV2,
     HELLO_OK,
@@ -30,6 +25,11 @@ from test_client import (
     pvmeta,
     vg_metadata,
 )
+from pylvmetad.client import UPDATE_IN_PROGRESS, Client
+from pylvmetad.metad.ctl import dump_to_tables, format_set_reply, format_stats, main
+from pylvmetad.wire.codec import Section, parse
+from support.daemon import DaemonProcess
+from support.lvm_requests import EMPTY_DUMP
 
 COMMANDS = [
     "dump",

@@ -44,7 +44,7 @@ from pylvmetad.lockd.protocol import parse_request
 from pylvmetad.wire.codec import parse
 from support.lockd_sim import SimHost
 
-DATA = Path(__file__).parent / "data" / "multihost"
+DATA = Path(__file__).parents[1] / "data" / "multihost"
 #: (host, command number, request index): replies whose recorded form depends on lvmlockd's timing
 KNOWN_DIFFERENCES = {(2, 11, 3)}
 

@@ -26,9 +26,9 @@ from pylvmetad.wire import codec
 from pylvmetad.wire.codec import Parser
 from support.ccodec import accelerator
 from support.skips import unavailable
-from test_codec_fast import LAZY, corpus_texts, expand
+from wire.test_codec_fast import LAZY, corpus_texts, expand
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def require_accelerator() -> None:
@@ -123,7 +123,7 @@ def test_pure_python_is_forced_by_the_environment_and_passes_the_codec_tests() -
         check=True,
     )
     assert probe.stdout.strip() == "False"
-    tests = ["tests/test_codec.py", "tests/test_codec_fast.py"]  # test_codec_memory runs both paths itself
+    tests = ["tests/wire/test_codec.py", "tests/wire/test_codec_fast.py"]  # test_codec_memory runs both paths itself
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
         env=env,

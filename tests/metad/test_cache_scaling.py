@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from helpers_lvm import new_session, pv_found, pvid, request, vg_metadata, vg_update, vgid
 from pylvmetad.metad import cache
 from pylvmetad.wire.codec import Section
+from support.lvm_requests import new_session, pv_found, pvid, request, vg_metadata, vg_update, vgid
 
 VG = vgid(1)
 

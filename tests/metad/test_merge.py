@@ -12,7 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from helpers_lvm import (
+from pylvmetad.metad.cache import ORPHAN, VGInfo
+from pylvmetad.wire.codec import Value
+from support.lvm_requests import (
     PVRef,
     Session,
     atoms,
@@ -25,8 +27,6 @@ from helpers_lvm import (
     vg_update,
     vgid,
 )
-from pylvmetad.metad.cache import ORPHAN, VGInfo
-from pylvmetad.wire.codec import Value
 
 VG, VG2 = vgid(1), vgid(2)
 PV1, PV2, PV3 = pvid(1), pvid(2), pvid(3)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from helpers_lvm import FILTER, IP, Session, new_session
 from pylvmetad.metad.tokens import TRANSITIONS, Action, Event, Guard, Phase, phase_of
+from support.lvm_requests import FILTER, IP, Session, new_session
 
 UPDATER = 100
 OTHER = 200

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from helpers_lvm import PVRef, Session, new_session, pv_found, pvid, request, vg_metadata, vg_update, vgid
 from pylvmetad.metad import cache
 from pylvmetad.metad.cache import CacheState
 from pylvmetad.metad.handlers import format_dump
+from support.lvm_requests import PVRef, Session, new_session, pv_found, pvid, request, vg_metadata, vg_update, vgid
 
 VG, VG2 = vgid(1), vgid(2)
 PV1, PV2, PV3 = pvid(1), pvid(2), pvid(3)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from helpers_lvm import (
+from pylvmetad.wire.codec import parse
+from support.lvm_requests import (
     FILTER,
     IP,
     MISMATCH_REASON,
@@ -26,7 +27,6 @@ from helpers_lvm import (
     pvid,
     request,
 )
-from pylvmetad.wire.codec import parse
 
 UPDATER = 100
 OTHER = 200

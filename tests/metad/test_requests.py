@@ -11,7 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from helpers_lvm import (
+from pylvmetad.metad.cache import ORPHAN, GlobalFlag, VGInfo
+from pylvmetad.wire.codec import Section, Value, parse
+from support.lvm_requests import (
     EMPTY_DUMP,
     FILTER,
     IP,
@@ -29,8 +31,6 @@ from helpers_lvm import (
     vg_update,
     vgid,
 )
-from pylvmetad.metad.cache import ORPHAN, GlobalFlag, VGInfo
-from pylvmetad.wire.codec import Section, Value, parse
 
 VG = vgid(1)
 PV1, PV2, PV3 = pvid(1), pvid(2), pvid(3)
