@@ -258,3 +258,15 @@ def test_lock_stop_and_vgremove(runs: dict[str, Run], kind: str) -> None:
         assert run.step(label).timed.rc == 0, label
     assert rows(run.step("h2 vgs after vgremove")) == []
     assert all(len(r) == 1 for r in rows(run.step("h3 pvs after vgremove")))  # orphans only
+
+
+def test_the_pylvmlockd_kind_runs_pylvmlockd_with_its_leases_on_the_pvs(runs: dict[str, Run]) -> None:
+    """Every host of that bed ran pylvmlockd, which pointed sanlock at the PVs, not at /dev/mapper."""
+    run = runs["pylvmlockd"]
+    for host in (1, 2, 3):
+        assert "pylvmlockd" in run.lockd_logs[host], host
+    h1 = run.lockd_logs[1]
+    for vg, pv in ((run.vg["vgs1"], run.pvs[0]), (run.vg["vgs2"], run.pvs[3])):
+        assert f"{vg}/lvmlock: leases on {pv} at offset" in h1, (vg, pv)
+    reference = runs["lvmetad"]
+    assert all("pylvmlockd" not in reference.lockd_logs[host] for host in (1, 2, 3))
