@@ -294,7 +294,7 @@ class Scenario:
                 self.run.metad_log_paths[h.n] = h.metad.log_path
             if h.tap is not None:
                 self.run.invalidations[h.n] = [(m.time, m.name, m.request) for m in h.tap.requests()]
-            if self.bed.metad == "pylvmetad":
+            if self.bed.metad == "pylvmetad":  # also under pylvmlockd
                 self.run.stats[h.n] = h.metad_request('request="stats"')
 
 

@@ -362,6 +362,7 @@ class Lockspace:
         if result == P.EAGAIN and act.retries <= act.req.max_retries and (retry or r.rt is not Rt.LV):
             act.retries += 1
             self.lockd.counters.retries += 1
+            self.lockd.note("S %s R %s res_lock EAGAIN retry", self.name, r.name)  # lvmlockd's debug line
             self.retry_pending = True
             return
         if result == P.EAGAIN:
