@@ -6,32 +6,43 @@ documents but its parser refuses), so ``LOCKD='pylvmlockd -f -g sanlock -o
 {io_timeout} -s {socket} -p {pidfile}'`` replaces the C daemon in a test
 bed or a unit file.  The long options after ``--lvmetad-socket`` are
 pylvmlockd's own.
-
-Start-up order: the options are read, the pid file is locked and the socket
-bound and listening (a stale socket file is removed only when nobody answers
-on it) *before* anything heavy is imported -- asyncio, the core, the sanlock
-binding live in :mod:`.service`, imported afterwards.  A client that connects
-while the daemon is still starting waits in the socket's backlog and is
-served once the loop runs (docs/architecture.md, "Start-up").  So this
-module imports only the standard library's light modules and the shell's
-``process`` and ``sockets``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from ..shell.process import EXIT_LOCKED, PidFile, PidFileLocked, StartupError, daemonize, raise_nofile_limit
+from ..shell.logs import parse_levels, setup_logging
+from ..shell.process import (
+    EXIT_LOCKED,
+    PidFile,
+    PidFileLocked,
+    StartupError,
+    daemonize,
+    install_loop_signal_handlers,
+    raise_nofile_limit,
+)
+from ..shell.server import Server
 from ..shell.sockets import bind_unix_socket, inherited_socket
+from . import protocol as P
+from .core import Lockd
+from .daemon import LockdHandler
+from .leasemap import pv_locator
+from .manager import LockManager
+from .memory import SharedDisk
+from .metadlink import DEFAULT_LVMETAD_SOCKET, LvmetadLink
+from .sanlock import SanlockManager, dm_locator
 
 LVM_VERSION = "2.02.188(2) (pylvmlockd %s)" % __version__
 DEFAULT_SOCKET = "/run/lvm/lvmlockd.socket"
-#: where lvmlockd finds lvmetad (also :data:`.metadlink.DEFAULT_LVMETAD_SOCKET`)
-DEFAULT_LVMETAD_SOCKET = "/run/lvm/lvmetad.socket"
 DEFAULT_PIDFILE = "/run/lvmlockd.pid"
 SOCKET_ENV = "LVM_LVMLOCKD_SOCKET"
 PIDFILE_ENV = "LVM_LVMLOCKD_PIDFILE"
@@ -143,50 +154,95 @@ def main(argv: Sequence[str] | None = None) -> int:
     inherited = inherited_socket(socket_path)
     foreground = args.foreground or args.debug
     ready = None if foreground else daemonize("pylvmlockd")
+    levels = parse_levels("all" if args.debug else "fatal,error,warn")
+    setup_logging(levels, foreground, False, name="pylvmlockd")
+    log = logging.getLogger("pylvmlockd")
 
     def report(status: bytes) -> None:
         if ready is not None:
-            try:
+            with contextlib.suppress(OSError):
                 ready.write(status)
                 ready.close()
-            except OSError:
-                pass
 
-    # the pid file, then the socket, before the imports below: see the module doc
-    stale: list[str] = []
-    failure: StartupError | OSError | None = None
     pidfile = PidFile(pidfile_path)
-    sock = None
     try:
         pidfile.acquire()
-        sock = inherited if inherited is not None else bind_unix_socket(socket_path, stale.append)
     except (StartupError, OSError) as exc:
-        failure = exc
+        log.critical("%s", exc)
+        report(b"1")
+        return EXIT_LOCKED if isinstance(exc, PidFileLocked) else 1
     try:
-        from ..shell.logs import parse_levels, setup_logging
-
-        levels = parse_levels("all" if args.debug else "fatal,error,warn")
-        setup_logging(levels, foreground, False, name="pylvmlockd")
-        import logging
-
-        log = logging.getLogger("pylvmlockd")
-        for path in stale:
-            log.warning("removing stale socket %s", path)
-        if failure is not None or sock is None:
-            log.critical("%s", failure)
+        try:
+            sock = inherited if inherited is not None else bind_unix_socket(socket_path)
+        except StartupError as exc:
+            log.critical("%s", exc)
             report(b"1")
-            return EXIT_LOCKED if isinstance(failure, PidFileLocked) else 1
-        from .service import run
-
-        return run(
-            args,
-            sock,
-            socket_path=None if inherited is not None else socket_path,
-            metad_path=metad_path,
-            on_ready=lambda: report(b"0"),
+            return 1
+        return asyncio.run(
+            _run(
+                args,
+                sock,
+                socket_path=None if inherited is not None else socket_path,
+                metad_path=metad_path,
+                on_ready=lambda: report(b"0"),
+            )
         )
     finally:
         pidfile.release()
+
+
+async def _run(
+    args: argparse.Namespace, sock: socket.socket, *, socket_path: str | None, metad_path: str, on_ready: object
+) -> int:
+    log = logging.getLogger("pylvmlockd")
+    metad = LvmetadLink(metad_path)
+    lm: LockManager
+    if args.test:
+        lm = SharedDisk().host(args.host_id or 1)
+    else:
+        locator = pv_locator(metad) if args.lease_device == "pv" else dm_locator
+        lm = SanlockManager(io_timeout=args.io_timeout, locator=locator, killpath=args.killpath)
+    lockd = Lockd(
+        lm,
+        metad,
+        gl_type=P.LM_SANLOCK if args.gl_type == "sanlock" else None,
+        host_id=args.host_id,
+        host_id_file=args.host_id_file,
+    )
+    await lockd.probe()
+    server: Server | None = None
+
+    def quit_now() -> None:
+        assert server is not None
+        server.request_shutdown("quit")
+
+    handler = LockdHandler(lockd, quit=quit_now)
+    server = Server(handler, sock, socket_path=socket_path, shutdown_grace=0.5)
+    loop = asyncio.get_running_loop()
+    shutdowns: list[asyncio.Task[None]] = []
+
+    def stop(name: str) -> None:
+        busy = [ls for ls in lockd.lockspaces.values() if ls.holds_locks(lv_only=False)]
+        if busy:
+            log.warning("%s: ignore shutdown for %d lockspaces holding locks", name, len(busy))
+            return
+        shutdowns.append(loop.create_task(_shutdown(lockd, server, name)))
+
+    install_loop_signal_handlers(loop, stop, lambda name: log.info("%s received and ignored", name))
+    await server.start()
+    lockd.note("lvmlockd started")
+    log.info("pylvmlockd %s (pid %d) serving %s", __version__, os.getpid(), socket_path)
+    if callable(on_ready):
+        on_ready()
+    await server.serve_until_stopped()
+    await lockd.close()
+    await metad.close()
+    return 0
+
+
+async def _shutdown(lockd: Lockd, server: Server, reason: str) -> None:
+    await lockd.close()
+    server.request_shutdown(reason)
 
 
 if __name__ == "__main__":

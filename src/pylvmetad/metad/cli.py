@@ -3,35 +3,38 @@
 Options and environment follow the original lvmetad (docs/protocol.md §1) so it
 can replace it in a unit file or an LVM test suite unchanged; the long
 options are pylvmetad's own additions.
-
-Start-up order: options, early signal handlers, the pid file, the socket
-bound and listening (a stale socket file is removed only when nobody answers
-on it), and only then the heavy imports -- asyncio, uvloop, the cache and its
-handlers, in :mod:`.service`.  A client that connects meanwhile waits in the
-socket's backlog (docs/architecture.md, "Start-up").  This module therefore
-imports only light standard modules and the shell's ``process``, ``sockets``
-and ``limits``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
 
-from .. import LVM_VERSION
-from ..shell.limits import DEFAULT_MAX_BUFFERED
+from .. import LVM_VERSION, __version__
+from ..shell.logs import DEFAULT_LOG_LEVELS, parse_levels, setup_logging
 from ..shell.process import (
     EXIT_LOCKED,
     PidFile,
     PidFileLocked,
+    SignalAction,
     StartupError,
     daemonize,
     install_early_signal_handlers,
+    install_loop_signal_handlers,
+    pin_malloc_mmap_threshold,
     raise_nofile_limit,
+    signal_action,
+    signal_name,
+    use_fast_event_loop,
 )
+from ..shell.server import DEFAULT_MAX_BUFFERED, Server
 from ..shell.sockets import bind_unix_socket, inherited_socket
+from .handlers import RequestHandler
 from .protocol import DEFAULT_SOCKET, SOCKET_ENV
 
 DEFAULT_PIDFILE = "/run/lvmetad.pid"
@@ -91,8 +94,6 @@ signals that would kill it by default are logged and ignored (README, Signals).
 
 
 def usage_text() -> str:
-    from ..shell.logs import DEFAULT_LOG_LEVELS  # logging: only for the help text
-
     return USAGE % {
         "levels": DEFAULT_LOG_LEVELS,
         "pidfile": DEFAULT_PIDFILE,
@@ -175,56 +176,116 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise_nofile_limit()
     inherited = inherited_socket(socket_path)
     ready = None if args.foreground else daemonize("pylvmetad")
+    setup_logging(parse_levels(args.levels), args.foreground, args.log_json)
+    log = logging.getLogger("pylvmetad")
 
     def report(status: bytes) -> None:
         if ready is not None:
-            try:
+            with contextlib.suppress(OSError):
                 ready.write(status)
                 ready.close()
-            except OSError:
-                pass
 
-    # the pid file, then the socket, before the imports below: see the module doc
-    stale: list[str] = []
-    failure: StartupError | OSError | None = None
     pidfile = PidFile(pidfile_path)
-    sock = None
     try:
         pidfile.acquire()
-        sock = inherited if inherited is not None else bind_unix_socket(socket_path, stale.append)
     except (StartupError, OSError) as exc:
-        failure = exc
+        log.critical("%s", exc)
+        if args.foreground:
+            print(f"pylvmetad: {exc}", file=sys.stderr)
+        report(b"1")
+        return EXIT_LOCKED if isinstance(exc, PidFileLocked) else 1
     try:
-        from ..shell.logs import parse_levels, setup_logging
-
-        setup_logging(parse_levels(args.levels), args.foreground, args.log_json)
-        import logging
-
-        log = logging.getLogger("pylvmetad")
-        for path in stale:
-            log.warning("removing stale socket %s", path)
-        if failure is not None or sock is None:
-            log.critical("%s", failure)
+        try:
+            sock = inherited if inherited is not None else bind_unix_socket(socket_path)
+        except StartupError as exc:
+            log.critical("%s", exc)
             if args.foreground:
-                print(f"pylvmetad: {failure}", file=sys.stderr)
+                print(f"pylvmetad: {exc}", file=sys.stderr)
             report(b"1")
-            return EXIT_LOCKED if isinstance(failure, PidFileLocked) else 1
-        from .service import run
-
-        return run(
-            sock,
-            socket_path=None if inherited is not None else socket_path,
-            max_message=args.max_message,
-            idle_timeout=timeout,
-            shutdown_grace=args.shutdown_grace,
-            max_buffered=args.max_buffered,
-            allow_uids=allow,
-            metrics_listen=args.metrics_listen,
-            on_ready=lambda: report(b"0"),
-            early_signals=_early_signals,
+            return 1
+        pin_malloc_mmap_threshold()
+        use_fast_event_loop()
+        return asyncio.run(
+            _run(
+                sock,
+                socket_path=None if inherited is not None else socket_path,
+                max_message=args.max_message,
+                idle_timeout=timeout,
+                shutdown_grace=args.shutdown_grace,
+                max_buffered=args.max_buffered,
+                allow_uids=allow,
+                metrics_listen=args.metrics_listen,
+                on_ready=lambda: report(b"0"),
+            )
         )
     finally:
         pidfile.release()
+
+
+async def _run(
+    sock: object,
+    *,
+    socket_path: str | None,
+    max_message: int,
+    idle_timeout: int,
+    shutdown_grace: float,
+    max_buffered: int,
+    allow_uids: frozenset[int] | None,
+    metrics_listen: str | None,
+    on_ready: object,
+) -> int:
+    import socket as socket_mod
+
+    from .metrics import Metrics
+
+    assert isinstance(sock, socket_mod.socket)
+    log = logging.getLogger("pylvmetad")
+    handler = RequestHandler()
+    metrics = Metrics(handler.state)
+    server = Server(
+        handler,
+        sock,
+        socket_path=socket_path,
+        max_message=max_message,
+        idle_timeout=idle_timeout,
+        shutdown_grace=shutdown_grace,
+        max_buffered=max_buffered,
+        allow_uids=allow_uids,
+        observer=metrics.observe,
+    )
+    metrics.attach_server(server)
+    handler.stats_provider = metrics.stats_section
+    loop = asyncio.get_running_loop()
+
+    def stop(name: str) -> None:
+        server.request_shutdown(name)
+
+    def note(name: str) -> None:
+        log.info("%s received and ignored (README, Signals)", name)
+
+    install_loop_signal_handlers(loop, stop, note)
+    await server.start()
+    for early in _early_signals:
+        (stop if signal_action(early) is SignalAction.STOP else note)(signal_name(early))
+    if metrics_listen:
+        try:
+            metrics.serve_http(metrics_listen)
+        except (OSError, ValueError) as exc:
+            log.critical("cannot serve metrics on %s: %s", metrics_listen, exc)
+            server.close_socket()
+            return 1
+    log.info(
+        "pylvmetad %s (pid %d) serving %s",
+        __version__,
+        os.getpid(),
+        socket_path or "a socket inherited from systemd",
+    )
+    if callable(on_ready):
+        on_ready()
+    await server.serve_until_stopped()
+    metrics.stop_http()
+    log.info("exiting")
+    return 0
 
 
 if __name__ == "__main__":
