@@ -8,7 +8,7 @@ lock the pid file and bind and listen first (``shell.sockets``, stale file remov
 when nobody answers on it) and import the rest afterwards; a connection made in
 between waits in the kernel's backlog.
 
-Each test runs the daemon's ``main`` with its ``bind_unix_socket`` wrapped: right
+Each test runs the daemon's ``main`` with ``shell.startup``'s ``bind_unix_socket`` wrapped: right
 after the socket listens, the wrapper reports which heavy modules are loaded and
 then holds the daemon until the test says go.  No timing is involved.
 """
@@ -43,8 +43,9 @@ HEAVY = (
 HOLD_AFTER_LISTEN = """
 import sys
 before = set(sys.modules)
+from pylvmetad.shell import startup
 from pylvmetad.{kind} import cli
-real = cli.bind_unix_socket
+real = startup.bind_unix_socket
 
 def bind_and_hold(path, *args):
     sock = real(path, *args)
@@ -53,7 +54,7 @@ def bind_and_hold(path, *args):
     sys.stdin.readline()  # held here until the test writes a line
     return sock
 
-cli.bind_unix_socket = bind_and_hold
+startup.bind_unix_socket = bind_and_hold
 sys.exit(cli.main(sys.argv[1:]))
 """
 
@@ -181,3 +182,21 @@ def test_a_second_daemon_leaves_the_first_ones_socket_and_pid_file_alone(tmp_pat
     finally:
         assert stop(first) == 0, log.read_text()
     assert os.listdir(tmp_path) == [f"{kind}.log"]
+
+
+def test_the_light_modules_name_what_the_heavy_ones_use() -> None:
+    import logging
+
+    from pylvmetad.lockd import cli, metadlink
+    from pylvmetad.shell.loglevels import LOG_LEVELS, WIRE
+
+    assert cli.DEFAULT_LVMETAD_SOCKET == metadlink.DEFAULT_LVMETAD_SOCKET
+    assert LOG_LEVELS == {
+        "fatal": logging.CRITICAL,
+        "error": logging.ERROR,
+        "warn": logging.WARNING,
+        "info": logging.INFO,
+        "wire": WIRE,
+        "debug": logging.DEBUG,
+    }
+    assert logging.DEBUG < WIRE < logging.INFO
