@@ -20,11 +20,19 @@ vgcreate --shared, lock-start, a new LV visible at once on the other hosts
 visible at once (GL LVB → global_invalid), concurrent lvcreates, lock-stop,
 vgremove refused while others are in the lockspace and then done.
 
-Root only; sanlock io_timeout 1 s; about 60 s.
+``test_vgrename_of_a_shared_vg_*``: lvm's ``vgrename`` of a sanlock VG (``rename_vg_before``,
+``rename_vg_final``, §3.16) on a two-host bed, once with pylvmlockd on both hosts and once
+with the real lvmlockd on both: refused while the other host is in the lockspace, done
+once it left, the VG then usable under its new name on both hosts (lock-start, lvcreate,
+LV exclusion) -- the same command results, and the same lockspace/resource names in the
+lease areas, in both beds.
+
+Root only; sanlock io_timeout 1 s; about 60 s, and 2 x 40 s for vgrename.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -32,11 +40,11 @@ from pathlib import Path
 
 import pytest
 
-from support.lvm202 import Lvm202
-from support.multihost import LOCK_LV_SIZE, Bed, Host, LockDaemon
+from support.lvm202 import Lvm202, Masker
+from support.multihost import LOCK_LV_SIZE, PE_START, Bed, Host, LockDaemon
 
 IO_TIMEOUT = 1
-VG = f"vglk{__import__('os').getpid() % 100000:05d}"
+VG = f"vglk{os.getpid() % 100000:05d}"
 PYLVMLOCKD = LockDaemon(
     (sys.executable, "-m", "pylvmetad.lockd.cli", "-f", "-g", "sanlock", "-o", "{io_timeout}", "-s", "{socket}",
      "-p", "{pidfile}", "--lvmetad-socket", "{lvmetad_socket}", "--lease-device", "pv"),
@@ -141,3 +149,112 @@ def test_pylvmlockd_hosts_and_a_real_lvmlockd_share_one_vg(bed: Bed) -> None:
     ok(h3, "vgchange", "--lock-stop", VG)
     assert until(lambda: h1.lvm("vgremove", "-y", VG).rc == 0, 60), h1.lockd_log_text()[-3000:]
     assert VG not in ok(h1, "vgs")
+
+
+# -- vgrename of a shared VG, under pylvmlockd and under the real lvmlockd ------------------
+
+MiB = 1 << 20
+
+
+def lease_names(pv: str) -> list[tuple[str, str]]:
+    """(lockspace name, resource name) of the sanlock leader records at the lvmlock LV's
+    delta-lease area and at 65, 66, 67, 68 MiB (GL, VG, first two LV areas)."""
+    names = []
+    with open(pv, "rb") as f:
+        for k in (0, 65, 66, 67, 68):
+            f.seek(PE_START + k * MiB)
+            head = f.read(512)
+            space, resource = head[56:104], head[104:152]
+            names.append((space.split(b"\0")[0].decode(), resource.split(b"\0")[0].decode()))
+    return names
+
+
+def sees_live(host: Host, ls_name: str, host_id: int) -> bool:
+    """``host``'s sanlock has read ``host_id``'s delta lease in ``ls_name`` (so lm_hosts counts it)."""
+    r = host.sanlock_client("host_status", "-s", ls_name)
+    return any(line.split()[:1] == [str(host_id)] and "timestamp 0" not in line for line in r.stdout.splitlines())
+
+
+Step = tuple[str, int, int, str]
+
+
+def rename_scenario(bed: Bed, old: str, new: str, *, emulate: bool) -> tuple[list[Step], list[tuple[str, str]]]:
+    """The vgrename sequence on hosts 1 and 2; returns every step's masked result and the lease names."""
+    h1, h2 = bed.host(1), bed.host(2)
+    pv1 = bed.pvs[0]
+    mask = Masker(replace={pv1: "<pv1>", bed.pvs[1]: "<pv2>", new: "<new>", old: "<old>"})
+    steps: list[Step] = []
+
+    def run(label: str, host: Host, *args: str, rc: int | None = 0) -> str:
+        t = host.lvm(*args)
+        text = " ".join(mask(t.out + "\n--stderr--\n" + t.result.stderr).split())
+        steps.append((label, host.n, t.rc, text))
+        if rc is not None:
+            assert t.rc == rc, (
+                f"{label}: host{host.n} lvm {' '.join(args)}: rc={t.rc}\n{t.out}\n{t.result.stderr}\n"
+                f"{host.lockd_log_text()[-3000:]}"
+            )
+        return t.out + t.result.stderr
+
+    if emulate:  # the real lvmlockd reaches the leases through /dev/mapper/<vg>-lvmlock only
+        bed.emulate_lvmlock(old, pv1)
+        bed.emulate_lvmlock(new, pv1)
+    run("vgcreate", h1, "vgcreate", "--shared", "-s", "4m", "--dataalignment", "1m", old, pv1)
+    run("lvcreate lv1", h1, "lvcreate", "-an", "-n", "lv1", "-L", "8m", old)
+    run("lock-start h2", h2, "vgchange", "--lock-start", old)
+    assert until(lambda: sees_live(h1, f"lvm_{old}", 2), 30), h1.sanlock_client("host_status").stdout
+    # refused -- with rc 0: vgrename of 2.02.188 ignores the failure of lockd_rename_vg_before
+    out = run("vgrename while h2 is in the lockspace", h1, "vgrename", old, new, rc=0)
+    assert f'Lockspace for "{old}" not stopped on other hosts' in out
+    run("vgs after the refused vgrename", h1, "vgs", "--noheadings", "-o", "vg_name", old)
+    run("lock-stop h2", h2, "vgchange", "--lock-stop", old)
+
+    def renamed() -> bool:
+        t = h1.lvm("vgrename", old, new)
+        return t.rc == 0 and "not stopped" not in t.result.stderr
+
+    # host1's sanlock notices host2's departure only at its next read of the delta leases
+    assert until(renamed, 60), h1.lockd_log_text()[-3000:]
+
+    def started() -> bool:  # vgrename sends start_vg for the new name and does not wait for the join
+        t = h1.lvm("vgs", new)
+        return t.rc == 0 and "in progress" not in t.result.stderr
+
+    assert until(started, 60), h1.lockd_log_text()[-3000:]
+    run("vgs old name", h1, "vgs", old, rc=5)
+    run("vgs new name", h1, "vgs", "--noheadings", "-o", "vg_name,lv_count,vg_lock_type", new)
+    run("lvcreate lv2 under the new name", h1, "lvcreate", "-an", "-n", "lv2", "-L", "4m", new)
+    run("lock-start h2 new name", h2, "vgchange", "--lock-start", new)
+    listing = run("lvs h2", h2, "lvs", "--noheadings", "-o", "lv_name", new)
+    assert "lv1" in listing and "lv2" in listing
+    run("activate lv1 on h2", h2, "lvchange", "-aey", f"{new}/lv1")
+    out = run("activate lv1 on h1", h1, "lvchange", "-aey", f"{new}/lv1", rc=5)
+    assert "LV locked by other host" in out
+    run("deactivate lv1 on h2", h2, "lvchange", "-an", f"{new}/lv1")
+    run("lock-stop h2 new name", h2, "vgchange", "--lock-stop", new)
+    run("lock-stop h1 new name", h1, "vgchange", "--lock-stop", new)
+    names = lease_names(pv1)
+    run("lock-start h1 again", h1, "vgchange", "--lock-start", new)
+    assert until(lambda: h1.lvm("vgremove", "-y", new).rc == 0, 60), h1.lockd_log_text()[-3000:]
+    return steps, names
+
+
+def rename_bed(lvm2_02: Lvm202, root: Path, lockd: dict[int, LockDaemon]) -> Bed:
+    return Bed(root, lvm2_02, hosts_count=2, io_timeout=IO_TIMEOUT, pv_count=2, pv_size=512 << 20, lockd=lockd)
+
+
+def test_vgrename_of_a_shared_vg_under_pylvmlockd_as_under_lvmlockd(lvm2_02: Lvm202, tmp_path: Path) -> None:
+    tag = f"{os.getpid() % 100000:05d}"
+    with rename_bed(lvm2_02, tmp_path / "py", {1: PYLVMLOCKD, 2: PYLVMLOCKD}) as bed:
+        py, py_names = rename_scenario(bed, f"vgro{tag}", f"vgrn{tag}", emulate=False)
+    with rename_bed(lvm2_02, tmp_path / "c", {}) as bed:
+        c, c_names = rename_scenario(bed, f"vgco{tag}", f"vgcn{tag}", emulate=True)
+    # the leases carry the new lockspace name in both beds, GL/VG/LV resources unchanged
+    assert py_names[0][0] == f"lvm_vgrn{tag}" and c_names[0][0] == f"lvm_vgcn{tag}"
+    py_mask, c_mask = Masker(replace={f"vgrn{tag}": "<new>"}), Masker(replace={f"vgcn{tag}": "<new>"})
+    strip = [(py_mask(space), py_mask(res)) for space, res in py_names]
+    assert strip == [(c_mask(space), c_mask(res)) for space, res in c_names]
+    assert [res for _, res in strip[1:]] == ["GLLK", "VGLK", "<uuid:1>", "<uuid:2>"]  # lv1, lv2
+    assert [s[:3] for s in py] == [s[:3] for s in c]
+    for a, b in zip(py, c, strict=True):
+        assert a == b, f"{a[0]}:\npylvmlockd: {a[3]}\nlvmlockd:   {b[3]}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,10 +38,17 @@ def read_at(device: str, offset: int, length: int = 512) -> bytes:
         return f.read(length)
 
 
-def test_leases_lvb_and_offsets_on_a_real_sanlock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sanlock]:
+    """One sanlock for the module: libsanlock reads SANLOCK_RUN_DIR once per process."""
     require(available(), "needs sanlock and libsanlock1 (apt-get install sanlock)")
-    with LoopDevices(tmp_path / "disks", 1, size=300 * MiB) as loops, Sanlock(tmp_path / "sanlock", "host1") as daemon:
-        monkeypatch.setenv("SANLOCK_RUN_DIR", str(daemon.run_dir))
+    with Sanlock(tmp_path_factory.mktemp("sanlock"), "host1") as d, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SANLOCK_RUN_DIR", str(d.run_dir))
+        yield d
+
+
+def test_leases_lvb_and_offsets_on_a_real_sanlock(tmp_path: Path, daemon: Sanlock) -> None:
+    with LoopDevices(tmp_path / "disks", 1, size=300 * MiB) as loops:
         device = loops.devices[0]
 
         async def locate(vg: str, lv: str) -> LeaseArea:
@@ -108,3 +116,43 @@ def test_leases_lvb_and_offsets_on_a_real_sanlock(tmp_path: Path, monkeypatch: p
         assert b"#unused" in read_at(device, BASE + 68 * MiB)
         assert b"#unused" in read_at(device, BASE + 255 * MiB)
         assert read_at(device, BASE + 256 * MiB, 4096) == bytes(4096)  # nothing past the LV's end
+
+
+def test_rename_vg_rewrites_every_lease_with_the_new_lockspace_name(tmp_path: Path, daemon: Sanlock) -> None:
+    """rename_vg_final (§6.4.8): lockspace, GLLK, VGLK, LV leases and #unused areas all renamed;
+    the old lockspace can no longer be started, the new one can, with the LV lease where it was."""
+    with LoopDevices(tmp_path / "disks", 1, size=300 * MiB) as loops:
+        device = loops.devices[0]
+
+        async def locate(vg: str, lv: str) -> LeaseArea:
+            return LeaseArea(device, BASE, 256 * MiB)
+
+        async def main() -> None:
+            m = SanlockManager(io_timeout=1, locator=locate)
+            assert await m.init_vg("lvm_old", "old", "lvmlock", True) == 0
+            ls = m.lockspace("lvm_old", "old", "lvmlock", 1)
+            assert await ls.prepare() == 0 and await ls.join() == 0
+            assert await ls.init_lv("LV-UUID-1", 0) == (0, "1.0.0:70254592")
+            assert await ls.leave(free=False) == 0
+            assert await m.rename_vg("lvm_new", "new", "lvmlock") == 0
+            renamed = m.lockspace("lvm_new", "new", "lvmlock", 1)
+            assert await renamed.prepare() == 0 and renamed.gl_enabled
+            assert await renamed.join() == 0
+            assert "lvm_new" in daemon.client_status()
+            lv = LmResource("LV-UUID-1", Rt.LV, "1.0.0:70254592")
+            assert (await renamed.acquire(lv, Mode.EX)).result == 0
+            assert (await renamed.acquire(LmResource("VGLK", Rt.VG), Mode.SH)).result == 0
+            assert await renamed.release(lv, None) == 0
+            assert await renamed.release(LmResource("VGLK", Rt.VG), None) == 0
+            assert await renamed.leave(free=False) == 0
+            stale = m.lockspace("lvm_old", "old", "lvmlock", 1)
+            assert await stale.prepare() == P.EARGS  # the GL lease now belongs to lvm_new
+            stale._close()
+
+        asyncio.run(main())
+        for offset in (0, 65 * MiB, 66 * MiB, 67 * MiB, 68 * MiB, 255 * MiB):
+            head = read_at(device, BASE + offset)
+            assert b"lvm_new" in head and b"lvm_old" not in head, offset
+        assert b"LV-UUID-1" in read_at(device, BASE + 67 * MiB)
+        assert b"GLLK" in read_at(device, BASE + 65 * MiB)
+        assert read_at(device, BASE + 256 * MiB, 4096) == bytes(4096)

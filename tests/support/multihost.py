@@ -39,6 +39,7 @@ Rules:
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -597,7 +598,7 @@ def preflight(lvm: Lvm202) -> None:
     require(lvm202._which("unshare"), "needs unshare (apt-get install util-linux)")
     require(lvm202._which("losetup"), "needs losetup (apt-get install util-linux)")
     require(os.access(lvm.lvmlockd, os.X_OK), f"needs lvmlockd in {lvm.sbin} (scripts/build-lvm202)")
-    require(Path("/dev/mapper").is_dir(), "needs a writable /dev/mapper (the lvmlock LV's link)")
+    require(Path("/dev").is_dir() and os.access("/dev", os.W_OK), "needs a writable /dev (the lvmlock LV's link)")
 
 
 # -- the bed -----------------------------------------------------------------------------
@@ -752,7 +753,12 @@ class Bed:
         lvmlockd looks for it.  Returns the loop device.
         """
         dev = self._losetup("-o", str(PE_START), "--sizelimit", str(LOCK_LV_SIZE), pv)
-        link = Path("/dev/mapper") / f"{vg}-lvmlock"
+        mapper = Path("/dev/mapper")
+        if not mapper.is_dir():
+            # a fresh machine without device-mapper has none; down() removes it again
+            mapper.mkdir(mode=0o755)
+            self._list("dirs").append(str(mapper))
+        link = mapper / f"{vg}-lvmlock"
         link.unlink(missing_ok=True)
         link.symlink_to(dev)
         self._list("links").append(str(link))
@@ -862,6 +868,14 @@ def down(root: Path, state: Mapping[str, object] | None = None) -> list[str]:
         _reap_orphan(pid, timeout=1.0)
     for link in _entries(state, "links"):
         Path(link).unlink(missing_ok=True)
+    for made in reversed(_entries(state, "dirs")):
+        try:
+            Path(made).rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError as e:  # another bed's links are still in it: that bed removes it
+            if e.errno != errno.ENOTEMPTY:
+                problems.append(f"rmdir {made}: {e}")
     for dev in reversed(_entries(state, "loops")):
         r = subprocess.run(["losetup", "-d", dev], capture_output=True, text=True, timeout=60)
         if r.returncode != 0 and "No such device" not in r.stderr:

@@ -12,26 +12,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
-import socket
 import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from ..shell.logs import parse_levels, setup_logging
-from ..shell.process import (
-    EXIT_LOCKED,
-    PidFile,
-    PidFileLocked,
-    StartupError,
-    daemonize,
-    install_loop_signal_handlers,
-    raise_nofile_limit,
-)
+from ..shell.logs import parse_levels
 from ..shell.server import Server
-from ..shell.sockets import bind_unix_socket, inherited_socket
+from ..shell.startup import Launch, run_daemon
 from . import protocol as P
 from .core import Lockd
 from .daemon import LockdHandler
@@ -149,51 +138,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     socket_path = args.socket or os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET
     pidfile_path = args.pidfile or os.environ.get(PIDFILE_ENV) or DEFAULT_PIDFILE
     metad_path = args.lvmetad_socket or os.environ.get(LVMETAD_SOCKET_ENV) or DEFAULT_LVMETAD_SOCKET
-    os.environ["LC_ALL"] = "C"
-    raise_nofile_limit()
-    inherited = inherited_socket(socket_path)
-    foreground = args.foreground or args.debug
-    ready = None if foreground else daemonize("pylvmlockd")
-    levels = parse_levels("all" if args.debug else "fatal,error,warn")
-    setup_logging(levels, foreground, False, name="pylvmlockd")
-    log = logging.getLogger("pylvmlockd")
-
-    def report(status: bytes) -> None:
-        if ready is not None:
-            with contextlib.suppress(OSError):
-                ready.write(status)
-                ready.close()
-
-    pidfile = PidFile(pidfile_path)
-    try:
-        pidfile.acquire()
-    except (StartupError, OSError) as exc:
-        log.critical("%s", exc)
-        report(b"1")
-        return EXIT_LOCKED if isinstance(exc, PidFileLocked) else 1
-    try:
-        try:
-            sock = inherited if inherited is not None else bind_unix_socket(socket_path)
-        except StartupError as exc:
-            log.critical("%s", exc)
-            report(b"1")
-            return 1
-        return asyncio.run(
-            _run(
-                args,
-                sock,
-                socket_path=None if inherited is not None else socket_path,
-                metad_path=metad_path,
-                on_ready=lambda: report(b"0"),
-            )
-        )
-    finally:
-        pidfile.release()
+    return run_daemon(
+        "pylvmlockd",
+        lambda launch: _run(args, launch, metad_path=metad_path),
+        socket_path=socket_path,
+        pidfile_path=pidfile_path,
+        foreground=args.foreground or args.debug,
+        log_levels=parse_levels("all" if args.debug else "fatal,error,warn"),
+    )
 
 
-async def _run(
-    args: argparse.Namespace, sock: socket.socket, *, socket_path: str | None, metad_path: str, on_ready: object
-) -> int:
+async def _run(args: argparse.Namespace, launch: Launch, *, metad_path: str) -> int:
     log = logging.getLogger("pylvmlockd")
     metad = LvmetadLink(metad_path)
     lm: LockManager
@@ -217,7 +172,7 @@ async def _run(
         server.request_shutdown("quit")
 
     handler = LockdHandler(lockd, quit=quit_now)
-    server = Server(handler, sock, socket_path=socket_path, shutdown_grace=0.5)
+    server = Server(handler, launch.sock, socket_path=launch.socket_path, shutdown_grace=0.5)
     loop = asyncio.get_running_loop()
     shutdowns: list[asyncio.Task[None]] = []
 
@@ -228,13 +183,11 @@ async def _run(
             return
         shutdowns.append(loop.create_task(_shutdown(lockd, server, name)))
 
-    install_loop_signal_handlers(loop, stop, lambda name: log.info("%s received and ignored", name))
-    await server.start()
-    lockd.note("lvmlockd started")
-    log.info("pylvmlockd %s (pid %d) serving %s", __version__, os.getpid(), socket_path)
-    if callable(on_ready):
-        on_ready()
-    await server.serve_until_stopped()
+    def started() -> bool:
+        lockd.note("lvmlockd started")
+        return True
+
+    await launch.serve(server, stop=stop, started=started)
     await lockd.close()
     await metad.close()
     return 0

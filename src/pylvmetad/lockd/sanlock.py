@@ -138,6 +138,7 @@ def library() -> ctypes.CDLL:
         lib.sanlock_version.argtypes = [ctypes.c_uint32, ptr(ctypes.c_uint32), ptr(ctypes.c_uint32)]
         lib.sanlock_align.argtypes = [ptr(Disk)]
         lib.sanlock_write_lockspace.argtypes = [ptr(Lockspace), ctypes.c_int, ctypes.c_uint32, ctypes.c_uint32]
+        lib.sanlock_read_lockspace.argtypes = [ptr(Lockspace), ctypes.c_uint32, ptr(ctypes.c_uint32)]
         lib.sanlock_write_resource.argtypes = [ptr(Resource1), ctypes.c_int, ctypes.c_int, ctypes.c_uint32]
         lib.sanlock_read_resource.argtypes = [ptr(Resource1), ctypes.c_uint32]
         lib.sanlock_register.argtypes = []
@@ -294,7 +295,52 @@ class SanlockManager:
         return 0
 
     async def rename_vg(self, ls_name: str, vg_name: str, lv_name: str) -> int:
-        return P.EPROTONOSUPPORT  # not yet: vgrename of a sanlock VG
+        """§6.4.8: every lease structure of the (renamed) lease LV gets the new lockspace name.
+
+        lvm renamed the VG on disk and made the lease LV reachable under the new
+        name; the old lockspace was left by ``rename_vg_before`` here and stopped
+        by hand on every other host.  The delta-lease area is rewritten (so every
+        host joins afresh), then the GL and VG leases and the LV areas from
+        67·align on, each read back and written with only the lockspace name
+        changed, until the first area that does not read (the end of the LV).
+        As lvmlockd, a failure on an LV area ends the walk but not the request.
+        """
+        area = await self.locator(vg_name, lv_name)
+        if not await self.running():
+            return P.EMANAGER
+        return await _blocking(self._rename_vg, area, ls_name)
+
+    def _rename_vg(self, area: LeaseArea, ls_name: str) -> int:
+        lib = library()
+        align = _align(area)
+        if align <= 0:
+            log.error("rename_vg %s: bad align size %d on %s", ls_name, align, area.path)
+            return -errno.EINVAL
+        ls = _lockspace("", 0, area)
+        io_timeout = ctypes.c_uint32(0)
+        rv = int(lib.sanlock_read_lockspace(ctypes.byref(ls), 0, ctypes.byref(io_timeout)))
+        if rv < 0:
+            log.error("rename_vg %s: reading the lockspace failed: %d", ls_name, rv)
+            return rv
+        ls.name = _b(ls_name)
+        rv = int(lib.sanlock_write_lockspace(ctypes.byref(ls), 0, 0, self.io_timeout))
+        if rv < 0:
+            log.error("rename_vg %s: writing the lockspace failed: %d", ls_name, rv)
+            return rv
+        for index in (GL_AREA, VG_AREA):
+            rv = _rename_resource(area, index * align, ls_name)
+            if rv < 0:
+                log.error("rename_vg %s: lease at %d·align: %d", ls_name, index, rv)
+                return rv
+        offset = LV_AREA * align
+        while area.size is None or offset + align <= area.size:
+            rv = _rename_resource(area, offset, ls_name)
+            if rv < 0:
+                if rv not in _END:
+                    log.error("rename_vg %s: LV lease at %d: %d", ls_name, offset, rv)
+                break
+            offset += align
+        return 0
 
     def lockspace(self, ls_name: str, vg_name: str, lv_name: str, host_id: int) -> SanlockLockspace:
         return SanlockLockspace(self, ls_name, vg_name, lv_name, host_id)
@@ -303,6 +349,17 @@ class SanlockManager:
 def _align(area: LeaseArea) -> int:
     disk = Disk(area.path.encode()[: PATH_LEN - 1], area.base)
     return int(library().sanlock_align(ctypes.byref(disk)))
+
+
+def _rename_resource(area: LeaseArea, offset: int, ls_name: str) -> int:
+    """Read the lease at ``offset`` and write it back with ``ls_name`` as its lockspace; <0 on error."""
+    lib = library()
+    rs = _resource("", "", area, offset)
+    rv = int(lib.sanlock_read_resource(ctypes.byref(rs), 0))
+    if rv < 0:
+        return rv
+    rs.lockspace_name = _b(ls_name)
+    return int(lib.sanlock_write_resource(ctypes.byref(rs), 0, 0, 0))
 
 
 def _lockspace(name: str, host_id: int, area: LeaseArea) -> Lockspace:

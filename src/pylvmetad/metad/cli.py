@@ -8,32 +8,15 @@ options are pylvmetad's own additions.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
 
-from .. import LVM_VERSION, __version__
-from ..shell.logs import DEFAULT_LOG_LEVELS, parse_levels, setup_logging
-from ..shell.process import (
-    EXIT_LOCKED,
-    PidFile,
-    PidFileLocked,
-    SignalAction,
-    StartupError,
-    daemonize,
-    install_early_signal_handlers,
-    install_loop_signal_handlers,
-    pin_malloc_mmap_threshold,
-    raise_nofile_limit,
-    signal_action,
-    signal_name,
-    use_fast_event_loop,
-)
+from .. import LVM_VERSION
+from ..shell.logs import DEFAULT_LOG_LEVELS, parse_levels
 from ..shell.server import DEFAULT_MAX_BUFFERED, Server
-from ..shell.sockets import bind_unix_socket, inherited_socket
+from ..shell.startup import Launch, run_daemon
 from .handlers import RequestHandler
 from .protocol import DEFAULT_SOCKET, SOCKET_ENV
 
@@ -168,84 +151,53 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lvmetad version: {LVM_VERSION}")
         return 0
 
-    # a signal that arrives before the event loop runs is remembered, not fatal
-    install_early_signal_handlers(_early_signals.append)
     socket_path = args.socket or os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET
     pidfile_path = args.pidfile or os.environ.get("LVM_LVMETAD_PIDFILE") or DEFAULT_PIDFILE
-    os.environ["LC_ALL"] = "C"
-    raise_nofile_limit()
-    inherited = inherited_socket(socket_path)
-    ready = None if args.foreground else daemonize("pylvmetad")
-    setup_logging(parse_levels(args.levels), args.foreground, args.log_json)
-    log = logging.getLogger("pylvmetad")
 
-    def report(status: bytes) -> None:
-        if ready is not None:
-            with contextlib.suppress(OSError):
-                ready.write(status)
-                ready.close()
-
-    pidfile = PidFile(pidfile_path)
-    try:
-        pidfile.acquire()
-    except (StartupError, OSError) as exc:
-        log.critical("%s", exc)
-        if args.foreground:
-            print(f"pylvmetad: {exc}", file=sys.stderr)
-        report(b"1")
-        return EXIT_LOCKED if isinstance(exc, PidFileLocked) else 1
-    try:
-        try:
-            sock = inherited if inherited is not None else bind_unix_socket(socket_path)
-        except StartupError as exc:
-            log.critical("%s", exc)
-            if args.foreground:
-                print(f"pylvmetad: {exc}", file=sys.stderr)
-            report(b"1")
-            return 1
-        pin_malloc_mmap_threshold()
-        use_fast_event_loop()
-        return asyncio.run(
-            _run(
-                sock,
-                socket_path=None if inherited is not None else socket_path,
-                max_message=args.max_message,
-                idle_timeout=timeout,
-                shutdown_grace=args.shutdown_grace,
-                max_buffered=args.max_buffered,
-                allow_uids=allow,
-                metrics_listen=args.metrics_listen,
-                on_ready=lambda: report(b"0"),
-            )
+    async def serve(launch: Launch) -> int:
+        return await _run(
+            launch,
+            max_message=args.max_message,
+            idle_timeout=timeout,
+            shutdown_grace=args.shutdown_grace,
+            max_buffered=args.max_buffered,
+            allow_uids=allow,
+            metrics_listen=args.metrics_listen,
         )
-    finally:
-        pidfile.release()
+
+    return run_daemon(
+        "pylvmetad",
+        serve,
+        socket_path=socket_path,
+        pidfile_path=pidfile_path,
+        foreground=args.foreground,
+        log_levels=parse_levels(args.levels),
+        log_json=args.log_json,
+        echo_errors=True,
+        early_signals=_early_signals,
+        tune_runtime=True,
+    )
 
 
 async def _run(
-    sock: object,
+    launch: Launch,
     *,
-    socket_path: str | None,
     max_message: int,
     idle_timeout: int,
     shutdown_grace: float,
     max_buffered: int,
     allow_uids: frozenset[int] | None,
     metrics_listen: str | None,
-    on_ready: object,
 ) -> int:
-    import socket as socket_mod
-
     from .metrics import Metrics
 
-    assert isinstance(sock, socket_mod.socket)
     log = logging.getLogger("pylvmetad")
     handler = RequestHandler()
     metrics = Metrics(handler.state)
     server = Server(
         handler,
-        sock,
-        socket_path=socket_path,
+        launch.sock,
+        socket_path=launch.socket_path,
         max_message=max_message,
         idle_timeout=idle_timeout,
         shutdown_grace=shutdown_grace,
@@ -255,34 +207,19 @@ async def _run(
     )
     metrics.attach_server(server)
     handler.stats_provider = metrics.stats_section
-    loop = asyncio.get_running_loop()
 
-    def stop(name: str) -> None:
-        server.request_shutdown(name)
+    def serve_metrics() -> bool:
+        if metrics_listen:
+            try:
+                metrics.serve_http(metrics_listen)
+            except (OSError, ValueError) as exc:
+                log.critical("cannot serve metrics on %s: %s", metrics_listen, exc)
+                return False
+        return True
 
-    def note(name: str) -> None:
-        log.info("%s received and ignored (README, Signals)", name)
-
-    install_loop_signal_handlers(loop, stop, note)
-    await server.start()
-    for early in _early_signals:
-        (stop if signal_action(early) is SignalAction.STOP else note)(signal_name(early))
-    if metrics_listen:
-        try:
-            metrics.serve_http(metrics_listen)
-        except (OSError, ValueError) as exc:
-            log.critical("cannot serve metrics on %s: %s", metrics_listen, exc)
-            server.close_socket()
-            return 1
-    log.info(
-        "pylvmetad %s (pid %d) serving %s",
-        __version__,
-        os.getpid(),
-        socket_path or "a socket inherited from systemd",
-    )
-    if callable(on_ready):
-        on_ready()
-    await server.serve_until_stopped()
+    status = await launch.serve(server, started=serve_metrics)
+    if status:
+        return status
     metrics.stop_http()
     log.info("exiting")
     return 0
