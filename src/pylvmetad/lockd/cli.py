@@ -5,7 +5,9 @@ It takes lvmlockd's command line unchanged (``-f -D -s -p -g -o -A -S -T
 documents but its parser refuses), so ``LOCKD='pylvmlockd -f -g sanlock -o
 {io_timeout} -s {socket} -p {pidfile}'`` replaces the C daemon in a test
 bed or a unit file.  The long options after ``--lvmetad-socket`` are
-pylvmlockd's own.
+pylvmlockd's own, and so is ``--adopt-file``: the file this daemon keeps
+equal to the core's adopt table (:class:`AdoptFileWriter`), read back by
+a successor started with ``-A 1`` (:mod:`.adopt`).
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .. import __version__
 from ..shell.logs import parse_levels
 from ..shell.server import Server
 from ..shell.startup import Launch, run_daemon
 from . import protocol as P
+from .adopt import DEFAULT_ADOPT_FILE, parse, render
 from .core import Lockd
 from .daemon import LockdHandler
 from .leasemap import pv_locator
@@ -65,7 +68,9 @@ pylvmlockd [options]
   --sanlock-timeout | -o <seconds>
         Set the sanlock lockspace I/O timeout (0: sanlock's default).
   --adopt | -A 0|1
-        Adopt locks from a previous instance (not supported: 1 is refused).
+        Adopt the locks of a previous instance (listed in the adopt file). [0]
+  --adopt-file <path>
+        Where the held lockspaces and LV locks are recorded for -A 1. [%(adopt)s]
   --lvmetad-socket <path>
         The local lvmetad to invalidate. [$LVM_LVMETAD_SOCKET or %(metad)s]
   --lease-device dm|pv
@@ -78,7 +83,12 @@ pylvmlockd [options]
 
 
 def usage_text() -> str:
-    return USAGE % {"pidfile": DEFAULT_PIDFILE, "socket": DEFAULT_SOCKET, "metad": DEFAULT_LVMETAD_SOCKET}
+    return USAGE % {
+        "pidfile": DEFAULT_PIDFILE,
+        "socket": DEFAULT_SOCKET,
+        "metad": DEFAULT_LVMETAD_SOCKET,
+        "adopt": DEFAULT_ADOPT_FILE,
+    }
 
 
 class UsageError(Exception):
@@ -105,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-F", "--host-id-file", dest="host_id_file", default="")
     p.add_argument("-o", "--sanlock-timeout", dest="io_timeout", type=int, default=0)
     p.add_argument("-A", "--adopt", dest="adopt", type=int, default=0)
+    p.add_argument("--adopt-file", default=DEFAULT_ADOPT_FILE)
     p.add_argument("--lvmetad-socket", default=None)
     p.add_argument("--lease-device", choices=("dm", "pv"), default="dm")
     p.add_argument("--killpath", default="")
@@ -130,9 +141,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.gl_type == "dlm":
         print("pylvmlockd: the dlm lock manager is not supported (sanlock only)", file=sys.stderr)
-        return 1
-    if args.adopt:
-        print("pylvmlockd: --adopt 1 is not supported", file=sys.stderr)
         return 1
 
     socket_path = args.socket or os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET
@@ -165,6 +173,18 @@ async def _run(args: argparse.Namespace, launch: Launch, *, metad_path: str) -> 
         host_id_file=args.host_id_file,
     )
     await lockd.probe()
+    if args.adopt:
+        try:
+            with open(args.adopt_file, encoding="utf-8", errors="replace") as f:
+                table = parse(f.read())
+        except OSError as exc:
+            log.warning("adopt: cannot read %s: %s", args.adopt_file, exc)
+        else:
+            adopted = await lockd.adopt(table)
+            log.warning("adopt: %d lockspaces, %d LV locks adopted", len(lockd.lockspaces), max(adopted, 0))
+    writer = AdoptFileWriter(args.adopt_file, lambda: render(lockd.adopt_table(), os.getpid()))
+    lockd.on_change = writer.update
+    writer.update()
     server: Server | None = None
 
     def quit_now() -> None:
@@ -191,6 +211,33 @@ async def _run(args: argparse.Namespace, launch: Launch, *, metad_path: str) -> 
     await lockd.close()
     await metad.close()
     return 0
+
+
+class AdoptFileWriter:
+    """Keeps the adopt file equal to the core's table: rewritten (by rename) when it changes."""
+
+    def __init__(self, path: str, text: Callable[[], str]) -> None:
+        self.path = path
+        self.text = text
+        self.last: str | None = None
+        self.failed = False
+
+    def update(self) -> None:
+        text = self.text()
+        if text == self.last:
+            return
+        tmp = f"{self.path}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            if not self.failed:
+                logging.getLogger("pylvmlockd").warning("cannot write the adopt file %s: %s", self.path, exc)
+            self.failed = True
+            return
+        self.failed = False
+        self.last = text
 
 
 async def _shutdown(lockd: Lockd, server: Server, reason: str) -> None:
