@@ -2,8 +2,8 @@
 
 ``python -m bench.lockd [--seconds S] [--rounds N]`` (root): one loop device
 holding a VG's lease area (linked as ``/dev/mapper/<vg>-lvmlock``, the lease
-path both daemons use here), one private sanlock daemon (io_timeout 1), and
-in turn each lock daemon: ``init_vg``, ``start_vg``, ``start_wait`` over the
+path both daemons use here), one private sanlock daemon (io_timeout 1,
+started by the tests' ``support.sanlockd``), and in turn each lock daemon: ``init_vg``, ``start_vg``, ``start_wait`` over the
 wire, then each workload for S seconds on one connection, as an lvm command
 would send it:
 
@@ -36,6 +36,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from support.daemon import wait_for_socket
+from support.sanlockd import Sanlock
 
 LVM202 = Path(os.environ.get("LVM202", "/opt/lvm2-2.02"))
 MiB = 1 << 20
@@ -76,19 +81,6 @@ def req(name: str, **fields: str | int) -> str:
     )
 
 
-def wait_socket(path: Path, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"daemon exited ({proc.returncode}) before listening on {path}")
-        try:
-            Conn(path).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on {path}")
-
-
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -108,39 +100,12 @@ def testbed(root: Path, vg: str) -> Iterator[dict[str, str]]:
         ["losetup", "-f", "--show", str(image)], capture_output=True, text=True, check=True
     ).stdout.strip()
     link = Path(f"/dev/mapper/{vg}-lvmlock")
-    sanlock: subprocess.Popen[bytes] | None = None
     try:
         Path("/dev/mapper").mkdir(exist_ok=True)
         link.symlink_to(loop)
-        run = root / "sanlock"
-        run.mkdir()
-        env = dict(os.environ, SANLOCK_RUN_DIR=str(run), SANLOCK_PRIVILEGED="0")
-        argv = [
-            "sanlock",
-            "daemon",
-            "-D",
-            "-w",
-            "0",
-            "-l",
-            "0",
-            "-U",
-            "root",
-            "-G",
-            "root",
-            "-L",
-            "-1",
-            "-S",
-            "-1",
-            "-e",
-            "bench1",
-        ]
-        with open(root / "sanlock.log", "wb") as log:
-            sanlock = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-        wait_socket(run / "sanlock.sock", sanlock)
-        yield env
+        with Sanlock(root / "sanlock", "bench1") as sanlock:
+            yield sanlock.env
     finally:
-        if sanlock is not None:
-            stop(sanlock)
         link.unlink(missing_ok=True)
         subprocess.run(["losetup", "-d", loop], check=False)
 
@@ -168,6 +133,8 @@ def daemon_argv(kind: str, root: Path, sock: Path, pid: Path) -> list[str]:
         str(pid),
         "--lvmetad-socket",
         str(root / "no-lvmetad.sock"),
+        "--adopt-file",
+        str(root / "lvmlockd.adopt"),
     ]
 
 
@@ -190,7 +157,7 @@ def run_daemon(kind: str, root: Path, env: dict[str, str], vg: str, seconds: flo
     with open(root / f"{kind}.log", "ab") as log:
         proc = subprocess.Popen(daemon_argv(kind, root, sock, pid), stdout=log, stderr=subprocess.STDOUT, env=denv)
     try:
-        wait_socket(sock, proc)
+        wait_for_socket(sock, proc, timeout=30)
         c = Conn(sock)
         c.call('request = "hello"\n')
         assert (

@@ -1093,3 +1093,15 @@ def test_cached_vg_texts_do_not_outlive_their_vgs(s: Session) -> None:
         assert s.fields(request("vg_lookup", uuid=vgid(1000 + n)))["response"] == "OK"
         s.fields(request("vg_remove", uuid=vgid(1000 + n)))
     assert len(s.handler.texts.vg_texts) <= 2 * len(s.state.vgid_to_metadata) + 17
+
+
+def test_vg_lookup_shows_a_pv_record_changed_since_the_last_lookup(s: Session) -> None:
+    """The kept text of a PV's merged record follows the record (a rescan with new flags)."""
+    created(s)
+    assert pv_section(s.vg_lookup(VG), 0).get_int64("ext_flags") == 1
+    assert s.fields(pv_found(PV1, D1, ext_flags=7))["changed"] == 1
+    assert pv_section(s.vg_lookup(VG), 0).get_int64("ext_flags") == 7
+    s.fields(vg_update("vg0", vg_metadata(VG, 2, [PV1, PV2])))  # a new VG tree, the same records
+    assert pv_section(s.vg_lookup(VG), 0).get_int64("ext_flags") == 7
+    assert s.fields(pv_found(PV1, D1, ext_flags=3))["changed"] == 1
+    assert pv_section(s.vg_lookup(VG), 0).get_int64("ext_flags") == 3

@@ -4,7 +4,8 @@ As in ../shared/multihost/NOTES.md (obstacle 9): ``SANLOCK_PRIVILEGED=0``,
 ``-w 0`` (no wdmd), ``-l 0`` (no mlockall), ``-U root -G root``, ``-L -1 -S -1``
 (no shared log file, no syslog), ``-D`` (foreground, log to stderr), ``-e NAME``
 (the host name stamped into delta leases).  Clients reach it through
-``SANLOCK_RUN_DIR``.  Stopped with SIGTERM (then SIGKILL) by its pid.
+``SANLOCK_RUN_DIR``.  Stopped with SIGTERM (then SIGKILL) by its pid.  The
+tests' and the lock benchmark's (``bench/lockd.py``) one sanlock launcher.
 """
 
 from __future__ import annotations
@@ -65,7 +66,11 @@ class Sanlock:
         ]
         with open(self.run_dir / "sanlock.log", "ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env)
-        wait_for_socket(self.run_dir / "sanlock.sock", self.proc)
+        try:
+            wait_for_socket(self.run_dir / "sanlock.sock", self.proc)
+        except BaseException:
+            self.stop()  # one that never listened is not left running (``with`` would not stop it)
+            raise
         return self
 
     def stop(self) -> None:

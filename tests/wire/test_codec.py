@@ -174,6 +174,29 @@ def test_compare_ignores_keys_and_longer_lists_equal_their_prefix() -> None:
     assert compare_trees(parse("a { x=1 }"), parse("a { x=2 }")) != 0
 
 
+compared_values = st.one_of(
+    st.integers(-3, 3),
+    st.text("ab", max_size=2),
+    st.floats(-2, 2, allow_nan=False),
+    st.lists(st.one_of(st.integers(-3, 3), st.text("ab", max_size=2)), max_size=3),
+)
+
+
+@given(st.lists(compared_values, max_size=4), st.lists(compared_values, max_size=4))
+def test_compare_of_values_is_the_first_difference_by_compare_values(xs: list[Value], ys: list[Value]) -> None:
+    """compare_trees' inlined int/str case decides as _compare_values does, for every value pair."""
+    from pylvmetad.wire.codec import _compare_values
+
+    expected = next((r for r in (_compare_values(x, y) for x, y in zip(xs, ys, strict=False)) if r), None)
+    if expected is None:
+        expected = (len(xs) > len(ys)) - (len(xs) < len(ys))
+    a = Section([(f"a{i}", v) for i, v in enumerate(xs)])
+    b = Section([(f"b{i}", v) for i, v in enumerate(ys)])
+    assert compare_trees(a, b) == expected
+    if xs and ys:  # an empty section's children are not compared
+        assert compare_trees(Section([("s", a)]), Section([("s", b)])) == expected
+
+
 # ---------------------------------------------------------------------------
 # lazy sections
 # ---------------------------------------------------------------------------

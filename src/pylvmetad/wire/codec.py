@@ -1071,9 +1071,24 @@ def format_value(value: Value) -> str:
 _KEY_NEEDS_QUOTES = re.compile(r'[#"!\s=,{}\[\]\']')
 
 
+#: key -> its written form; keys repeat (a few dozen names in LVM's trees), a
+#: regex search per key written was a third of a vg_lookup's writing time
+_KEY_TEXTS: dict[str, str] = {}
+#: more distinct keys than this (PV uuids in pv_list, client-chosen names) and the memo starts over
+KEY_TEXTS_MAX = 1024
+KEY_TEXT_MAX_CHARS = 64
+
+
 def format_key(key: str) -> str:
     """A key as LVM's writer prints it: bare, or quoted when it would not read back."""
-    return quote(key) if _KEY_NEEDS_QUOTES.search(key) else key
+    text = _KEY_TEXTS.get(key)
+    if text is None:
+        text = quote(key) if _KEY_NEEDS_QUOTES.search(key) else key
+        if len(key) <= KEY_TEXT_MAX_CHARS:
+            if len(_KEY_TEXTS) >= KEY_TEXTS_MAX:
+                _KEY_TEXTS.clear()
+            _KEY_TEXTS[key] = text
+    return text
 
 
 def _write(section: Section, depth: int, out: list[str]) -> None:
@@ -1163,6 +1178,13 @@ def compare_trees(a: Section | list[tuple[str, Node]], b: Section | list[tuple[s
     i = 0
     while i < la and i < lb:
         va, vb = a[i][1], b[i][1]
+        tv = type(va)
+        if (tv is int or tv is str) and type(vb) is tv:
+            # the common case, as _compare_values decides it for two scalars of one type
+            if va == vb:
+                i += 1
+                continue
+            return -1 if va < vb else 1  # type: ignore[operator]
         r = 0
         a_sec, b_sec = isinstance(va, Section), isinstance(vb, Section)
         if not a_sec and not b_sec:

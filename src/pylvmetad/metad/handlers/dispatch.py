@@ -46,6 +46,9 @@ GLOBAL_INVALID_MARK = "global_invalid {\n}\n"
 VG_INVALID_MARK = "vg_invalid {\n}\n"
 _INVALID_BIT = int(GlobalFlag.INVALID)
 _SERVE, _CANCEL = Action.SERVE, Action.CANCEL  # read per request: no Enum class look-up
+#: pv_found replies kept by their fields (each a few hundred bytes)
+KEPT_PV_FOUND_REPLIES = 64
+KEPT_PV_FOUND_CHARS = 512
 
 
 @dataclass
@@ -129,6 +132,8 @@ class RequestHandler:
         self.stats_provider: Callable[[], Section] | None = None
         #: the kept texts of pv_list, vg_list and vg_lookup
         self.texts = ReplyTexts(self.state)
+        #: pv_found's replies by their field values (a reply is immutable, so one object serves all)
+        self._pv_found_replies: dict[tuple[str, int, str, str, int, int], Reply] = {}
 
     # -- entry points ---------------------------------------------------
     def handle_message(self, text: str, peer: Peer) -> Reply:
@@ -232,15 +237,25 @@ class RequestHandler:
         result = self.state.pv_found(pvmeta, pvid, device, vgname, vgid, metadata)
         if result.failed is not None:
             return failed("pv_found", result.failed)
-        return ok(
-            "pv_found",
-            ("status", result.status),
-            ("changed", result.changed),
-            ("vgid", result.vgid),
-            ("vgname", result.vgname),
-            ("seqno_before", result.seqno_before),
-            ("seqno_after", result.seqno_after),
-        )
+        fields = (result.status, result.changed, result.vgid, result.vgname, result.seqno_before, result.seqno_after)
+        replies = self._pv_found_replies
+        reply = replies.get(fields)
+        if reply is None:
+            # a rescan answers thousands of pv_founds with a handful of distinct replies
+            reply = ok(
+                "pv_found",
+                ("status", result.status),
+                ("changed", result.changed),
+                ("vgid", result.vgid),
+                ("vgname", result.vgname),
+                ("seqno_before", result.seqno_before),
+                ("seqno_after", result.seqno_after),
+            )
+            if len(reply.body) <= KEPT_PV_FOUND_CHARS:  # a client-chosen VG name may be long
+                if len(replies) >= KEPT_PV_FOUND_REPLIES:
+                    replies.clear()
+                replies[fields] = reply
+        return reply
 
     def pv_gone(self, req: Request) -> Reply:
         reason = self.state.pv_gone(req.tree.get_str("uuid"), req.tree.get_int("device", 0))

@@ -20,7 +20,10 @@ text is kept: per PV, where the body of its ``pv_list`` entry sits in the
 last pv_list reply (a rebuild copies unchanged records instead of
 formatting them again; a copy per record would cost 2 MB per 5000 PVs);
 per VG, the text of its metadata around the ``physical_volumes`` section
-(the only part vg_lookup edits).  Whole replies are also kept, keyed by
+(the only part vg_lookup edits); per PV, the text of the record vg_lookup
+merges in front of its PV section (a vg_update replaces the VG's tree but
+not its PVs' records, so the lookup after an lvcreate writes only the PV
+sections' own few fields).  Whole replies are also kept, keyed by
 generation and marks; a hit returns the very same :class:`Reply` object, so
 a large reply (pv_list of 5000 PVs is ~1.7 MB) is not copied per request
 beyond the server's encoding.
@@ -56,24 +59,32 @@ def pvmeta_for_vg(pvmeta: Section) -> list[tuple[str, Node]]:
     return kids
 
 
-def edit_pv_section(pv: Section, pvmeta: Section | None) -> Section:
-    """A PV section as vg_lookup returns it: pvmeta merged in, or ``MISSING`` flagged."""
-    items = list(pv.items)
+def present_pv_items(pv: Section) -> list[tuple[str, Node]]:
+    """A present PV's own children as vg_lookup returns them: any ``MISSING`` status word dropped."""
+    items = pv.items
     status_at = next((i for i, (k, _) in enumerate(items) if k == "status"), None)
-    if pvmeta is None:
-        if status_at is None:
-            items.insert(0, ("status", MarkedList(["MISSING"])))
-        else:
-            status = atoms(items[status_at][1])
-            if status and "MISSING" not in status:
-                items[status_at] = ("status", MarkedList(["MISSING", *status]))
-        return Section(items)
     if status_at is not None:
         status = atoms(items[status_at][1])
         if status and "MISSING" in status:
             status.remove("MISSING")
+            items = list(items)
             items[status_at] = ("status", status if len(status) != 1 else status[0])
-    return Section(pvmeta_for_vg(pvmeta) + items)
+    return items
+
+
+def edit_pv_section(pv: Section, pvmeta: Section | None) -> Section:
+    """A PV section as vg_lookup returns it: pvmeta merged in, or ``MISSING`` flagged."""
+    if pvmeta is not None:
+        return Section(pvmeta_for_vg(pvmeta) + present_pv_items(pv))
+    items = list(pv.items)
+    status_at = next((i for i, (k, _) in enumerate(items) if k == "status"), None)
+    if status_at is None:
+        items.insert(0, ("status", MarkedList(["MISSING"])))
+    else:
+        status = atoms(items[status_at][1])
+        if status and "MISSING" not in status:
+            items[status_at] = ("status", MarkedList(["MISSING", *status]))
+    return Section(items)
 
 
 def pv_vg_lines(state: CacheState, pvid: str, indent: str) -> str:
@@ -99,6 +110,8 @@ class ReplyTexts:
         self.vg_texts: dict[str, tuple[Section, str, str, Section | None]] = {}
         #: whole replies: (request, key) -> (generation, marks, reply)
         self.replies: dict[tuple[str, str], tuple[int, str, Reply]] = {}
+        #: per PV uuid: (its pvmeta, the text of what vg_lookup merges in front of its PV section)
+        self.pvmeta_texts: dict[str, tuple[Section, str]] = {}
 
     def kept_reply(self, request: str, key: str, tail: str, build: Callable[[], str]) -> Reply:
         """The OK reply ``build() + tail``, reused while the cache and ``tail`` are unchanged.
@@ -190,6 +203,23 @@ class ReplyTexts:
             self.vg_texts = {k: v for k, v in self.vg_texts.items() if cached_vgs.get(k) is v[0]}
         return texts[0], texts[1], pvs
 
+    def _pvmeta_text(self, pvid: str, pvmeta: Section) -> str:
+        """The text of :func:`pvmeta_for_vg` at a PV section's depth, kept while the record is unchanged.
+
+        A vg_update replaces the VG's tree, not its PVs' records: without this
+        the lookup after every lvcreate wrote each PV's record again.
+        """
+        kept = self.pvmeta_texts.get(pvid)
+        if kept is not None and kept[0] is pvmeta:
+            return kept[1]
+        text = format_tree(Section(pvmeta_for_vg(pvmeta)), 3)
+        pvmetas = self.state.pvid_to_pvmeta
+        if len(self.pvmeta_texts) > 2 * len(pvmetas) + 16:
+            # drop the texts of PVs that are gone or changed, so churn cannot grow this
+            self.pvmeta_texts = {k: v for k, v in self.pvmeta_texts.items() if pvmetas.get(k) is v[0]}
+        self.pvmeta_texts[pvid] = (pvmeta, text)
+        return text
+
     def _vg_metadata_text(self, vgid: str, metadata: Section) -> str:
         state = self.state
         before, after, pvs = self._vg_around_pvs(vgid, metadata)
@@ -211,7 +241,15 @@ class ReplyTexts:
                 pv_id = pv.get_str("id") if isinstance(pv, Section) else None
                 if pv_id is not None:
                     assert isinstance(pv, Section)
-                    pv = edit_pv_section(pv, state.pvid_to_pvmeta.get(pv_id))
+                    pvmeta = state.pvid_to_pvmeta.get(pv_id)
+                    if pvmeta is not None:
+                        # the merged section's text is the pvmeta's part then the PV's own
+                        parts.append(f"\t\t{format_key(key)} {{\n")
+                        parts.append(self._pvmeta_text(pv_id, pvmeta))
+                        parts.append(format_tree(Section(present_pv_items(pv)), 3))
+                        parts.append("\t\t}\n")
+                        continue
+                    pv = edit_pv_section(pv, None)
                 parts.append(format_tree(Section([(key, pv)]), 2))
             parts.append("\t}\n")
         parts.append(after)
