@@ -24,6 +24,7 @@ def test_lvm_conf_accepts_only_the_given_devices(tmp_path: Path) -> None:
     text = path.read_text()
     assert 'filter = [ "a|^/dev/loop7$|", "r|.*|" ]' in text
     assert "use_lvmetad = 1" in text and "activation = 0" in text
+    assert "use_aio = 0" in text  # pvcreate's O_EXCL reopen must not race an AIO completion
     assert f'locking_dir = "{tmp_path / "lock"}"' in text
     assert (tmp_path / "lock").is_dir()
 

@@ -237,7 +237,10 @@ def run_differential(scenario: Scenario, lvm2_02: Lvm202, loops: LoopDevices, ro
             states[kind] = bed.final_state()
         except BaseException as e:
             log = bed.daemon.log()[-3000:]
-            raise AssertionError(f"scenario failed against {kind}:\n{''.join(bed.transcript)}\n{log}") from e
+            held = "\n".join(loops.holders()) or "(no process, mount or holder has a loop device open)"
+            raise AssertionError(
+                f"scenario failed against {kind}:\n{''.join(bed.transcript)}\n{log}\nloop devices now: {held}"
+            ) from e
         finally:
             status = bed.daemon.stop()
         assert status == 0, f"{kind} exited with {status}:\n{bed.daemon.log()[-3000:]}"

@@ -10,10 +10,13 @@ What it holds, bottom up:
 * :class:`LoopDevices` — a context manager: sparse image files under a directory,
   attached as loop devices, detached and deleted on exit (also when the body raises).
   Devices can be wiped, cloned (``dd`` of the label and metadata area), hidden (size 0,
-  as a disk that went away, keeping its name) and restored.
+  as a disk that went away, keeping its name) and restored.  After attaching and after
+  a wipe they are *settled*: each can be opened ``O_EXCL`` (as LVM 2.02 opens a device
+  it writes a label to), else the test fails naming who holds it (:func:`holders`).
 * :func:`write_lvm_conf` — an ``lvm.conf`` that sees only the given devices, never
   activates (no device-mapper needed), keeps no backups/archives, has its own
-  ``locking_dir``, and uses lvmetad.
+  ``locking_dir``, uses lvmetad, and does its disk I/O synchronously (``use_aio = 0``:
+  see there why).
 * :class:`Lvm` — runs ``lvm``/``lvmetactl`` of the prefix with the right environment
   (``LD_LIBRARY_PATH``, ``LVM_SYSTEM_DIR``, ``LVM_LVMETAD_SOCKET``/``PIDFILE``) and
   returns :class:`Result` (rc, stdout, stderr); it never raises on a non-zero rc.
@@ -30,14 +33,17 @@ directories it is given, except the loop devices it attaches.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import re
 import shlex
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -164,6 +170,130 @@ def rdev(device: str) -> int:
     return os.stat(device).st_rdev
 
 
+#: how long :meth:`LoopDevices.settle` waits for a device to become claimable
+SETTLE_TIMEOUT = 10.0
+#: how often it tries again meanwhile
+SETTLE_INTERVAL = 0.02
+
+
+class DeviceBusy(RuntimeError):
+    """A device stayed claimed (``O_EXCL`` open fails with EBUSY) past the settle deadline."""
+
+
+def claimable(device: str) -> bool:
+    """Whether ``device`` can be opened ``O_EXCL`` right now (nobody holds an exclusive claim).
+
+    Block devices refuse an ``O_EXCL`` open with EBUSY while anyone else has one open
+    ``O_EXCL``, mounts it, or stacks on it (device-mapper, md, swap).  Plain opens do
+    not count.  The probe's own claim is gone when ``close`` returns (it does no I/O).
+    """
+    try:
+        fd = os.open(device, os.O_RDONLY | os.O_EXCL | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.EBUSY:
+            return False
+        raise
+    os.close(fd)
+    return True
+
+
+def holders(device: str) -> list[str]:
+    """Who may hold ``device``: its sysfs holders, mounts and swaps of it, processes with it open.
+
+    One line each.  An empty list after a failed ``O_EXCL`` open means the claim is held
+    inside the kernel (a just-closed file not yet released), not by anyone to name.
+    Reading ``/proc/PID/fd`` takes a passing reference on each file: this is for
+    diagnostics, never for the normal path.
+    """
+    found: list[str] = []
+    st = os.stat(device)
+    number = st.st_rdev
+    name = Path(os.path.realpath(device)).name
+    sys_dir = Path("/sys/class/block") / name
+    try:
+        stacked = sorted(os.listdir(sys_dir / "holders"))
+    except OSError:
+        stacked = []
+    found += [f"{device}: held by {h} (/sys/class/block/{name}/holders)" for h in stacked]
+    majmin = f"{os.major(number)}:{os.minor(number)}"
+    try:
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+    except OSError:
+        mountinfo = ""
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) > 4 and fields[2] == majmin:
+            found.append(f"{device}: mounted on {fields[4]}")
+    try:
+        swaps = Path("/proc/swaps").read_text().splitlines()[1:]
+    except OSError:
+        swaps = []
+    for line in swaps:
+        path = line.split()[0] if line.split() else ""
+        if path and _same_device(path, number):
+            found.append(f"{device}: in use as swap ({path})")
+    for pid_dir in Path("/proc").iterdir():
+        if not pid_dir.name.isdigit():
+            continue
+        try:
+            fds = os.listdir(pid_dir / "fd")
+        except OSError:
+            continue  # gone, or not ours to see
+        hits = [fd for fd in fds if _same_device(str(pid_dir / "fd" / fd), number)]
+        if hits:
+            found.append(f"{device}: open by pid {pid_dir.name} ({_describe_pid(pid_dir)}) as fd {', '.join(hits)}")
+    return found
+
+
+def settle(devices: Sequence[str], timeout: float | None = None) -> None:
+    """Wait until each of ``devices`` can be opened ``O_EXCL``, as ``pvcreate`` will open it.
+
+    A condition polled every :data:`SETTLE_INTERVAL` s, not a delay: it returns as soon
+    as nobody holds a device, which is at once unless something is wrong.  Past
+    ``timeout`` (default :data:`SETTLE_TIMEOUT`) it raises :class:`DeviceBusy` naming
+    the holders (:func:`holders`), so a process or mount left behind by an earlier test
+    fails here, with its pid, and not as an LVM "Can't open exclusively" in a later
+    command.  (A claim that appears *during* an LVM command is another matter: see
+    :func:`write_lvm_conf` on ``use_aio``.)
+    """
+    timeout = SETTLE_TIMEOUT if timeout is None else timeout
+    pending = list(devices)
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = [dev for dev in pending if not claimable(dev)]
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(SETTLE_INTERVAL)
+    lines = []
+    for dev in pending:
+        lines += holders(dev) or [f"{dev}: no process, mount or holder found (a claim held in the kernel)"]
+    raise DeviceBusy(f"loop device(s) still claimed after {timeout:g} s: {' '.join(pending)}\n" + "\n".join(lines))
+
+
+def _same_device(path: str, number: int) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISBLK(st.st_mode) and st.st_rdev == number
+
+
+def _describe_pid(pid_dir: Path) -> str:
+    try:
+        argv = (pid_dir / "cmdline").read_bytes().split(b"\0")
+        text = " ".join(a.decode(errors="replace") for a in argv if a)
+    except OSError:
+        text = ""
+    if not text:
+        try:
+            text = "[" + (pid_dir / "comm").read_text().strip() + "]"
+        except OSError:
+            text = "?"
+    return text[:200]
+
+
 class LoopDevices:
     """``count`` loop devices over sparse files in ``root``; a context manager.
 
@@ -198,6 +328,7 @@ class LoopDevices:
                 dev = r.stdout.strip()
                 self.devices.append(dev)
                 self.image_of[dev] = image
+            self.settle()
         except BaseException:
             self.close()
             raise
@@ -230,10 +361,19 @@ class LoopDevices:
             os.close(fd)
 
     def wipe(self, *devices: str) -> None:
-        """Zero the label/metadata area (first MiB) and the last MiB of each device."""
+        """Zero the label/metadata area (first MiB) and the last MiB of each device, then settle."""
         for dev in devices or tuple(self.devices):
             self._write(dev, 0, bytes(2 * MiB))
             self._write(dev, self.size - MiB, bytes(MiB))
+        self.settle(*devices)
+
+    def settle(self, *devices: str, timeout: float | None = None) -> None:
+        """:func:`settle` of ``devices`` (default: all of them)."""
+        settle(devices or self.devices, timeout)
+
+    def holders(self) -> list[str]:
+        """:func:`holders` of every device (for a failure message)."""
+        return [line for dev in self.devices for line in holders(dev)]
 
     def clone(self, source: str, target: str, length: int = 2 * MiB) -> None:
         """Copy the label and metadata area of ``source`` onto ``target`` (a ``dd`` clone)."""
@@ -302,6 +442,19 @@ def write_lvm_conf(
 
     ``extra`` is appended verbatim (e.g. ``"global { use_lvmlockd = 1 }"``: LVM merges
     repeated sections).  The locking dir defaults to ``conf_dir/lock``.
+
+    ``use_aio = 0``: LVM reads and writes with plain ``preadv``/``pwritev``, not libaio.
+    ``pvcreate`` (and ``pvremove``, ``vgcreate``/``vgextend`` of new PVs) opens a device
+    ``O_EXCL``, reads it, closes it and opens it ``O_EXCL`` again about a millisecond
+    later.  With libaio the kernel posts a read's completion (waking LVM) before the
+    completing context drops the request's reference to the file; if LVM's ``close``
+    came first, that reference is the last one, and a kernel thread's last reference
+    is released by deferred work, a jiffy or more later: the exclusive claim outlives
+    the ``close``.  A reopen in that window fails with EBUSY: "Can't open DEV
+    exclusively.  Mounted filesystem?" twice, then "Error opening device DEV for
+    writing at 4096" — a rare flake of any test that creates PVs.  Synchronous I/O
+    holds the file only inside the system call, so ``close`` releases the claim before
+    it returns.  The daemons see the same requests either way.
     """
     conf_dir.mkdir(parents=True, exist_ok=True)
     lock = locking_dir or conf_dir / "lock"
@@ -319,6 +472,7 @@ def write_lvm_conf(
         "activation {\n  udev_sync = 0\n  udev_rules = 0\n  monitoring = 0\n}\n"
         "global {\n"
         f"  use_lvmetad = {int(use_lvmetad)}\n"
+        "  use_aio = 0\n"
         "  activation = 0\n"
         f'  locking_dir = "{lock}"\n'
         "}\n"

@@ -24,7 +24,7 @@ class LvmSandbox:
 
     The lvm.conf (``root/etc``, passed as ``LVM_SYSTEM_DIR``) accepts exactly
     the sandbox's loop devices, disables activation (no device-mapper here),
-    backups, archives and hints, and keeps LVM's lock files under ``root``, so
+    backups, archives, hints and async I/O, and keeps LVM's lock files under ``root``, so
     tests of several agents can run side by side.  :meth:`detach_all` must run
     in a finalizer.
     """
@@ -56,7 +56,8 @@ class LvmSandbox:
             '  hints = "none"\n'
             "}\n"
             "activation { udev_sync = 0 udev_rules = 0 monitoring = 0 }\n"
-            f'global {{ activation = 0 event_activation = 0 locking_dir = "{self.lock_dir}" }}\n'
+            # use_aio = 0: see support.lvm202.write_lvm_conf (EBUSY on pvcreate's O_EXCL reopen)
+            f'global {{ activation = 0 event_activation = 0 use_aio = 0 locking_dir = "{self.lock_dir}" }}\n'
             "backup { backup = 0 archive = 0 }\n"
         )
 

@@ -691,6 +691,7 @@ class Bed:
                 self._list("images").append(str(image))
                 dev = self._losetup(str(image))
                 self.pvs.append(dev)
+            lvm202.settle(self.pvs)  # nothing may hold them: the hosts' pvcreate opens them O_EXCL
             for n in range(1, self.hosts_count + 1):
                 spec = self.lockd.get(n) or real_lvmlockd(self.lvm202)
                 host = Host(self, n, self.root / f"h{n}", spec)

@@ -6,32 +6,29 @@ documents but its parser refuses), so ``LOCKD='pylvmlockd -f -g sanlock -o
 {io_timeout} -s {socket} -p {pidfile}'`` replaces the C daemon in a test
 bed or a unit file.  The long options after ``--lvmetad-socket`` are
 pylvmlockd's own.
+
+It imports only light modules: the pid file is locked and the socket
+listens before asyncio, the core and the sanlock binding are imported (they
+are :mod:`.service`'s, imported when the serving coroutine starts), so a
+client that connects while the daemon starts waits in the backlog
+(docs/architecture.md, "Start-up").
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from ..shell.logs import parse_levels
-from ..shell.server import Server
+from ..shell.loglevels import parse_levels
 from ..shell.startup import Launch, run_daemon
-from . import protocol as P
-from .core import Lockd
-from .daemon import LockdHandler
-from .leasemap import pv_locator
-from .manager import LockManager
-from .memory import SharedDisk
-from .metadlink import DEFAULT_LVMETAD_SOCKET, LvmetadLink
-from .sanlock import SanlockManager, dm_locator
 
 LVM_VERSION = "2.02.188(2) (pylvmlockd %s)" % __version__
 DEFAULT_SOCKET = "/run/lvm/lvmlockd.socket"
+#: where lvmlockd finds lvmetad (the same as :data:`.metadlink.DEFAULT_LVMETAD_SOCKET`)
+DEFAULT_LVMETAD_SOCKET = "/run/lvm/lvmetad.socket"
 DEFAULT_PIDFILE = "/run/lvmlockd.pid"
 SOCKET_ENV = "LVM_LVMLOCKD_SOCKET"
 PIDFILE_ENV = "LVM_LVMLOCKD_PIDFILE"
@@ -140,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     metad_path = args.lvmetad_socket or os.environ.get(LVMETAD_SOCKET_ENV) or DEFAULT_LVMETAD_SOCKET
     return run_daemon(
         "pylvmlockd",
-        lambda launch: _run(args, launch, metad_path=metad_path),
+        lambda launch: _serve(args, launch, metad_path=metad_path),
         socket_path=socket_path,
         pidfile_path=pidfile_path,
         foreground=args.foreground or args.debug,
@@ -148,54 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
 
-async def _run(args: argparse.Namespace, launch: Launch, *, metad_path: str) -> int:
-    log = logging.getLogger("pylvmlockd")
-    metad = LvmetadLink(metad_path)
-    lm: LockManager
-    if args.test:
-        lm = SharedDisk().host(args.host_id or 1)
-    else:
-        locator = pv_locator(metad) if args.lease_device == "pv" else dm_locator
-        lm = SanlockManager(io_timeout=args.io_timeout, locator=locator, killpath=args.killpath)
-    lockd = Lockd(
-        lm,
-        metad,
-        gl_type=P.LM_SANLOCK if args.gl_type == "sanlock" else None,
-        host_id=args.host_id,
-        host_id_file=args.host_id_file,
-    )
-    await lockd.probe()
-    server: Server | None = None
+async def _serve(args: argparse.Namespace, launch: Launch, *, metad_path: str) -> int:
+    from .service import serve  # the heavy part, once the socket listens
 
-    def quit_now() -> None:
-        assert server is not None
-        server.request_shutdown("quit")
-
-    handler = LockdHandler(lockd, quit=quit_now)
-    server = Server(handler, launch.sock, socket_path=launch.socket_path, shutdown_grace=0.5)
-    loop = asyncio.get_running_loop()
-    shutdowns: list[asyncio.Task[None]] = []
-
-    def stop(name: str) -> None:
-        busy = [ls for ls in lockd.lockspaces.values() if ls.holds_locks(lv_only=False)]
-        if busy:
-            log.warning("%s: ignore shutdown for %d lockspaces holding locks", name, len(busy))
-            return
-        shutdowns.append(loop.create_task(_shutdown(lockd, server, name)))
-
-    def started() -> bool:
-        lockd.note("lvmlockd started")
-        return True
-
-    await launch.serve(server, stop=stop, started=started)
-    await lockd.close()
-    await metad.close()
-    return 0
-
-
-async def _shutdown(lockd: Lockd, server: Server, reason: str) -> None:
-    await lockd.close()
-    server.request_shutdown(reason)
+    return await serve(args, launch, metad_path=metad_path)
 
 
 if __name__ == "__main__":

@@ -3,21 +3,25 @@
 Options and environment follow the original lvmetad (docs/protocol.md §1) so it
 can replace it in a unit file or an LVM test suite unchanged; the long
 options are pylvmetad's own additions.
+
+It imports only light modules: the pid file is locked and the socket
+listens before asyncio, uvloop, the cache and its handlers are imported
+(they are :mod:`.service`'s, imported when the serving coroutine starts), so
+a client that connects while the daemon starts waits in the backlog
+(docs/architecture.md, "Start-up").
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from .. import LVM_VERSION
-from ..shell.logs import DEFAULT_LOG_LEVELS, parse_levels
-from ..shell.server import DEFAULT_MAX_BUFFERED, Server
+from ..shell.limits import DEFAULT_MAX_BUFFERED
+from ..shell.loglevels import DEFAULT_LOG_LEVELS, parse_levels
 from ..shell.startup import Launch, run_daemon
-from .handlers import RequestHandler
 from .protocol import DEFAULT_SOCKET, SOCKET_ENV
 
 DEFAULT_PIDFILE = "/run/lvmetad.pid"
@@ -155,7 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     pidfile_path = args.pidfile or os.environ.get("LVM_LVMETAD_PIDFILE") or DEFAULT_PIDFILE
 
     async def serve(launch: Launch) -> int:
-        return await _run(
+        from .service import serve as serve_cache  # the heavy part, once the socket listens
+
+        return await serve_cache(
             launch,
             max_message=args.max_message,
             idle_timeout=timeout,
@@ -177,52 +183,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         early_signals=_early_signals,
         tune_runtime=True,
     )
-
-
-async def _run(
-    launch: Launch,
-    *,
-    max_message: int,
-    idle_timeout: int,
-    shutdown_grace: float,
-    max_buffered: int,
-    allow_uids: frozenset[int] | None,
-    metrics_listen: str | None,
-) -> int:
-    from .metrics import Metrics
-
-    log = logging.getLogger("pylvmetad")
-    handler = RequestHandler()
-    metrics = Metrics(handler.state)
-    server = Server(
-        handler,
-        launch.sock,
-        socket_path=launch.socket_path,
-        max_message=max_message,
-        idle_timeout=idle_timeout,
-        shutdown_grace=shutdown_grace,
-        max_buffered=max_buffered,
-        allow_uids=allow_uids,
-        observer=metrics.observe,
-    )
-    metrics.attach_server(server)
-    handler.stats_provider = metrics.stats_section
-
-    def serve_metrics() -> bool:
-        if metrics_listen:
-            try:
-                metrics.serve_http(metrics_listen)
-            except (OSError, ValueError) as exc:
-                log.critical("cannot serve metrics on %s: %s", metrics_listen, exc)
-                return False
-        return True
-
-    status = await launch.serve(server, started=serve_metrics)
-    if status:
-        return status
-    metrics.stop_http()
-    log.info("exiting")
-    return 0
 
 
 if __name__ == "__main__":

@@ -15,27 +15,11 @@ import logging.handlers
 import os
 import sys
 
-WIRE = 15  # between DEBUG and INFO; the original's "wire" log class
+from .loglevels import DEFAULT_LOG_LEVELS, LOG_LEVELS, WIRE, parse_levels
+
+__all__ = ["DEFAULT_LOG_LEVELS", "LOG_LEVELS", "WIRE", "parse_levels", "setup_logging"]
+
 logging.addLevelName(WIRE, "WIRE")
-
-#: the original's log classes; "all" enables every one
-LOG_LEVELS = {
-    "fatal": logging.CRITICAL,
-    "error": logging.ERROR,
-    "warn": logging.WARNING,
-    "info": logging.INFO,
-    "wire": WIRE,
-    "debug": logging.DEBUG,
-}
-DEFAULT_LOG_LEVELS = "fatal,error,warn,info"
-
-
-def parse_levels(text: str | None) -> set[int]:
-    """Log classes named in ``-l`` (unknown words ignored, as the original does)."""
-    words = [w.strip() for w in (text or DEFAULT_LOG_LEVELS).split(",")]
-    if "all" in words:
-        return set(LOG_LEVELS.values())
-    return {LOG_LEVELS[w] for w in words if w in LOG_LEVELS}
 
 
 class _LevelSet(logging.Filter):

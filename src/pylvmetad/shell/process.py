@@ -16,11 +16,14 @@ Rules of this module:
   runs and the daemon's loop installs the ``STOP`` and ``LOG`` handlers.
 * Daemonising keeps the parent until the child says it is ready (or why it
   is not), so ``pylvmetad`` without ``-f`` exits 0 only once it serves.
+* Light to import: a daemon's command runs this module (pid file, fork,
+  early signals) before it imports asyncio or its own code, so that its
+  socket listens as early as possible (docs/architecture.md, "Start-up");
+  asyncio is imported only by the functions that use it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import fcntl
@@ -30,9 +33,13 @@ import signal
 import stat
 import sys
 import time
-from collections.abc import Callable
 from enum import Enum
-from typing import IO
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Callable
+    from typing import IO
 
 #: exit status when the pid file is locked by a running daemon
 EXIT_LOCKED = 13
@@ -295,6 +302,8 @@ def use_fast_event_loop() -> str:
     """
     if os.environ.get("PYLVMETAD_EVENT_LOOP") == "asyncio":
         return "asyncio"
+    import asyncio
+
     try:
         import uvloop  # type: ignore[import-not-found, unused-ignore]
     except ImportError:

@@ -61,14 +61,13 @@ from typing import Protocol, cast
 
 from ..wire.framing import DEFAULT_MAX_MESSAGE, TERMINATOR, Framer, MessageTooLarge, decode, encode_reply
 from ..wire.replies import Reply, failed
+from .limits import DEFAULT_MAX_BUFFERED
 from .logs import WIRE
 from .process import release_free_memory
 from .sockets import PeerCredentials, peer_credentials
 
 log = logging.getLogger("pylvmetad")
 
-#: daemon-wide default of ``max_buffered`` (README, Memory)
-DEFAULT_MAX_BUFFERED = 256 * 1024 * 1024
 #: bytes of buffers released after which free memory is returned to the system
 TRIM_AFTER = 8 * 1024 * 1024
 

@@ -10,28 +10,45 @@ Rules of this module:
 * A stale socket file (nobody answers on it) is removed; anything else at
   the path is left alone and reported as a :class:`StartupError`.
 * Nothing here knows which daemon it serves.
+* Light to import (no logging, no dataclasses): a daemon's command binds its
+  socket with this module before importing anything heavy.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import socket
 import stat
 import struct
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .process import StartupError
 
-log = logging.getLogger("pylvmetad")
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
-@dataclass
 class PeerCredentials:
-    pid: int
-    uid: int
-    gid: int
+    """A peer's SO_PEERCRED."""
+
+    __slots__ = ("gid", "pid", "uid")
+
+    def __init__(self, pid: int, uid: int, gid: int) -> None:
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PeerCredentials):
+            return NotImplemented
+        return (self.pid, self.uid, self.gid) == (other.pid, other.uid, other.gid)
+
+    def __hash__(self) -> int:
+        return hash((self.pid, self.uid, self.gid))
+
+    def __repr__(self) -> str:
+        return f"PeerCredentials(pid={self.pid}, uid={self.uid}, gid={self.gid})"
 
 
 def peer_credentials(sock: socket.socket) -> PeerCredentials | None:
@@ -44,11 +61,19 @@ def peer_credentials(sock: socket.socket) -> PeerCredentials | None:
     return PeerCredentials(pid, uid, gid)
 
 
-def bind_unix_socket(path: str) -> socket.socket:
+def _log_stale(path: str) -> None:
+    import logging
+
+    logging.getLogger("pylvmetad").warning("removing stale socket %s", path)
+
+
+def bind_unix_socket(path: str, on_stale: Callable[[str], None] = _log_stale) -> socket.socket:
     """Create, bind and listen on ``path`` with mode 0600 from the first instant.
 
-    A stale socket file (nobody answers on it) is removed; a live daemon on
-    it, or a path that is not a socket, is a :class:`StartupError`.
+    A stale socket file (nobody answers on it) is removed, after
+    ``on_stale(path)`` (by default a warning in the log; a daemon that binds
+    before its logging is set up collects it and logs it later); a live
+    daemon on it, or a path that is not a socket, is a :class:`StartupError`.
     """
     if len(os.fsencode(path)) > 107:
         raise StartupError(f"daemon socket path too long: {path}")
@@ -64,7 +89,7 @@ def bind_unix_socket(path: str) -> socket.socket:
             probe.settimeout(1.0)
             probe.connect(path)
         except OSError:
-            log.warning("removing stale socket %s", path)
+            on_stale(path)
             os.unlink(path)
         else:
             raise StartupError(f"socket {path} already in use: another daemon answers there")

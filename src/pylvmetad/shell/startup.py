@@ -4,8 +4,15 @@ Rules of this module:
 
 * One sequence, in this order: early signal handlers (optional) → open-files
   limit → systemd's inherited socket → daemonise (unless in the
-  foreground) → logging → pid file → listening socket → event loop →
-  signals → serve → bounded shutdown.  A daemon's cli parses its own
+  foreground) → pid file → listening socket → logging → event loop →
+  signals → serve → bounded shutdown.
+* Listen first, import later: everything up to the listening socket runs
+  on light modules only (this one, :mod:`.process`, :mod:`.sockets`); asyncio,
+  logging and the server are imported after it, and a daemon's cli hands in a
+  ``serve`` coroutine that imports the daemon's own heavy modules when it
+  starts.  A client that connects meanwhile waits in the socket's backlog
+  (docs/architecture.md, "Start-up").  What happens before logging is set up
+  (a stale socket file removed, a start-up error) is logged right after.  A daemon's cli parses its own
   options and calls :func:`run_daemon` with the differences as parameters
   and its own serving coroutine; nothing here knows which daemon runs.
 * A start-up error (pid file locked or unusable, socket in use) is logged
@@ -22,51 +29,47 @@ Rules of this module:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import os
-import socket
 import sys
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import __version__
-from .logs import setup_logging
-from .process import (
-    EXIT_LOCKED,
-    PidFile,
-    PidFileLocked,
-    SignalAction,
-    StartupError,
-    daemonize,
-    install_early_signal_handlers,
-    install_loop_signal_handlers,
-    pin_malloc_mmap_threshold,
-    raise_nofile_limit,
-    signal_action,
-    signal_name,
-    use_fast_event_loop,
-)
-from .server import Server
+from .process import EXIT_LOCKED, PidFile, PidFileLocked, StartupError, daemonize, raise_nofile_limit
 from .sockets import bind_unix_socket, inherited_socket
 
+if TYPE_CHECKING:
+    import socket
 
-@dataclass
+    from .server import Server
+
+
+def _no_report(status: bytes) -> None:
+    return None
+
+
 class Launch:
     """What :func:`run_daemon` hands the daemon's serving coroutine."""
 
-    #: the program's name: its logger, its log lines
-    name: str
-    #: the listening socket, bound (or inherited from systemd)
-    sock: socket.socket
-    #: its path, to unlink on exit; None when inherited (systemd owns the file)
-    socket_path: str | None
-    #: signals that arrived before the event loop ran, to act on once serving
-    early_signals: list[int] = field(default_factory=list)
-    #: tells a waiting parent (daemonised) that the child serves: b"0", or failed: b"1"
-    report: Callable[[bytes], None] = lambda status: None
+    __slots__ = ("early_signals", "name", "report", "sock", "socket_path")
+
+    def __init__(
+        self,
+        name: str,
+        sock: socket.socket,
+        socket_path: str | None,
+        early_signals: list[int] | None = None,
+        report: Callable[[bytes], None] = _no_report,
+    ) -> None:
+        #: the program's name: its logger, its log lines
+        self.name = name
+        #: the listening socket, bound (or inherited from systemd)
+        self.sock = sock
+        #: its path, to unlink on exit; None when inherited (systemd owns the file)
+        self.socket_path = socket_path
+        #: signals that arrived before the event loop ran, to act on once serving
+        self.early_signals = early_signals if early_signals is not None else []
+        #: tells a waiting parent (daemonised) that the child serves: b"0", or failed: b"1"
+        self.report = report
 
     async def serve(
         self,
@@ -81,6 +84,12 @@ class Launch:
         shutdown).  ``started`` runs once the socket accepts, before readiness
         is reported; False from it closes the socket and the daemon exits 1.
         """
+        import asyncio
+        import logging
+
+        from .. import __version__
+        from .process import SignalAction, install_loop_signal_handlers, signal_action, signal_name
+
         log = logging.getLogger(self.name)
         on_stop = server.request_shutdown if stop is None else stop
 
@@ -128,49 +137,59 @@ def run_daemon(
     glibc's mmap threshold and run on uvloop when installed.
     """
     if early_signals is not None:
+        from .process import install_early_signal_handlers
+
         # a signal that arrives before the event loop runs is remembered, not fatal
         install_early_signal_handlers(early_signals.append)
     os.environ["LC_ALL"] = "C"
     raise_nofile_limit()
     inherited = inherited_socket(socket_path)
     ready = None if foreground else daemonize(name)
-    setup_logging(log_levels, foreground, log_json, name=name)
-    log = logging.getLogger(name)
 
     def report(status: bytes) -> None:
         if ready is not None:
-            with contextlib.suppress(OSError):
+            try:
                 ready.write(status)
                 ready.close()
+            except OSError:
+                pass
 
-    def refuse(exc: Exception) -> None:
-        log.critical("%s", exc)
-        if echo_errors and foreground:
-            print(f"{name}: {exc}", file=sys.stderr)
-        report(b"1")
-
+    # pid file and socket before any heavy import (module doc); logged once logging is up
+    stale: list[str] = []
+    failure: Exception | None = None
     pidfile = PidFile(pidfile_path)
+    sock = None
     try:
         pidfile.acquire()
-    except (StartupError, OSError) as exc:
-        refuse(exc)
-        return EXIT_LOCKED if isinstance(exc, PidFileLocked) else 1
-    try:
         try:
-            sock = inherited if inherited is not None else bind_unix_socket(socket_path)
+            sock = inherited if inherited is not None else bind_unix_socket(socket_path, stale.append)
         except StartupError as exc:
-            refuse(exc)
-            return 1
+            failure = exc
+    except (StartupError, OSError) as exc:
+        failure = exc
+    try:
+        import logging
+
+        from .logs import setup_logging
+
+        setup_logging(log_levels, foreground, log_json, name=name)
+        log = logging.getLogger(name)
+        for path in stale:
+            log.warning("removing stale socket %s", path)
+        if failure is not None or sock is None:
+            log.critical("%s", failure)
+            if echo_errors and foreground:
+                print(f"{name}: {failure}", file=sys.stderr)
+            report(b"1")
+            return EXIT_LOCKED if isinstance(failure, PidFileLocked) else 1
         if tune_runtime:
+            from .process import pin_malloc_mmap_threshold, use_fast_event_loop
+
             pin_malloc_mmap_threshold()
             use_fast_event_loop()
-        launch = Launch(
-            name,
-            sock,
-            None if inherited is not None else socket_path,
-            early_signals if early_signals is not None else [],
-            report,
-        )
+        import asyncio
+
+        launch = Launch(name, sock, None if inherited is not None else socket_path, early_signals, report)
         return asyncio.run(serve(launch))
     finally:
         pidfile.release()
