@@ -8,21 +8,42 @@ what each host's lvmetad was told.  Runs in well under a second.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+
+import pytest
 
 from pylvmetad.lockd import protocol as P
-from pylvmetad.lockd.memory import SharedDisk
 from pylvmetad.lockd.protocol import Mode
-from support.lockd_sim import SimHost, create_vg, lock
+from support.lockd_sim import Cluster, SimHost, lock, lock_gl
 
 
-def run(coro: object) -> None:
-    asyncio.run(coro)  # type: ignore[arg-type]
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    """An empty simulated cluster on its own event loop; every host's core is closed after the test."""
+    with asyncio.Runner() as runner:
+        c = Cluster(runner)
+        yield c
+        c.close()
 
 
-def test_vgcreate_bootstrap_replies_are_the_recorded_bytes() -> None:
+@pytest.fixture
+def one_host(cluster: Cluster) -> SimHost:
+    """Host 1, with the shared VG vgs1 created and started."""
+    (h,) = cluster.shared_vg(1)
+    return h
+
+
+@pytest.fixture
+def two_hosts(cluster: Cluster) -> tuple[SimHost, SimHost]:
+    """Hosts 1 and 2 on one disk: vgs1 created on host 1, started on both."""
+    h1, h2 = cluster.shared_vg(2)
+    return h1, h2
+
+
+def test_vgcreate_bootstrap_replies_are_the_recorded_bytes(cluster: Cluster) -> None:
+    h = cluster.host()
+
     async def main() -> None:
-        disk = SharedDisk()
-        h = SimHost(disk, 1, gl_type=P.LM_SANLOCK)
         c = h.client()
         fut = h.send(c, "running_lm", pid=9568)
         await h.lockd.quiesce()
@@ -59,17 +80,16 @@ def test_vgcreate_bootstrap_replies_are_the_recorded_bytes() -> None:
         r = h.client()
         assert await h.result(r, "lock_gl", cmd="pvs", pid=2, mode="sh", opts="none", vg_lock_type="none") == 0
         assert h.metad.messages == [("global", 1)]
-        await h.lockd.close()
 
-    run(main())
+    cluster.run(main())
 
 
-def test_another_hosts_vg_change_invalidates_with_its_seqno_and_own_changes_do_not() -> None:
+def test_another_hosts_vg_change_invalidates_with_its_seqno_and_own_changes_do_not(
+    cluster: Cluster, two_hosts: tuple[SimHost, SimHost]
+) -> None:
+    h1, h2 = two_hosts
+
     async def main() -> None:
-        disk = SharedDisk()
-        h1, h2 = SimHost(disk, 1, gl_type=P.LM_SANLOCK), SimHost(disk, 2, gl_type=P.LM_SANLOCK)
-        await create_vg(h1, "vgs1")
-        await h2.start_vg("vgs1")
         # host1: lvcreate-like: lock_vg ex, vg_update 4, un
         c = h1.client()
         assert await h1.result(c, "lock_vg", **lock("vgs1", "ex")) == 0
@@ -86,42 +106,37 @@ def test_another_hosts_vg_change_invalidates_with_its_seqno_and_own_changes_do_n
         r = h1.client()
         assert await h1.result(r, "lock_vg", **lock("vgs1", "sh")) == 0
         assert h1.metad.messages == [("vg:vgs1", 0)]
-        await h1.lockd.close()
-        await h2.lockd.close()
 
-    run(main())
+    cluster.run(main())
 
 
-def test_gl_ex_release_at_disconnect_bumps_the_counter_seen_by_other_hosts() -> None:
+def test_gl_ex_release_at_disconnect_bumps_the_counter_seen_by_other_hosts(
+    cluster: Cluster, two_hosts: tuple[SimHost, SimHost]
+) -> None:
+    h1, h2 = two_hosts
+
     async def main() -> None:
-        disk = SharedDisk()
-        h1, h2 = SimHost(disk, 1, gl_type=P.LM_SANLOCK), SimHost(disk, 2, gl_type=P.LM_SANLOCK)
-        await create_vg(h1, "vgs1")
-        await h2.start_vg("vgs1")
         r = h2.client()
-        gl: dict[str, str | int] = dict(cmd="pvs", pid=1, opts="none", vg_lock_type="none")
-        assert await h2.result(r, "lock_gl", mode="sh", **gl) == 0
+        assert await h2.result(r, "lock_gl", **lock_gl("sh", "pvs")) == 0
         h2.gone(r)
         assert h2.metad.messages == [("global", 1)]  # the all-zero first sight
         c = h1.client()
-        assert await h1.result(c, "lock_gl", mode="ex", **gl) == 0  # pvcreate: never unlocks explicitly
+        assert await h1.result(c, "lock_gl", **lock_gl("ex", "pvs")) == 0  # pvcreate: never unlocks explicitly
         h1.gone(c)
         await h1.lockd.quiesce()
         r = h2.client()
-        assert await h2.result(r, "lock_gl", mode="sh", **gl) == 0
+        assert await h2.result(r, "lock_gl", **lock_gl("sh", "pvs")) == 0
         assert h2.metad.messages == [("global", 1), ("global", 1)]
-        await h1.lockd.close()
-        await h2.lockd.close()
 
-    run(main())
+    cluster.run(main())
 
 
-def test_persistent_lv_lock_outlives_its_connection_and_blocks_other_hosts() -> None:
+def test_persistent_lv_lock_outlives_its_connection_and_blocks_other_hosts(
+    cluster: Cluster, two_hosts: tuple[SimHost, SimHost]
+) -> None:
+    h1, h2 = two_hosts
+
     async def main() -> None:
-        disk = SharedDisk()
-        h1, h2 = SimHost(disk, 1, gl_type=P.LM_SANLOCK), SimHost(disk, 2, gl_type=P.LM_SANLOCK)
-        await create_vg(h1, "vgs1")
-        await h2.start_vg("vgs1")
         c = h1.client()
         init: dict[str, str | int] = dict(
             pid=1, vg_name="vgs1", lv_name="lv1", lv_uuid="LV-1", vg_lock_type="sanlock", vg_lock_args="1.0.0:lvmlock"
@@ -147,18 +162,15 @@ def test_persistent_lv_lock_outlives_its_connection_and_blocks_other_hosts() -> 
         assert await h1.result(d, "lock_lv", **lock("vgs1", "un", **lv) | {"opts": "persistent"}) == 0
         assert await h1.result(d, "lock_lv", **lock("vgs1", "un", **lv) | {"opts": "persistent"}) == P.ENOENT
         assert await h2.result(r, "lock_lv", **lock("vgs1", "ex", **lv)) == 0
-        assert disk.holders("vgs1", "LV-1") == {2: Mode.EX}
-        await h1.lockd.close()
-        await h2.lockd.close()
+        assert cluster.disk.holders("vgs1", "LV-1") == {2: Mode.EX}
 
-    run(main())
+    cluster.run(main())
 
 
-def test_local_clients_share_sh_and_queue_behind_ex() -> None:
+def test_local_clients_share_sh_and_queue_behind_ex(cluster: Cluster, one_host: SimHost) -> None:
+    h = one_host
+
     async def main() -> None:
-        disk = SharedDisk()
-        h = SimHost(disk, 1, gl_type=P.LM_SANLOCK)
-        await create_vg(h, "vgs1")
         a, b, c = h.client(), h.client(), h.client()
         assert await h.result(a, "lock_vg", **lock("vgs1", "sh")) == 0
         assert await h.result(b, "lock_vg", **lock("vgs1", "sh")) == 0
@@ -183,44 +195,39 @@ def test_local_clients_share_sh_and_queue_behind_ex() -> None:
         assert await h.result(c, "vg_update", pid=1, vg_name="vgs1", version=8) == P.ENOENT  # holds no lock
         assert await h.result(c, "lock_vg", **lock("vgs1", "un")) == P.ENOENT
         assert await h.result(c, "lock_vg", **lock("vgs1", "nl")) == P.EINVAL
-        await h.lockd.close()
 
-    run(main())
+    cluster.run(main())
 
 
-def test_free_vg_waits_for_other_hosts_then_renames_the_leases() -> None:
+def test_free_vg_waits_for_other_hosts_then_renames_the_leases(
+    cluster: Cluster, two_hosts: tuple[SimHost, SimHost]
+) -> None:
+    h1, h2 = two_hosts
+
     async def main() -> None:
-        disk = SharedDisk()
-        h1, h2 = SimHost(disk, 1, gl_type=P.LM_SANLOCK), SimHost(disk, 2, gl_type=P.LM_SANLOCK)
-        await create_vg(h1, "vgs1")
-        await h2.start_vg("vgs1")
         c = h1.client()
-        gl: dict[str, str | int] = dict(cmd="vgremove", pid=1, opts="none", vg_lock_type="none")
-        assert await h1.result(c, "lock_gl", mode="ex", **gl) == 0
+        assert await h1.result(c, "lock_gl", **lock_gl("ex", "vgremove")) == 0
         assert await h1.result(c, "lock_vg", **lock("vgs1", "ex")) == 0
         free: dict[str, str | int] = dict(pid=1, vg_name="vgs1", vg_lock_type="sanlock", vg_lock_args="1.0.0:lvmlock")
         assert await h1.result(c, "free_vg", **free) == P.EBUSY
         assert await h2.result(h2.client(), "stop_vg", pid=1, vg_name="vgs1") == 0
         assert await h1.result(c, "free_vg", **free) == P.EBUSY  # host1's sanlock still sees host2 live
-        disk.notice_departures()
+        cluster.disk.notice_departures()
         reply = await h1.call(c, "free_vg", **free)
         assert (reply["op_result"], reply["lock_type"]) == (0, "sanlock")
         assert await h1.result(c, "vg_update", pid=1, vg_name="vgs1", version=9) == P.ENOLS
-        assert disk.vgs["vgs1"].areas[66 << 20].name == "invalid_removed"
-        assert disk.vgs["vgs1"].ls_name == "#unused"
-        reply = await h1.call(h1.client(), "lock_gl", mode="sh", **gl)
+        assert cluster.disk.vgs["vgs1"].areas[66 << 20].name == "invalid_removed"
+        assert cluster.disk.vgs["vgs1"].ls_name == "#unused"
+        reply = await h1.call(h1.client(), "lock_gl", **lock_gl("sh", "vgremove"))
         assert (reply["op_result"], reply["result_flags"]) == (P.ENOLS, "NO_LOCKSPACES,NO_GL_LS,")
-        await h1.lockd.close()
-        await h2.lockd.close()
 
-    run(main())
+    cluster.run(main())
 
 
-def test_kill_vg_refuses_new_locks_but_allows_unlock_and_drop() -> None:
+def test_kill_vg_refuses_new_locks_but_allows_unlock_and_drop(cluster: Cluster, one_host: SimHost) -> None:
+    h = one_host
+
     async def main() -> None:
-        disk = SharedDisk()
-        h = SimHost(disk, 1, gl_type=P.LM_SANLOCK)
-        await create_vg(h, "vgs1")
         c = h.client()
         assert await h.result(c, "lock_vg", **lock("vgs1", "sh")) == 0
         ctl = h.client()
@@ -229,14 +236,14 @@ def test_kill_vg_refuses_new_locks_but_allows_unlock_and_drop() -> None:
         assert await h.result(c, "lock_vg", **lock("vgs1", "un")) == 0
         assert await h.result(ctl, "drop_vg", cmd="lvmlockctl", pid=1, vg_name="vgs1") == 0
         assert await h.result(c, "lock_vg", **lock("vgs1", "sh")) == P.ENOLS
-        await h.lockd.close()
 
-    run(main())
+    cluster.run(main())
 
 
-def test_unknown_lock_type_and_bad_args() -> None:
+def test_unknown_lock_type_and_bad_args(cluster: Cluster) -> None:
+    h = cluster.host(gl_type=None)
+
     async def main() -> None:
-        h = SimHost(SharedDisk(), 1)
         c = h.client()
         reply = await h.call(
             c, "start_vg", vg_name="v", vg_lock_type="sanlock", vg_lock_args="2.0.0:lvmlock", host_id=1
@@ -251,6 +258,5 @@ def test_unknown_lock_type_and_bad_args() -> None:
         assert (await h.call(c, "lock_vg", **lock("v", "sh") | {"vg_lock_type": "dlm"}))[
             "op_result"
         ] == P.EPROTONOSUPPORT
-        await h.lockd.close()
 
-    run(main())
+    cluster.run(main())

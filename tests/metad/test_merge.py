@@ -8,17 +8,18 @@ checks the tables and what lookups now answer.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from pylvmetad.metad.cache import ORPHAN, VGInfo
-from pylvmetad.wire.codec import Value
+from pylvmetad.metad.cache import ORPHAN, CacheState, VGInfo
+from pylvmetad.wire.codec import Section, Value
 from support.lvm_requests import (
     PVRef,
     Session,
     atoms,
     checked_session,
+    new_session,
     pv_found,
     pv_section,
     pvid,
@@ -431,3 +432,64 @@ def test_refused_vg_update_does_not_clear_vg_invalid(s: Session) -> None:
     s.fields(request("set_vg_info", uuid=VG, version=0))
     assert s.fields(vg_update("vg0", vg_metadata(VG, 0, [PV1, PV2])))["response"] == "failed"
     assert vg_invalid(s)
+
+
+# ---------------------------------------------------------------------------
+# the one-pass replacement of a VG listing the same PVs (CacheState._replace_metadata)
+# ---------------------------------------------------------------------------
+def _general_replacement(state: CacheState, vgid: str, metadata: Section, pvids: list[str]) -> None:
+    """The general path of merge_vg_metadata, which the one-pass replacement must equal."""
+    old = state.vgid_to_metadata[vgid]
+    state.assign_pvs(old, ORPHAN, remove_empty=False)
+    state._set_metadata(vgid, metadata)
+    state.assign_pvs(metadata, vgid, remove_empty=True)
+
+
+def _tables(state: CacheState) -> list[object]:
+    """Every table in order (the spec's key order matters, the indexes' does not)."""
+    spec = [list(t.items()) for t in state.tables()[:8]]
+    indexes = [dict(t) for t in state.tables()[8:]]
+    return [*spec, *indexes, state.generation, state.flags]
+
+
+def _pv_elsewhere(s: Session) -> None:
+    """PV2, listed by vg0, is claimed by vg1's metadata on it; then vg0 is updated with the same PVs."""
+    scanned(s)
+    s.fields(pv_found(PV2, D2, vgname="vg1", metadata=vg_metadata(VG2, 1, [PV2])))
+
+
+def _pv_unmapped(s: Session) -> None:
+    """vg0 lists PV3, which is not present (never mapped by a scan)."""
+    scanned(s)
+    s.fields(vg_update("vg0", vg_metadata(VG, 2, [PV1, PV2, PV3])))
+
+
+def _pv_listed_twice(s: Session) -> None:
+    scanned(s)
+    s.fields(vg_update("vg0", vg_metadata(VG, 2, [PV1, PV2, PV1])))
+
+
+def _pv_gone(s: Session) -> None:
+    """PV2 disappeared (pv_gone): still listed, not present."""
+    scanned(s)
+    s.fields(request("pv_gone", uuid=PV2))
+
+
+@pytest.mark.parametrize("setup", [_pv_elsewhere, _pv_unmapped, _pv_listed_twice, _pv_gone])
+def test_replacing_a_vg_with_the_same_pvs_ends_as_the_general_path(
+    setup: Callable[[Session], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    states = []
+    for general in (False, True):
+        with monkeypatch.context() as m:
+            if general:
+                m.setattr(CacheState, "_replace_metadata", _general_replacement)
+            s = new_session()
+            setup(s)
+            pv_sections = s.state.vgid_to_metadata[VG].section("physical_volumes") or Section()
+            listed = [str(pv.get_str("id")) for _, pv in pv_sections.sections()]
+            seqno = stored_seqno(s) or 0
+            assert s.fields(vg_update("vg0", vg_metadata(VG, seqno + 1, listed))) == {"response": "OK"}
+            assert s.state.check_invariants() == []
+            states.append((_tables(s.state), s.dump(), s.send('request="pv_list"\n').body))
+    assert states[0] == states[1]

@@ -4,14 +4,19 @@ Each :class:`SimHost` is one pylvmlockd core (``pylvmetad.lockd.core.Lockd``)
 on a :class:`~pylvmetad.lockd.memory.MemoryLockManager`, with a model of its
 local lvmetad that records the invalidations it receives.  Requests are
 written as lvm writes them (``key =value`` lines) and parsed by the real
-codec, so the tests exercise the request reader too.
+codec, so the tests exercise the request reader too.  A :class:`Cluster` is
+hosts on one disk and the one event loop a test runs them on (the
+``cluster`` fixture of tests/lockd/test_lockd_core.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
+from pylvmetad.lockd import protocol as P
 from pylvmetad.lockd.core import Lockd
 from pylvmetad.lockd.figures import LockdFigures
 from pylvmetad.lockd.memory import SharedDisk
@@ -106,3 +111,49 @@ async def create_vg(host: SimHost, vg: str) -> None:
     await host.result(c, "vg_update", pid=1, vg_name=vg, version=1)
     host.gone(c)
     await host.start_vg(vg)
+
+
+def lock_gl(mode: str, cmd: str = "test") -> dict[str, str | int]:
+    """A ``lock_gl`` request's fields as a command of the VG-less kind sends them."""
+    return {"cmd": cmd, "pid": 1, "mode": mode, "opts": "none", "vg_lock_type": "none"}
+
+
+class Cluster:
+    """Simulated hosts on one :class:`SharedDisk`, and the event loop their test runs on.
+
+    Host ids count from 1 in the order :meth:`host` made them; :meth:`close`
+    closes every host's core (the test's teardown).
+    """
+
+    def __init__(self, runner: asyncio.Runner) -> None:
+        self.disk = SharedDisk()
+        self.hosts: list[SimHost] = []
+        self._runner = runner
+
+    def run(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a test's coroutine on the cluster's loop (set-up and teardown share it)."""
+        self._runner.run(coro)
+
+    def host(self, *, gl_type: int | None = P.LM_SANLOCK) -> SimHost:
+        h = SimHost(self.disk, len(self.hosts) + 1, gl_type=gl_type)
+        self.hosts.append(h)
+        return h
+
+    def shared_vg(self, hosts: int, vg: str = "vgs1") -> list[SimHost]:
+        """``hosts`` new hosts: ``vg`` created on the first as vgcreate --shared does, started on the others."""
+        made = [self.host() for _ in range(hosts)]
+
+        async def setup() -> None:
+            await create_vg(made[0], vg)
+            for h in made[1:]:
+                await h.start_vg(vg)
+
+        self.run(setup())
+        return made
+
+    def close(self) -> None:
+        async def close_all() -> None:
+            for h in self.hosts:
+                await h.lockd.close()
+
+        self.run(close_all())

@@ -37,9 +37,11 @@ counts: listed PVs not present (``missing``), and listed PVs present and
 mapped to it (``present``); and ``vgid_to_outdated_pvs`` holds
 :class:`OutdatedPVs` (an ordered set).  The counts are moved by the only
 places that change the three tables they derive from (``_set_metadata``,
-``_drop_metadata``, ``_set_pvmeta``, ``_drop_pvmeta``, ``_map_pv``,
-``_unmap_pv``), each O(1) per PV touched, and ``check_invariants`` recomputes
-them.  Storing or dropping a VG costs O(its PVs), as does reading its
+``_replace_metadata``, ``_drop_metadata``, ``_set_pvmeta``, ``_drop_pvmeta``,
+``_map_pv``, ``_unmap_pv``), each O(1) per PV touched, and ``check_invariants``
+recomputes them.  A vg_update that lists the VG's PVs as before (nearly
+every one) is ``_replace_metadata``: one pass that leaves the tables as the
+general orphan-store-map path would, without re-indexing.  Storing or dropping a VG costs O(its PVs), as does reading its
 metadata, so every request stays proportional to what it carries or returns.
 
 ``generation`` counts changes to the tables.  Readers that cache derived
@@ -234,7 +236,10 @@ def strip_device_hints(metadata: Section) -> None:
         return
     for _, pv in pvs.sections():
         items = pv.items
-        if not any(k == "device" for k, _ in items[1:]):
+        for n in range(1, len(items)):
+            if items[n][0] == "device":
+                break
+        else:
             continue
         items = pv.touch()
         i = 0
@@ -319,7 +324,7 @@ class CacheState:
     tokens: TokenState = field(default_factory=TokenState)
     generation: int = 0
     # -- derived indexes (see "Costs grow with the request"); written only by
-    #    _set_metadata/_drop_metadata/_set_pvmeta/_drop_pvmeta/_map_pv/_unmap_pv
+    #    _set_metadata/_replace_metadata/_drop_metadata/_set_pvmeta/_drop_pvmeta/_map_pv/_unmap_pv
     #: stored VG -> the PV uuids its metadata lists
     _listed: IndexTable[str, frozenset[str]] = field(default_factory=IndexTable, repr=False)
     #: PV uuid -> the stored VGs whose metadata lists it
@@ -578,10 +583,31 @@ class CacheState:
             self.assign_pvs(metadata, vgid, remove_empty=True)
         elif new_seq != old_seq:
             assert old is not None
-            self.assign_pvs(old, ORPHAN, remove_empty=False)
-            self._set_metadata(vgid, metadata)
-            self.assign_pvs(metadata, vgid, remove_empty=True)
+            pvids = list(vg_pvids(metadata))
+            if vgid != ORPHAN and pvids == list(vg_pvids(old)):
+                self._replace_metadata(vgid, metadata, pvids)
+            else:
+                self.assign_pvs(old, ORPHAN, remove_empty=False)
+                self._set_metadata(vgid, metadata)
+                self.assign_pvs(metadata, vgid, remove_empty=True)
         return MergeResult(True, reported)
+
+    def _replace_metadata(self, vgid: str, metadata: Section, pvids: list[str]) -> None:
+        """A stored VG's new metadata listing the same PVs in the same order (most updates).
+
+        The same end state as the general path -- orphan the old PVs, store,
+        map the new ones back, drop the VGs left without a PV -- in one pass:
+        every listed PV ends mapped to ``vgid`` (a PV the old path re-inserts
+        is re-inserted in the same order), the listed set and so the
+        ``missing`` count are unchanged, ``present`` moves with each PV that
+        was mapped elsewhere, and the only VG the general path would check
+        for removal is ``#orphan`` (every PV was mapped there in between).
+        """
+        self.vgid_to_metadata[vgid] = metadata
+        for pvid in pvids:
+            self._map_pv(pvid, vgid)
+        if pvids:
+            self.remove_vg_if_missing(ORPHAN, orphan=False)
 
     # ------------------------------------------------------------------
     # PV requests
