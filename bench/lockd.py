@@ -133,6 +133,8 @@ def daemon_argv(kind: str, root: Path, sock: Path, pid: Path) -> list[str]:
         str(pid),
         "--lvmetad-socket",
         str(root / "no-lvmetad.sock"),
+        "--adopt-file",
+        str(root / "lvmlockd.adopt"),
     ]
 
 

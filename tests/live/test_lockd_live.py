@@ -33,6 +33,8 @@ Root only; sanlock io_timeout 1 s; about 60 s, and 2 x 40 s for vgrename.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -47,7 +49,8 @@ IO_TIMEOUT = 1
 VG = f"vglk{os.getpid() % 100000:05d}"
 PYLVMLOCKD = LockDaemon(
     (sys.executable, "-m", "pylvmetad.lockd.cli", "-f", "-g", "sanlock", "-o", "{io_timeout}", "-s", "{socket}",
-     "-p", "{pidfile}", "--lvmetad-socket", "{lvmetad_socket}", "--lease-device", "pv"),
+     "-p", "{pidfile}", "--lvmetad-socket", "{lvmetad_socket}", "--lease-device", "pv",
+     "--adopt-file", "{dir}/lvmlockd.adopt"),
     name="pylvmlockd",
 )  # fmt: skip
 
@@ -258,3 +261,82 @@ def test_vgrename_of_a_shared_vg_under_pylvmlockd_as_under_lvmlockd(lvm2_02: Lvm
     assert [s[:3] for s in py] == [s[:3] for s in c]
     for a, b in zip(py, c, strict=True):
         assert a == b, f"{a[0]}:\npylvmlockd: {a[3]}\nlvmlockd:   {b[3]}"
+
+
+# -- -A 1: a restarted pylvmlockd adopts the LV locks its dead predecessor held -------------
+
+
+def lockctl_info(host: Host) -> str:
+    env = dict(os.environ, LVM_LVMLOCKD_SOCKET=str(host.lockd_socket))
+    r = subprocess.run(
+        [sys.executable, "-m", "pylvmetad.lockd.ctl", "--info"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def sanlock_resources(host: Host, ls_name: str) -> list[str]:
+    """``sanlock client status`` lines of the resources (held or orphaned) in ``ls_name``."""
+    r = host.sanlock_client("status")
+    return [line for line in r.stdout.splitlines() if line.startswith("r ") and f" {ls_name}:" in line]
+
+
+def kill_lockd(host: Host) -> None:
+    assert host.lockd is not None
+    host.lockd.kill(signal.SIGKILL)
+    assert host.lockd.wait(10)
+
+
+def test_a_pylvmlockd_restarted_with_adopt_still_holds_the_lv_lock(lvm2_02: Lvm202, tmp_path: Path) -> None:
+    vg = f"vgad{os.getpid() % 100000:05d}"
+    ls_name = f"lvm_{vg}"
+    bed = Bed(
+        tmp_path / "bed",
+        lvm2_02,
+        hosts_count=2,
+        io_timeout=IO_TIMEOUT,
+        pv_count=1,
+        pv_size=512 << 20,
+        lockd={1: PYLVMLOCKD, 2: PYLVMLOCKD},
+    )
+    with bed:
+        h1, h2 = bed.host(1), bed.host(2)
+        ok(h1, "vgcreate", "--shared", "-s", "4m", "--dataalignment", "1m", vg, bed.pvs[0])
+        ok(h1, "lvcreate", "-an", "-n", "lv1", "-L", "8m", vg)
+        ok(h2, "vgchange", "--lock-start", vg)
+        lv_uuid = ok(h1, "lvs", "--noheadings", "-o", "lv_uuid", f"{vg}/lv1").split()[0]
+        ok(h1, "lvchange", "-aey", f"{vg}/lv1")  # the LV lock, persistent ex
+        adopt_file = h1.dir / "lvmlockd.adopt"
+        assert "LV: " in adopt_file.read_text() and f" {lv_uuid} " in adopt_file.read_text()
+
+        # the daemon dies (SIGKILL): sanlock keeps its lockspace and the LV lease, as an orphan
+        kill_lockd(h1)
+        assert any(lv_uuid in line for line in sanlock_resources(h1, ls_name)), h1.sanlock_client("status").stdout
+        assert "LV locked by other host" in refused(h2, "lvchange", "-aey", f"{vg}/lv1")
+
+        # restarted with -A 1: the lockspace is started again and the LV lock is ours again
+        h1.start_lockd("-A", "1")
+        info = lockctl_info(h1)
+        assert f"ls_name={ls_name}" in info, info
+        assert f"info=r name={lv_uuid} type=lv mode=ex" in info, info
+        assert "info=lk mode=ex version=0 flags=0x1 client_id=0" in info, info
+        assert any(lv_uuid in line for line in sanlock_resources(h1, ls_name))
+        assert "LV locked by other host" in refused(h2, "lvchange", "-aey", f"{vg}/lv1")
+        # and it is an ordinary lock of the new instance: lvchange -an releases it
+        ok(h1, "lvchange", "-an", f"{vg}/lv1")
+        assert f" {lv_uuid} " not in adopt_file.read_text()
+        ok(h2, "lvchange", "-aey", f"{vg}/lv1")
+
+        # without -A the restart drops the dead instance's locks (at the VG's next lock-start)
+        kill_lockd(h2)
+        assert "LV locked by other host" in refused(h1, "lvchange", "-aey", f"{vg}/lv1")
+        h2.start_lockd()
+        assert f"ls_name={ls_name}" not in lockctl_info(h2)
+        ok(h2, "vgchange", "--lock-start", vg)
+        assert f"name={lv_uuid}" not in lockctl_info(h2)
+        assert not any(lv_uuid in line for line in sanlock_resources(h2, ls_name)), h2.sanlock_client("status").stdout
+        ok(h1, "lvchange", "-aey", f"{vg}/lv1")
+        ok(h1, "lvchange", "-an", f"{vg}/lv1")
+
+        ok(h2, "vgchange", "--lock-stop", vg)
+        assert until(lambda: h1.lvm("vgremove", "-y", vg).rc == 0, 60), h1.lockd_log_text()[-3000:]

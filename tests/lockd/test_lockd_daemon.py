@@ -82,6 +82,8 @@ def daemons(tmp_path: Path) -> Iterator[tuple[Path, Path, Daemon]]:
         str(tmp_path / "lockd.pid"),
         "--lvmetad-socket",
         str(metad_sock),
+        "--adopt-file",
+        str(tmp_path / "lockd.adopt"),
     ]
     lockd = Daemon("pylvmlockd", argv, lockd_sock, tmp_path / "lockd.pid", tmp_path / "lockd.log")
     with metad, lockd:

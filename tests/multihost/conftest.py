@@ -44,7 +44,8 @@ METAD = {"lvmetad": "lvmetad", "pylvmetad": "pylvmetad", "pylvmlockd": "pylvmeta
 #: -D: debug lines on stderr (the bed's lockd.log), as lvmlockd -D's, which the scenario reads
 PYLVMLOCKD = LockDaemon(
     (sys.executable, "-m", "pylvmetad.lockd.cli", "-D", "-g", "sanlock", "-o", "{io_timeout}", "-s", "{socket}",
-     "-p", "{pidfile}", "--lvmetad-socket", "{lvmetad_socket}", "--lease-device", "pv"),
+     "-p", "{pidfile}", "--lvmetad-socket", "{lvmetad_socket}", "--lease-device", "pv",
+     "--adopt-file", "{dir}/lvmlockd.adopt"),
     name="pylvmlockd",
 )  # fmt: skip
 

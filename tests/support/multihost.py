@@ -78,8 +78,8 @@ class LockDaemon:
     """How a host's lock daemon is started.
 
     ``argv`` may hold the placeholders ``{socket}``, ``{pidfile}`` (where lvm reaches it),
-    ``{io_timeout}``, ``{host_id}``, ``{sanlock_dir}`` and ``{lvmetad_socket}`` (the
-    host's lvmetad, as the daemon must use it).  It runs with ``SANLOCK_RUN_DIR``,
+    ``{io_timeout}``, ``{host_id}``, ``{sanlock_dir}``, ``{dir}`` (the host's directory) and
+    ``{lvmetad_socket}`` (the host's lvmetad, as the daemon must use it).  It runs with ``SANLOCK_RUN_DIR``,
     ``LVM_LVMETAD_SOCKET``, ``LVM_LVMLOCKD_SOCKET`` and ``LVM_LVMLOCKD_PIDFILE`` set.
     ``namespace``: start it in a private mount namespace where lvmlockd's compiled-in
     run dir is the host's ``lk/`` (needed by the real lvmlockd only).
@@ -523,6 +523,10 @@ class Host:
         argv += ["-e", f"host{self.n}"]
         self.sanlock = self.bed._spawn(f"sanlock{self.n}", argv, self.sanlock_env(), self.sanlock_log)
         wait_for_socket(self.sanlock_dir / "sanlock.sock", self.sanlock.popen, timeout=30)
+        self.start_lockd()
+
+    def start_lockd(self, *extra: str) -> None:
+        """The lock daemon alone, with ``extra`` arguments (a restart after its own death)."""
         spec = self.lockd_spec
         values = {
             "socket": str(self.lockd_socket),
@@ -531,8 +535,9 @@ class Host:
             "host_id": str(self.n),
             "sanlock_dir": str(self.sanlock_dir),
             "lvmetad_socket": str(self.lk_dir / "lvmetad.socket"),
+            "dir": str(self.dir),
         }
-        cmd = [a.format(**values) for a in spec.argv]
+        cmd = [a.format(**values) for a in spec.argv] + list(extra)
         if spec.namespace:
             script = 'mount --bind "$0" "$1" && shift && exec "$@"'
             run = lvmlockd_run_dir(self.bed.lvm202)

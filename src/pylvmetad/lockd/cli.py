@@ -5,7 +5,9 @@ It takes lvmlockd's command line unchanged (``-f -D -s -p -g -o -A -S -T
 documents but its parser refuses), so ``LOCKD='pylvmlockd -f -g sanlock -o
 {io_timeout} -s {socket} -p {pidfile}'`` replaces the C daemon in a test
 bed or a unit file.  The long options after ``--lvmetad-socket`` are
-pylvmlockd's own.
+pylvmlockd's own, and so is ``--adopt-file``: the file the daemon keeps
+equal to the core's adopt table, read back by a successor started with
+``-A 1`` (:mod:`.adopt`, :mod:`.service`).
 
 It imports only light modules: the pid file is locked and the socket
 listens before asyncio, the core and the sanlock binding are imported (they
@@ -30,6 +32,8 @@ DEFAULT_SOCKET = "/run/lvm/lvmlockd.socket"
 #: where lvmlockd finds lvmetad (the same as :data:`.metadlink.DEFAULT_LVMETAD_SOCKET`)
 DEFAULT_LVMETAD_SOCKET = "/run/lvm/lvmetad.socket"
 DEFAULT_PIDFILE = "/run/lvmlockd.pid"
+#: the same as :data:`.adopt.DEFAULT_ADOPT_FILE`
+DEFAULT_ADOPT_FILE = "/run/lvm/lvmlockd.adopt"
 SOCKET_ENV = "LVM_LVMLOCKD_SOCKET"
 PIDFILE_ENV = "LVM_LVMLOCKD_PIDFILE"
 LVMETAD_SOCKET_ENV = "LVM_LVMETAD_SOCKET"
@@ -62,7 +66,9 @@ pylvmlockd [options]
   --sanlock-timeout | -o <seconds>
         Set the sanlock lockspace I/O timeout (0: sanlock's default).
   --adopt | -A 0|1
-        Adopt locks from a previous instance (not supported: 1 is refused).
+        Adopt the locks of a previous instance (listed in the adopt file). [0]
+  --adopt-file <path>
+        Where the held lockspaces and LV locks are recorded for -A 1. [%(adopt)s]
   --lvmetad-socket <path>
         The local lvmetad to invalidate. [$LVM_LVMETAD_SOCKET or %(metad)s]
   --lease-device dm|pv
@@ -75,7 +81,12 @@ pylvmlockd [options]
 
 
 def usage_text() -> str:
-    return USAGE % {"pidfile": DEFAULT_PIDFILE, "socket": DEFAULT_SOCKET, "metad": DEFAULT_LVMETAD_SOCKET}
+    return USAGE % {
+        "pidfile": DEFAULT_PIDFILE,
+        "socket": DEFAULT_SOCKET,
+        "metad": DEFAULT_LVMETAD_SOCKET,
+        "adopt": DEFAULT_ADOPT_FILE,
+    }
 
 
 class UsageError(Exception):
@@ -102,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-F", "--host-id-file", dest="host_id_file", default="")
     p.add_argument("-o", "--sanlock-timeout", dest="io_timeout", type=int, default=0)
     p.add_argument("-A", "--adopt", dest="adopt", type=int, default=0)
+    p.add_argument("--adopt-file", default=DEFAULT_ADOPT_FILE)
     p.add_argument("--lvmetad-socket", default=None)
     p.add_argument("--lease-device", choices=("dm", "pv"), default="dm")
     p.add_argument("--killpath", default="")
@@ -127,9 +139,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.gl_type == "dlm":
         print("pylvmlockd: the dlm lock manager is not supported (sanlock only)", file=sys.stderr)
-        return 1
-    if args.adopt:
-        print("pylvmlockd: --adopt 1 is not supported", file=sys.stderr)
         return 1
 
     socket_path = args.socket or os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from . import protocol as P
+from .adopt import AdoptLv, AdoptTable, AdoptVg
 from .lvb import Known, ValueBlock, on_acquire, on_release, written
 from .manager import GL_NAME, LOCK_ARGS_VERSION, VG_NAME, LmResource, LockManager, LockspaceLM, lock_lv_name
 from .protocol import Mode, Op, Opt, Request, Rt
@@ -628,6 +629,8 @@ class Lockd:
         self.starts_changed = asyncio.Event()
         #: called with (action, result) for every reply (logs)
         self.on_reply: Callable[[Action, int], None] | None = None
+        #: called after anything that may change :meth:`adopt_table` (the adopt file's writer)
+        self.on_change: Callable[[], None] | None = None
         self.log_ring: list[str] = []
 
     # -- entry points ----------------------------------------------------------
@@ -801,6 +804,7 @@ class Lockd:
             self.note("add_lockspace %s done", ls.name)
             ls.task = asyncio.ensure_future(ls.run())
         self.starts_changed.set()
+        self.changed()
         if wait:
             act.finish(result)
 
@@ -812,6 +816,111 @@ class Lockd:
         if sum(1 for x in self.lockspaces.values() if x.gl_enabled) < 2:
             self.dup_gl = False
         self.starts_changed.set()
+        self.changed()
+
+    # -- adoption (-A 1, §8.6) -------------------------------------------------------
+    def adopt_table(self) -> AdoptTable:
+        """What a successor needs to adopt: the lockspaces in use, their persistent LV locks."""
+        vgs = []
+        for ls in self.lockspaces.values():
+            if ls.state not in (Ls.PREPARING, Ls.STARTING, Ls.STARTED, Ls.KILLED):
+                continue
+            lvs = []
+            for r in ls.resources.values():
+                lk = r.persistent_lock()
+                if r.rt is Rt.LV and lk is not None:
+                    lvs.append(AdoptLv(r.name, r.lv_lock_args, lk.mode))
+            vgs.append(
+                AdoptVg(ls.vg_uuid, ls.vg_name, P.lock_type_name(ls.lock_type), ls.vg_lock_args, ls.host_id, tuple(lvs))
+            )
+        return AdoptTable(tuple(vgs))
+
+    async def adopt(self, table: AdoptTable) -> int:
+        """Take over what a previous instance held (§8.6): the number of LV locks adopted, or <0.
+
+        Only lockspaces the lock manager still has for this host are started
+        (their join keeps the orphan leases); each recorded persistent LV lock
+        is taken over as an orphan in its recorded mode (EUCLEAN: the other
+        one; ENOENT: nothing to adopt); orphan GL/VG locks are adopted (sh,
+        else ex) and released at once.  Run before clients are served.
+        """
+        if self.lm is None:
+            return P.EMANAGER
+        held = set(await self.lm.lockspaces())
+        adopted = 0
+        failed = False
+        for vg in table.vgs:
+            if vg.ls_name not in held or vg.lock_type != "sanlock" or vg.ls_name in self.lockspaces:
+                self.note("adopt skip %s (not held by the lock manager)", vg.ls_name)
+                continue
+            lv_name = lock_lv_name(vg.vg_lock_args)
+            if lv_name is None or not 0 < vg.host_id <= MAX_HOST_ID:
+                failed = True
+                continue
+            req = Request(
+                "start_vg",
+                Op.START,
+                Rt.VG,
+                vg_name=vg.vg_name,
+                vg_uuid=vg.vg_uuid,
+                vg_lock_args=vg.vg_lock_args,
+                host_id=vg.host_id,
+                lock_type=P.LM_SANLOCK,
+            )
+            ls = Lockspace(self, req, vg.host_id, self.lm.lockspace(vg.ls_name, vg.vg_name, lv_name, vg.host_id))
+            self.lockspaces[ls.name] = ls
+            self.note("adopt add_lockspace sanlock %s host_id %d", ls.name, vg.host_id)
+            result = await ls.lm.prepare()
+            if result == 0:
+                ls.step(LsEvent.PREPARED)
+                result = await ls.lm.join(adopt=True)
+            if result:
+                log.error("adopting lockspace %s failed: %d", ls.name, result)
+                ls.step(LsEvent.PREPARE_FAILED if ls.state is Ls.PREPARING else LsEvent.JOIN_FAILED)
+                self.reap(ls)
+                failed = True
+                continue
+            ls.step(LsEvent.JOINED)
+            ls.gl_enabled = ls.lm.gl_enabled
+            if ls.gl_enabled and not self.gl_ls_name:
+                self.gl_ls_name = ls.name
+            for lv in vg.lvs:
+                r = ls.resources[lv.lv_uuid] = Resource(lv.lv_uuid, Rt.LV, lv_lock_args=lv.lv_lock_args)
+                mode = await self._adopt_one(ls, r, lv.mode)
+                if mode is None:
+                    del ls.resources[lv.lv_uuid]
+                    continue
+                r.mode = mode
+                r.locks.append(Lock(mode, 0, persistent=True))
+                adopted += 1
+                self.note("adopt lock_lv %s %s %s", ls.name, lv.lv_uuid, mode.text)
+            names = [(VG_NAME, Rt.VG)] + ([(GL_NAME, Rt.GL)] if ls.gl_enabled else [])
+            for name, rt in names:
+                r = ls.resources.get(name) or Resource(name, rt)
+                mode = await self._adopt_one(ls, r, Mode.SH)
+                if mode is not None:
+                    if mode is Mode.EX:
+                        log.warning("%s: adopted %s ex, releasing it", ls.name, name)
+                    await ls.lm.release(r.lm(), None)
+            ls.task = asyncio.ensure_future(ls.run())
+        self.starts_changed.set()
+        self.changed()
+        if failed:
+            self.note("adopt_locks failed, reset host")
+            log.error("adopt_locks failed, reset host")
+        return adopted
+
+    async def _adopt_one(self, ls: Lockspace, r: Resource, mode: Mode) -> Mode | None:
+        """Adopt one orphan lease in ``mode``, else in the other mode; None if there is none."""
+        for m in (mode, Mode.SH if mode is Mode.EX else Mode.EX):
+            got = await ls.lm.acquire(r.lm(), m, adopt=True)
+            if got.result == 0:
+                return m
+            if got.result != P.EUCLEAN:
+                if got.result != P.ENOENT:
+                    log.error("%s: adopting %s %s: %d", ls.name, r.name, m.text, got.result)
+                return None
+        return None
 
     def forget_gl(self, ls_name: str) -> None:
         if self.gl_ls_name == ls_name:
@@ -943,6 +1052,11 @@ class Lockd:
     def replied(self, act: Action, result: int) -> None:
         if self.on_reply is not None:
             self.on_reply(act, result)
+        self.changed()
+
+    def changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     def result_flags(self, act: Action, result: int) -> str:
         """§1.4, in order, parts concatenated without separators."""

@@ -26,7 +26,7 @@ from .manager import (
     LmResource,
     lv_offset,
 )
-from .protocol import EAGAIN, EARGS, EEXIST, EMSGSIZE, ENOENT, EUNATCH, LM_SANLOCK, Mode, Rt
+from .protocol import EAGAIN, EARGS, EEXIST, EMSGSIZE, ENOENT, EUCLEAN, EUNATCH, LM_SANLOCK, Mode, Rt
 
 ALIGN = 1 << 20
 GL_OFFSET = 65 * ALIGN
@@ -119,6 +119,9 @@ class MemoryLockManager:
     def lockspace(self, ls_name: str, vg_name: str, lv_name: str, host_id: int) -> MemoryLockspace:
         return MemoryLockspace(self.disk, ls_name, vg_name, host_id)
 
+    async def lockspaces(self) -> list[str]:
+        return [x.ls_name for x in self.disk.vgs.values() if self.host_id in x.members]
+
 
 class MemoryLockspace:
     def __init__(self, disk: SharedDisk, ls_name: str, vg_name: str, host_id: int) -> None:
@@ -153,12 +156,17 @@ class MemoryLockspace:
         self.gl_enabled = lease.areas[GL_OFFSET].name == GL_NAME
         return 0
 
-    async def join(self) -> int:
+    async def join(self, *, adopt: bool = False) -> int:
         lease = self._lease()
         if lease is None:
             return EARGS
         if self.host_id in lease.members:
-            return EEXIST
+            # a previous instance of this host is still a member (it died): as sanlock.py,
+            # join anyway; its leases are orphans, adopted later or dropped now
+            if not adopt:
+                for area in lease.areas.values():
+                    area.holders.pop(self.host_id, None)
+            return 0
         lease.members.add(self.host_id)
         self.disk.departed.get(self.vg_name, set()).discard(self.host_id)
         return 0
@@ -175,11 +183,16 @@ class MemoryLockspace:
             lease.ls_name = UNUSED_NAME
         return 0
 
-    async def acquire(self, res: LmResource, mode: Mode) -> Acquired:
+    async def acquire(self, res: LmResource, mode: Mode, *, adopt: bool = False) -> Acquired:
         found = self._area(res)
         if found is None:
             return Acquired(EMSGSIZE if res.rt is Rt.LV else EARGS)
         _, area = found
+        if adopt:  # the orphan this host left behind, in the mode it had (§8.6)
+            held = area.holders.get(self.host_id)
+            if held is None:
+                return Acquired(ENOENT)
+            return Acquired(0, area.lvb if res.rt is not Rt.LV else None) if held == mode else Acquired(EUCLEAN)
         if area.name != res.name:
             if res.rt is Rt.GL and area.name == GL_DISABLED_NAME:
                 return Acquired(EUNATCH)

@@ -20,7 +20,9 @@ Rules of this module:
 * A restarted pylvmlockd finds its lockspace still held by sanlock, with the
   leases of the dead instance kept as orphans (every lease is PERSISTENT);
   it joins anyway and releases those orphans (lvmlockd without ``--adopt``
-  leaves the VG unusable on that host instead, §6.6).
+  leaves the VG unusable on that host instead, §6.6) -- unless it adopts
+  them (``-A 1``, §8.6): then the join keeps them and each lease is taken
+  over with ``SANLK_ACQUIRE_ORPHAN_ONLY``.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ GL_AREA, VG_AREA, LV_AREA = 65, 66, 67
 RES_SHARED = 0x4
 RES_PERSISTENT = 0x8
 ACQUIRE_LVB = 0x1
+ACQUIRE_ORPHAN_ONLY = 0x4
 ACQUIRE_OWNER_NOWAIT = 0x8
 CONVERT_OWNER_NOWAIT = 0x8
 REL_RENAME = 0x2
@@ -146,6 +149,7 @@ def library() -> ctypes.CDLL:
         lib.sanlock_killpath.argtypes = [ctypes.c_int, ctypes.c_uint32, ctypes.c_char_p, ctypes.c_char_p]
         lib.sanlock_add_lockspace_timeout.argtypes = [ptr(Lockspace), ctypes.c_uint32, ctypes.c_uint32]
         lib.sanlock_rem_lockspace.argtypes = [ptr(Lockspace), ctypes.c_uint32]
+        lib.sanlock_get_lockspaces.argtypes = [ptr(ptr(Lockspace)), ptr(ctypes.c_int), ctypes.c_uint32]
         lib.sanlock_set_config.argtypes = [ctypes.c_char_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_void_p]
         lib.sanlock_acquire.argtypes = [
             ctypes.c_int,
@@ -345,6 +349,28 @@ class SanlockManager:
     def lockspace(self, ls_name: str, vg_name: str, lv_name: str, host_id: int) -> SanlockLockspace:
         return SanlockLockspace(self, ls_name, vg_name, lv_name, host_id)
 
+    async def lockspaces(self) -> list[str]:
+        """§6.4.10: the ``lvm_`` lockspaces sanlock has (every one: lvmlockd's quirk 17 fixed)."""
+        try:
+            library()
+        except OSError:
+            return []
+        return await _blocking(self._lockspaces)
+
+    def _lockspaces(self) -> list[str]:
+        lss = ctypes.POINTER(Lockspace)()
+        count = ctypes.c_int(0)
+        rv = int(library().sanlock_get_lockspaces(ctypes.byref(lss), ctypes.byref(count), 0))
+        if rv < 0 or not lss:
+            if rv < 0:
+                log.error("sanlock get_lockspaces: %d", rv)
+            return []
+        try:
+            names = [_text(lss[i].name) for i in range(count.value)]
+        finally:
+            _free(lss)
+        return [n for n in names if n.startswith("lvm_")]
+
 
 def _align(area: LeaseArea) -> int:
     disk = Disk(area.path.encode()[: PATH_LEN - 1], area.base)
@@ -445,14 +471,17 @@ class SanlockLockspace:
             os.close(self.sock)
             self.sock = -1
 
-    async def join(self) -> int:
-        return await _blocking(self._join)
+    async def join(self, *, adopt: bool = False) -> int:
+        return await _blocking(self._join, adopt)
 
-    def _join(self) -> int:
+    def _join(self, adopt: bool) -> int:
         lib = library()
         ls = _lockspace(self.ls_name, self.host_id, self.area)
         rv = int(lib.sanlock_add_lockspace_timeout(ctypes.byref(ls), 0, self.manager.io_timeout))
-        if rv == -errno.EEXIST:
+        if rv == -errno.EEXIST and adopt:
+            log.warning("%s: adopting the lockspace of a previous instance", self.ls_name)
+            rv = 0
+        elif rv == -errno.EEXIST:
             # sanlock kept the lockspace of a previous pylvmlockd (it died or was killed):
             # we do not adopt its locks, we drop them -- every orphan lease of the lockspace
             log.warning("%s: already joined by a previous instance; releasing its orphan locks", self.ls_name)
@@ -483,20 +512,22 @@ class SanlockLockspace:
             lib.sanlock_write_lockspace(ctypes.byref(unused), 0, 0, self.manager.io_timeout)
         return rv
 
-    async def acquire(self, res: LmResource, mode: Mode) -> Acquired:
+    async def acquire(self, res: LmResource, mode: Mode, *, adopt: bool = False) -> Acquired:
         offset = self._offset(res)
         if offset is None:
             return Acquired(P.EPERM)
-        return await _blocking(self._acquire, res, offset, mode)
+        return await _blocking(self._acquire, res, offset, mode, adopt)
 
-    def _acquire(self, res: LmResource, offset: int, mode: Mode) -> Acquired:
+    def _acquire(self, res: LmResource, offset: int, mode: Mode, adopt: bool) -> Acquired:
         lib = library()
         rs = self._res(res.name, offset, RES_PERSISTENT | (RES_SHARED if mode is Mode.SH else 0))
         flags = ACQUIRE_OWNER_NOWAIT | (ACQUIRE_LVB if res.rt is not Rt.LV else 0)
+        if adopt:
+            flags |= ACQUIRE_ORPHAN_ONLY
         opt = Options(b"lvmlockd")
         array = (ctypes.POINTER(Resource1) * 1)(ctypes.pointer(rs))
         rv = int(lib.sanlock_acquire(self.sock, -1, flags, 1, array, ctypes.byref(opt)))
-        if rv == -errno.EUCLEAN:  # an orphan of a previous instance of ours: drop it, then try again
+        if rv == -errno.EUCLEAN and not adopt:  # an orphan of a previous instance of ours: drop it, then try again
             log.warning("%s: dropping the orphan lock %s of a previous instance", self.ls_name, res.name)
             orphan = (ctypes.POINTER(Resource1) * 1)(ctypes.pointer(self._res(res.name, offset)))
             lib.sanlock_release(self.sock, -1, REL_ORPHAN, 1, orphan)

@@ -6,17 +6,24 @@ Rules of this module:
   the socket listens: asyncio, the core and the sanlock binding are imported
   here, never by :mod:`.cli` (docs/architecture.md, "Start-up").
 * :func:`serve` returns the exit status; the pid file stays the caller's.
+* With ``-A 1`` the adopt file is read and the core adopts what it lists
+  before the server accepts anyone (§8.6); from then on
+  :class:`AdoptFileWriter` keeps the file equal to the core's table.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
+from collections.abc import Callable
 
 from ..shell.server import Server
 from ..shell.startup import Launch
 from . import protocol as P
+from .adopt import parse, render
 from .core import Lockd
 from .daemon import LockdHandler
 from .leasemap import pv_locator
@@ -43,6 +50,27 @@ async def serve(args: argparse.Namespace, launch: Launch, *, metad_path: str) ->
         host_id_file=args.host_id_file,
     )
     await lockd.probe()
+    if args.adopt:
+        try:
+            with open(args.adopt_file, encoding="utf-8", errors="replace") as f:
+                table = parse(f.read())
+        except FileNotFoundError:
+            log.warning("adopt: no %s, nothing to adopt", args.adopt_file)
+        except OSError as exc:
+            log.warning("adopt: cannot read %s: %s", args.adopt_file, exc)
+        else:
+            adopted = await lockd.adopt(table)
+            log.warning("adopt: %d lockspaces, %d LV locks adopted", len(lockd.lockspaces), max(adopted, 0))
+
+    def adopt_text() -> str | None:
+        table = lockd.adopt_table()
+        return render(table, os.getpid()) if table.vgs else None
+
+    writer = AdoptFileWriter(args.adopt_file, adopt_text)
+    lockd.on_change = writer.update
+    if args.adopt:  # what the file listed is ours now, or gone: the file says so
+        writer.last = ""
+        writer.update()
     server: Server | None = None
 
     def quit_now() -> None:
@@ -69,6 +97,39 @@ async def serve(args: argparse.Namespace, launch: Launch, *, metad_path: str) ->
     await lockd.close()
     await metad.close()
     return 0
+
+
+class AdoptFileWriter:
+    """Keeps the adopt file equal to the core's table: rewritten (by rename) when it changes,
+    removed when there is nothing to adopt (no lockspace), so a daemon that never starts a
+    lockspace never creates it."""
+
+    def __init__(self, path: str, text: Callable[[], str | None]) -> None:
+        self.path = path
+        self.text = text
+        self.last: str | None = None
+        self.failed = False
+
+    def update(self) -> None:
+        text = self.text()
+        if text == self.last:
+            return
+        tmp = f"{self.path}.tmp"
+        try:
+            if text is None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)
+            else:
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.write(text)
+                os.replace(tmp, self.path)
+        except OSError as exc:
+            if not self.failed:
+                logging.getLogger("pylvmlockd").warning("cannot write the adopt file %s: %s", self.path, exc)
+            self.failed = True
+            return
+        self.failed = False
+        self.last = text
 
 
 async def _shutdown(lockd: Lockd, server: Server, reason: str) -> None:

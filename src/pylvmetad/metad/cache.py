@@ -236,7 +236,10 @@ def strip_device_hints(metadata: Section) -> None:
         return
     for _, pv in pvs.sections():
         items = pv.items
-        if not any(k == "device" for k, _ in items[1:]):
+        for n in range(1, len(items)):
+            if items[n][0] == "device":
+                break
+        else:
             continue
         items = pv.touch()
         i = 0
