@@ -321,3 +321,21 @@ def test_every_recorded_request_and_reply_parses() -> None:
                 assert parse(format_tree(tree)) == tree
                 count += 1
     assert count > 10000
+
+
+@given(
+    st.lists(
+        st.sampled_from(["logical_volumes", "historical_logical_volumes", "lv", " ", "\t", "\n", "{", "x", "_", '"']),
+        max_size=30,
+    ),
+    st.integers(0, 40),
+)
+def test_the_head_search_starting_at_the_first_name_finds_what_the_regex_finds(parts: list[str], pos: int) -> None:
+    from pylvmetad.wire import codec
+
+    text = "".join(parts)
+    lazy = frozenset({"logical_volumes", "historical_logical_volumes"})
+    head = codec.DEFAULT_PARSER._head(lazy)
+    expected = head.search(text, pos)
+    found = codec._search_head(head, lazy, text, pos)
+    assert (found and (found.span(), found.groups())) == (expected and (expected.span(), expected.groups()))

@@ -217,10 +217,10 @@ class RequestHandler:
         pvmeta = tree.child("pvmeta")
         if pvmeta is None:
             return failed("pv_found", "Ignore PV without PV metadata")
-        pvid = tree.get_str("pvmeta/id")
-        if pvid is None or not isinstance(pvmeta, Section):
+        # section.get_*(k) is tree.get_*("section/k"): the path walk takes the first child too
+        if not isinstance(pvmeta, Section) or (pvid := pvmeta.get_str("id")) is None:
             return failed("pv_found", "Ignore PV without PV UUID")
-        device = tree.get_int64("pvmeta/device")
+        device = pvmeta.get_int64("device")
         if device is None:
             return failed("pv_found", "Ignore PV without device")
         metadata = tree.child("metadata")
@@ -229,10 +229,9 @@ class RequestHandler:
             vgname = tree.get_str("vgname")
             if vgname is None:
                 return failed("pv_found", "Ignore VG metadata from PV without VG name")
-            vgid = tree.get_str("metadata/id")
-            if vgid is None or not isinstance(metadata, Section):
+            if not isinstance(metadata, Section) or (vgid := metadata.get_str("id")) is None:
                 return failed("pv_found", "Ignore VG metadata from PV without VG vgid")
-            if tree.get_int("metadata/seqno", -1) < 0:
+            if metadata.get_int("seqno", -1) < 0:
                 return failed("pv_found", "Ignore VG metadata from PV without VG seqno")
         result = self.state.pv_found(pvmeta, pvid, device, vgname, vgid, metadata)
         if result.failed is not None:
@@ -303,13 +302,13 @@ class RequestHandler:
         metadata = tree.child("metadata")
         if metadata is None:
             return ok("vg_update")
-        vgid = tree.get_str("metadata/id")
-        if vgid is None or not isinstance(metadata, Section):
+        # metadata.get_*(k) is tree.get_*("metadata/k"): the path walk takes the first "metadata" too
+        if not isinstance(metadata, Section) or (vgid := metadata.get_str("id")) is None:
             return failed("vg_update", "vg_update: need VG UUID")
         vgname = tree.get_str("vgname")
         if vgname is None:
             return failed("vg_update", "vg_update: need VG name")
-        if tree.get_int("metadata/seqno", -1) < 0:
+        if metadata.get_int("seqno", -1) < 0:
             return failed("vg_update", "vg_update: need VG seqno")
         if not self.state.vg_update(vgname, vgid, metadata):
             return failed("vg_update", "vg_update: failed metadata update")
