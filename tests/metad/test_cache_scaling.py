@@ -12,6 +12,7 @@ walked the VG's PV list or the outdated list once per PV).  About 1 s.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -90,21 +91,17 @@ def test_outdated_pvs_keep_marking_order() -> None:
 
 
 def test_common_updates_copy_no_table(monkeypatch: pytest.MonkeyPatch) -> None:
-    """vg_update and a rescan's pv_found are journaled per key changed, never per table size.
+    """vg_update and pv_found are journaled per key changed, never per table size.
 
-    The journal saves a table's whole key order at an operation's first
-    removal; the derived indexes must not need that (vg_update re-indexes
-    its VG, removing and adding keys of ``_listing``, which holds every PV).
+    With 1000 PVs and 100 VGs cached: a vg_update that renames its VG and a
+    pv_found of a new PV on a known device remove keys from ordered tables
+    (vgname_to_vgid, pvid_to_pvmeta...: the path that once copied a table's
+    whole key order), a re-index removes keys of ``_listing`` (every PV); yet
+    no table is walked (a copy of its order would be a walk) and each
+    operation's journal holds a few dozen keys.  Each operation's journal is
+    read as the cache commits it.
     """
     from pylvmetad.metad import journal
-
-    copied: list[int] = []
-    original_commit = journal.Table.commit
-
-    def commit(self: journal.Table[object, object]) -> None:
-        if self._order is not None:
-            copied.append(len(self._order))
-        original_commit(self)
 
     s = new_session()
     s.populate()
@@ -114,9 +111,31 @@ def test_common_updates_copy_no_table(monkeypatch: pytest.MonkeyPatch) -> None:
         assert s.fields(vg_update(f"vg{j}", vg_metadata(vg, 1, pvs[j * 10 : (j + 1) * 10])))["response"] == "OK"
     for i, pv in enumerate(pvs):
         assert s.fields(pv_found(pv, 4096 + i))["response"] == "OK"
-    monkeypatch.setattr(journal.Table, "commit", commit)
+
+    walks: list[int] = []
+    journaled: list[int] = []
+    ordered_removals: list[int] = []
+    original_commit_all = journal.commit_all
+
+    def walk(self: journal.Table[object, object]) -> Iterator[object]:
+        walks.append(len(self))
+        return dict.__iter__(self)
+
+    def commit_all(tables: tuple[journal.Table[Any, Any], ...]) -> None:
+        journaled.append(sum(len(t._saved or ()) for t in tables))
+        ordered_removals.append(sum(t.ORDERED and t._mark is not None for t in tables))
+        original_commit_all(tables)
+
+    monkeypatch.setattr(journal.Table, "__iter__", walk)
+    monkeypatch.setattr(cache, "commit_all", commit_all)
     for j in (3, 50, 99):
-        assert s.fields(vg_update(f"vg{j}", vg_metadata(vgs[j], 2, pvs[j * 10 : (j + 1) * 10])))["response"] == "OK"
+        assert (
+            s.fields(vg_update(f"renamed{j}", vg_metadata(vgs[j], 2, pvs[j * 10 : (j + 1) * 10])))["response"] == "OK"
+        )
+        assert s.fields(pv_found(pvid(5000 + j), 4096 + j * 10 + 1))["response"] == "OK"  # a new PV, a known device
         assert s.fields(pv_found(pvs[j * 10], 4096 + j * 10))["response"] == "OK"
-    assert copied == []
+    monkeypatch.undo()
+    assert len(journaled) == 9 and all(ordered_removals[:2]) and sum(ordered_removals) >= 6, ordered_removals
+    assert walks == []
+    assert max(journaled) < 64, journaled
     assert s.state.check_invariants() == []

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pylvmetad.metad import journal
 from pylvmetad.metad.journal import MutableValueTable, Table
 
 KEYS = st.sampled_from("abcdef")
@@ -24,7 +27,7 @@ OPS = st.lists(
 )
 
 
-def apply(table: MutableValueTable[str, list[int]], op: str, key: str, value: int) -> None:
+def apply(table: dict[str, list[int]], op: str, key: str, value: int) -> None:
     if op == "set":
         table[key] = [value]
     elif op == "del" and key in table:
@@ -75,3 +78,78 @@ def test_outside_an_operation_it_is_a_dict() -> None:
     assert table == {"a": 1, "b": 2} and table.pop("a") == 1 and table.setdefault("c", 3) == 3
     with pytest.raises(KeyError):
         table.pop("zz")
+
+
+class CountedTable(Table[int, int]):
+    """A table that counts walks over its keys (a copy of its order is one)."""
+
+    __slots__ = ("walks",)
+
+    def __init__(self, items: dict[int, int]) -> None:
+        self.walks = 0
+        super().__init__(items)
+
+    def __iter__(self) -> Iterator[int]:
+        self.walks += 1
+        return super().__iter__()
+
+
+def test_a_removal_journals_its_key_not_the_tables_order() -> None:
+    """The rare path (a removal in an operation) costs per change: nothing walks the table until rollback."""
+    n = 10_000
+    table = CountedTable({k: k for k in range(n)})
+    before = list(table.items())
+    for finish in ("commit", "rollback"):
+        table.walks = 0
+        table.begin()
+        del table[5]
+        table.pop(n // 2)
+        table[5] = 55  # back, at the end
+        table[n] = n  # new
+        table[7] = 77  # changed in place
+        assert table._saved is not None and len(table._saved) == 4  # the keys touched, nothing else
+        if finish == "commit":
+            table.commit()
+            assert table.walks == 0  # no copy of the key order, on any path of a committed operation
+            expected = [(k, v) for k, v in before if k not in (5, n // 2)] + [(5, 55), (n, n)]
+            expected = [(k, 77 if k == 7 else v) for k, v in expected]
+            assert list(table.items()) == expected
+            table.clear()
+            table.update(before)
+        else:
+            table.rollback()
+            assert list(table.items()) == before
+
+
+GROUPS = st.lists(st.tuples(st.sampled_from(["commit", "rollback", "outside"]), OPS), max_size=10)
+
+
+@settings(max_examples=300, deadline=None)
+@given(start=st.lists(st.tuples(KEYS, st.integers(0, 9)), max_size=6), groups=GROUPS, slack=st.sampled_from([0, 32]))
+def test_operations_in_a_row_keep_the_order_of_a_plain_dict(
+    start: list[tuple[str, int]], groups: list[tuple[str, list[tuple[str, str, int]]]], slack: int
+) -> None:
+    """Committed, rolled back and unjournaled changes in turn: the table is always the dict it models.
+
+    The key list's stale entries (and their clean-up, at once with ``slack`` 0)
+    must never change what a later rollback restores.
+    """
+    saved_slack = journal._SLACK
+    journal._SLACK = slack
+    try:
+        table: MutableValueTable[str, list[int]] = MutableValueTable(list, ((k, [v]) for k, v in start))
+        model: dict[str, list[int]] = {k: [v] for k, v in start}  # a plain dict: what the table must equal
+        for finish, ops in groups:
+            if finish != "outside":
+                table.begin()
+            for op in ops:
+                apply(table, *op)
+            if finish == "rollback":
+                table.rollback()
+            else:
+                table.commit()
+                for op in ops:
+                    apply(model, *op)
+            assert [(k, list(v)) for k, v in table.items()] == list(model.items())
+    finally:
+        journal._SLACK = saved_slack

@@ -256,24 +256,19 @@ V = TypeVar("V")
 class IndexTable(Table[K, V]):
     """A journaled table whose key order means nothing (the derived indexes).
 
-    :class:`Table` saves the whole key order at an operation's first removal
-    (O(table) -- for ``_listing``, every PV uuid, on every vg_update); an
-    index only needs each changed key's old value back.
+    Rollback restores each changed key's old value, not the order: the
+    table keeps no key list (:mod:`.journal`, theory).
     """
 
     __slots__ = ()
-
-    def _keep_for_removal(self, key: K) -> None:
-        self._keep(key)
+    ORDERED = False
 
 
 class IndexValueTable(MutableValueTable[K, V]):
     """:class:`IndexTable` for values changed in place."""
 
     __slots__ = ()
-
-    def _keep_for_removal(self, key: K) -> None:
-        self._keep(key)
+    ORDERED = False
 
 
 _P = ParamSpec("_P")

@@ -6,7 +6,8 @@ Rules of this module:
   (:meth:`Table.begin` .. :meth:`Table.commit`), keeps the value every key
   had before the operation's first change of it; :meth:`Table.rollback`
   puts those values back, in the table's original key order.  Outside an
-  operation it is a plain dict with one ``None`` check per write.
+  operation it is a plain dict with one ``None`` check per write, and for
+  a new key of an ordered table an append to its key list.
 * Every way of changing a dict goes through the journal (item assignment,
   ``del``, ``pop``, ``popitem``, ``setdefault``, ``update``, ``|=``,
   ``clear``).  A table whose values are changed in place (lists, records)
@@ -23,15 +24,25 @@ An operation changes a handful of keys, so the journal costs per change,
 not per table: the first change of a key saves its old value (or "absent").
 Rolling back reassigns the saved values and removes the keys the operation
 added; a dict keeps the position of a reassigned key, so the order is
-exact.  Only a removal loses a key's position, so the first removal in an
-operation also saves the table's key order, and rollback then rebuilds the
-table in that order.
+exact.  Only a removal loses a key's position.  So an ordered table keeps,
+besides the dict, a list of its keys in insertion order (``_keys``: a key
+is appended when it is inserted and not present; a removal leaves its
+entry, stale): a present key's position is that of its last entry.  An
+operation's first removal only notes the list's length (``_mark``), and
+rollback rebuilds the table from the entries before it -- the last entry
+of each key present before the operation, in order.  Commit and every
+change cost O(1); only a rollback after a removal costs O(table), as
+rebuilding the order must.  Stale entries are dropped (the list rebuilt
+from the dict) once they outnumber the keys, which no removal in an open
+operation still needs: amortised O(1) per insertion.  An unordered table
+(``ORDERED = False``: the cache's derived indexes) keeps no list and
+restores only values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final, TypeVar, overload
+from typing import Any, ClassVar, Final, TypeVar, overload
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -39,19 +50,25 @@ T = TypeVar("T")
 
 #: the saved "value" of a key the table did not hold
 _ABSENT: Final[Any] = object()
+#: stale entries an ordered table's key list may hold beyond one per key before it is rebuilt
+_SLACK = 32
 
 
 class Table(dict[K, V]):
     """A dict whose changes during one operation can be undone."""
 
-    __slots__ = ("_order", "_saved")
+    __slots__ = ("_keys", "_mark", "_saved")
+    #: whether rollback restores the key order (else only the values)
+    ORDERED: ClassVar[bool] = True
 
     def __init__(self, items: Mapping[K, V] | Iterable[tuple[K, V]] = ()) -> None:
         super().__init__(items)
         #: key -> its value before the operation's first change (or _ABSENT); None: no operation open
         self._saved: dict[K, V] | None = None
-        #: the key order before the operation's first removal
-        self._order: list[K] | None = None
+        #: the keys in insertion order, with stale entries (module theory); None: not ORDERED
+        self._keys: list[K] | None = list(self) if self.ORDERED else None
+        #: len(_keys) at the open operation's first removal; None: no removal yet
+        self._mark: int | None = None
 
     # -- the operation --------------------------------------------------------
     @property
@@ -59,30 +76,36 @@ class Table(dict[K, V]):
         return self._saved is not None
 
     def begin(self) -> None:
-        self._saved, self._order = {}, None
+        self._saved, self._mark = {}, None
 
     def commit(self) -> None:
-        self._saved, self._order = None, None
+        self._saved, self._mark = None, None
 
     def rollback(self) -> None:
         """Put back every key's value from before :meth:`begin`, in the order of then."""
-        saved, order = self._saved, self._order
+        saved, mark, keys = self._saved, self._mark, self._keys
         self.commit()
         if saved is None:
             return
-        if order is None:
+        if mark is None or keys is None:
             for key, value in saved.items():
                 if value is _ABSENT:
                     dict.pop(self, key, None)
                 else:
                     dict.__setitem__(self, key, value)
             return
-        current = dict(self)
+        order: list[tuple[K, V]] = []
+        seen: set[K] = set()
+        for key in reversed(keys[:mark]):  # a key's last entry before the operation is its place
+            if key not in seen:
+                seen.add(key)
+                value = saved[key] if key in saved else dict.get(self, key, _ABSENT)
+                if value is not _ABSENT:
+                    order.append((key, value))
+        order.reverse()
         dict.clear(self)
-        for key in order:
-            value = saved[key] if key in saved else current[key]  # removed since: saved
-            if value is not _ABSENT:
-                dict.__setitem__(self, key, value)
+        dict.update(self, order)
+        self._keys = [key for key, _ in order]
 
     def _keep(self, key: K) -> None:
         saved = self._saved
@@ -91,9 +114,14 @@ class Table(dict[K, V]):
 
     def _keep_for_removal(self, key: K) -> None:
         if self._saved is not None:
-            if self._order is None and dict.__contains__(self, key):
-                self._order = list(self)
+            if self._mark is None and self._keys is not None and key in self:
+                self._mark = len(self._keys)
             self._keep(key)
+
+    def _compact(self) -> list[K]:
+        """The key list without stale entries (only when no open removal needs them)."""
+        keys = self._keys = list(self)
+        return keys
 
     def _copy(self, value: V) -> V:
         return value
@@ -103,6 +131,11 @@ class Table(dict[K, V]):
         saved = self._saved
         if saved is not None and key not in saved:  # the first change of the key: keep its value
             self._keep(key)
+        keys = self._keys
+        if keys is not None and key not in self:  # a new key: its entry in the key list
+            if len(keys) > 2 * len(self) + _SLACK and self._mark is None:
+                keys = self._compact()
+            keys.append(key)
         dict.__setitem__(self, key, value)
 
     def __delitem__(self, key: K) -> None:
@@ -131,6 +164,11 @@ class Table(dict[K, V]):
         saved = self._saved
         if saved is not None and key not in saved:
             self._keep(key)
+        keys = self._keys
+        if keys is not None and key not in self:  # a new key: its entry in the key list
+            if len(keys) > 2 * len(self) + _SLACK and self._mark is None:
+                keys = self._compact()
+            keys.append(key)
         return dict.setdefault(self, key, default)
 
     def update(self, *args: Any, **kwargs: Any) -> None:
@@ -145,6 +183,8 @@ class Table(dict[K, V]):
         if self._saved is not None:
             for key in list(self):
                 self._keep_for_removal(key)
+        elif self._keys is not None:
+            self._keys.clear()
         dict.clear(self)
 
 
@@ -182,10 +222,10 @@ class MutableValueTable(Table[K, V]):
 def begin_all(tables: Iterable[Table[Any, Any]]) -> None:
     """:meth:`Table.begin` for each of ``tables`` (one call: this runs for every pv_found and vg_update)."""
     for table in tables:
-        table._saved, table._order = {}, None
+        table._saved, table._mark = {}, None
 
 
 def commit_all(tables: Iterable[Table[Any, Any]]) -> None:
     """:meth:`Table.commit` for each of ``tables``."""
     for table in tables:
-        table._saved, table._order = None, None
+        table._saved, table._mark = None, None
