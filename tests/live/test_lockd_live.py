@@ -20,14 +20,20 @@ vgcreate --shared, lock-start, a new LV visible at once on the other hosts
 visible at once (GL LVB → global_invalid), concurrent lvcreates, lock-stop,
 vgremove refused while others are in the lockspace and then done.
 
-``test_vgrename_of_a_shared_vg_*``: lvm's ``vgrename`` of a sanlock VG (``rename_vg_before``,
+``test_vgrename_*``: lvm's ``vgrename`` of a sanlock VG (``rename_vg_before``,
 ``rename_vg_final``, §3.16) on a two-host bed, once with pylvmlockd on both hosts and once
 with the real lvmlockd on both: refused while the other host is in the lockspace, done
 once it left, the VG then usable under its new name on both hosts (lock-start, lvcreate,
 LV exclusion) -- the same command results, and the same lockspace/resource names in the
-lease areas, in both beds.
+lease areas, in both beds; then renamed by a pylvmlockd host and used by an lvmlockd one.
 
-Root only; sanlock io_timeout 1 s; about 60 s, and 2 x 40 s for vgrename.
+``test_a_pylvmlockd_restarted_with_adopt_*``: an LV lock taken by ``lvchange -aey``,
+pylvmlockd SIGKILLed (sanlock keeps the lease as an orphan), restarted with ``-A 1``: the
+lock is held again (``pylvmlockctl --info``, ``sanlock client status``), the other host is
+still refused, ``lvchange -an`` releases it; restarted without ``-A`` the orphans go at the
+VG's next lock-start.
+
+Root only; sanlock io_timeout 1 s; about 60 s, 3 x 40 s for vgrename, 20 s for adoption.
 """
 
 from __future__ import annotations
@@ -261,6 +267,15 @@ def test_vgrename_of_a_shared_vg_under_pylvmlockd_as_under_lvmlockd(lvm2_02: Lvm
     assert [s[:3] for s in py] == [s[:3] for s in c]
     for a, b in zip(py, c, strict=True):
         assert a == b, f"{a[0]}:\npylvmlockd: {a[3]}\nlvmlockd:   {b[3]}"
+
+
+def test_vgrename_by_pylvmlockd_in_a_mixed_cluster(lvm2_02: Lvm202, tmp_path: Path) -> None:
+    """Host 1 (pylvmlockd) renames; host 2 (the real lvmlockd) starts and uses the renamed VG."""
+    tag = f"{os.getpid() % 100000:05d}"
+    with rename_bed(lvm2_02, tmp_path / "mixed", {1: PYLVMLOCKD}) as bed:
+        steps, names = rename_scenario(bed, f"vgmo{tag}", f"vgmn{tag}", emulate=True)
+    assert names[0][0] == f"lvm_vgmn{tag}"
+    assert ("activate lv1 on h2", 2, 0) in [s[:3] for s in steps]  # lvmlockd took the renamed LV lease
 
 
 # -- -A 1: a restarted pylvmlockd adopts the LV locks its dead predecessor held -------------

@@ -1112,9 +1112,17 @@ def format_key(key: str) -> str:
 
 def _write(section: Section, depth: int, out: list[str]) -> None:
     indent = "\t" * min(depth, 32)
+    keys = _KEY_TEXTS
     for key, value in section.items:
-        k = format_key(key)
-        if isinstance(value, Section):
+        k = keys.get(key)
+        if k is None:
+            k = format_key(key)
+        kind = type(value)  # the common kinds first, each written as format_value would
+        if kind is str:
+            out.append(f"{indent}{k}={quote(value)}\n")  # type: ignore[arg-type]
+        elif kind is int:
+            out.append(f"{indent}{k}={value}\n")
+        elif isinstance(value, Section):
             if value.raw is not None and value.raw.endswith("\n" + indent):
                 # kept as the writer's own text for this depth (see _cut_lazy)
                 out.append(f"{indent}{k} {{{value.raw}}}\n")
@@ -1122,10 +1130,9 @@ def _write(section: Section, depth: int, out: list[str]) -> None:
             out.append(f"{indent}{k} {{\n")
             _write(value, depth + 1, out)
             out.append(f"{indent}}}\n")
-        elif type(value) is str:
-            out.append(f"{indent}{k}={quote(value)}\n")
-        elif type(value) is int:
-            out.append(f"{indent}{k}={value}\n")
+        elif kind is list and len(value) != 1:  # type: ignore[arg-type]
+            atoms = [quote(a) if type(a) is str else format_atom(a) for a in value]  # type: ignore[union-attr]
+            out.append(f"{indent}{k}=[{','.join(atoms)}]\n")
         else:
             out.append(f"{indent}{k}={format_value(value)}\n")
 

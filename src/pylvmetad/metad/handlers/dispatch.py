@@ -49,6 +49,8 @@ _INVALID_BIT = int(GlobalFlag.INVALID)
 _SERVE, _CANCEL = Action.SERVE, Action.CANCEL  # read per request: no Enum class look-up
 #: pv_found replies kept by their fields (each a few hundred bytes)
 KEPT_PV_FOUND_REPLIES = 64
+#: the reply of every accepted vg_update (a Reply is immutable: one object serves all)
+VG_UPDATE_OK = ok("vg_update")
 KEPT_PV_FOUND_CHARS = 512
 #: the top-level keys every request is read for (:meth:`Request.from_tree`)
 REQUEST_FIELDS = ("request", "token", "pid", "cmd", "update_timeout")
@@ -327,7 +329,7 @@ class RequestHandler:
         tree = req.tree
         metadata = tree.child("metadata")
         if metadata is None:
-            return ok("vg_update")
+            return VG_UPDATE_OK
         # metadata.get_*(k) is tree.get_*("metadata/k"): the path walk takes the first "metadata" too
         if not isinstance(metadata, Section) or (vgid := metadata.get_str("id")) is None:
             return failed("vg_update", "vg_update: need VG UUID")
@@ -338,7 +340,7 @@ class RequestHandler:
             return failed("vg_update", "vg_update: need VG seqno")
         if not self.state.vg_update(vgname, vgid, metadata):
             return failed("vg_update", "vg_update: failed metadata update")
-        return ok("vg_update")
+        return VG_UPDATE_OK
 
     def vg_remove(self, req: Request) -> Reply:
         vgid = req.tree.get_str("uuid")
