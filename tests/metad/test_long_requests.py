@@ -36,7 +36,7 @@ JUNK = "".join(f"k{i}=1\n" for i in range(50))
 TEXTS = [
     'request="vg_lookup"\ntoken="t"\npid=7\ncmd="vgs"\nupdate_timeout=3\n' + JUNK,
     JUNK + 'request="vg_lookup"\ntoken="t"\npid=7\ncmd="vgs"\nupdate_timeout=3\n',
-    JUNK + 'request="a"\n' + JUNK + 'request="b"\npid="x"\npid=4\n' + JUNK + "token=5\ntoken=\"z\"\n",
+    JUNK + 'request="a"\n' + JUNK + 'request="b"\npid="x"\npid=4\n' + JUNK + 'token=5\ntoken="z"\n',
     'request=""\ncmd=["a","b"]\n' + JUNK + 'update_timeout=4294967297\nrequest="late"\n',
     JUNK,
     'cmd { x=1 }\nrequest="hello"\n' + JUNK + 'cmd="late"\n',
