@@ -18,6 +18,7 @@ from typing import Any
 
 from pylvmetad.lockd import protocol as P
 from pylvmetad.lockd.core import Lockd
+from pylvmetad.lockd.figures import LockdFigures
 from pylvmetad.lockd.memory import SharedDisk
 from pylvmetad.lockd.protocol import parse_request
 from pylvmetad.wire.codec import parse
@@ -53,10 +54,12 @@ def fields_of(reply: str) -> dict[str, str | int]:
 
 
 class SimHost:
-    def __init__(self, disk: SharedDisk, host_id: int, *, gl_type: int | None = None) -> None:
+    def __init__(
+        self, disk: SharedDisk, host_id: int, *, gl_type: int | None = None, figures: LockdFigures | None = None
+    ) -> None:
         self.host_id = host_id
         self.metad = MetadModel()
-        self.lockd = Lockd(disk.host(host_id), self.metad, gl_type=gl_type, retry_delay=0)
+        self.lockd = Lockd(disk.host(host_id), self.metad, gl_type=gl_type, retry_delay=0, figures=figures)
         self._next_client = 0
 
     def client(self) -> int:

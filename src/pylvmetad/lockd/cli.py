@@ -77,6 +77,9 @@ pylvmlockd [options]
         extents lie, read from the VG metadata in lvmetad (no device-mapper). [dm]
   --killpath <path>
         Program sanlock runs (with --kill <vg>) when this host loses its lease.
+  --metrics-listen HOST:PORT
+        Serve Prometheus metrics over HTTP at HOST:PORT (off by default;
+        docs/observability.md).
 """
 
 
@@ -117,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lvmetad-socket", default=None)
     p.add_argument("--lease-device", choices=("dm", "pv"), default="dm")
     p.add_argument("--killpath", default="")
+    p.add_argument("--metrics-listen", default=None)
     return p
 
 

@@ -11,6 +11,9 @@ Rules of this module:
 * Whether something may happen is looked up in :mod:`.rules` (the tables)
   and :mod:`.lvb` (the value-block decisions); this module carries it out.
 * Locks belong to connections (client ids), never to pids (§1.6).
+* What the daemon counts about itself goes to the :class:`~.figures.LockdFigures`
+  handed in (requests, waits, holds, retries, invalidations, lockspaces,
+  lock-manager errors); the metrics only read it and this state.
 
 Theory of operation
 -------------------
@@ -43,6 +46,7 @@ from typing import Protocol
 
 from . import protocol as P
 from .adopt import AdoptLv, AdoptTable, AdoptVg
+from .figures import LockdFigures
 from .lvb import Known, ValueBlock, on_acquire, on_release, written
 from .manager import GL_NAME, LOCK_ARGS_VERSION, VG_NAME, LmResource, LockManager, LockspaceLM, lock_lv_name
 from .protocol import Mode, Op, Opt, Request, Rt
@@ -57,11 +61,15 @@ INTERNAL_CLIENT = 0xFFFFFFFF
 
 
 class MetadLink(Protocol):
-    """The local lvmetad, as lvmlockd talks to it (§5.4): two messages, answers ignored."""
+    """The local lvmetad, as lvmlockd talks to it (§5.4): two messages, answers ignored.
 
-    async def set_vg_info(self, uuid: str, name: str, version: int) -> None: ...
+    Each may say whether the message was delivered (False: dropped, counted as a
+    failed invalidation); None means nothing to tell.
+    """
 
-    async def set_global_invalid(self) -> None: ...
+    async def set_vg_info(self, uuid: str, name: str, version: int) -> bool | None: ...
+
+    async def set_global_invalid(self) -> bool | None: ...
 
 
 class NoMetad:
@@ -83,6 +91,8 @@ class Lock:
     persistent: bool = False
     #: VG lock: the version a vg_update asked to write at the ex release
     version: int = 0
+    #: when it was granted (the figures' clock), for its hold time
+    since: float = 0.0
 
 
 @dataclass
@@ -135,6 +145,8 @@ class Action:
         self.lv_lock_args = ""
         self.reply: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.result: int | None = None
+        #: when it arrived (the figures' clock)
+        self.arrived = lockd.figures.now()
 
     @property
     def mode(self) -> Mode:
@@ -159,19 +171,6 @@ class Action:
         self.result = P.ECANCELED
         if not self.reply.done():
             self.reply.cancel()
-
-
-@dataclass
-class Counters:
-    """Figures for metrics: lock requests, waits, invalidations sent."""
-
-    requests: dict[str, int] = field(default_factory=dict)
-    granted: int = 0
-    refused_by_other_host: int = 0
-    local_waits: int = 0
-    retries: int = 0
-    invalidations_vg: int = 0
-    invalidations_global: int = 0
 
 
 class Lockspace:
@@ -252,7 +251,7 @@ class Lockspace:
             conflicts = req.mode is Mode.EX or r.mode is Mode.EX
             others = any(lk.client_id != act.client_id for lk in r.locks)
             if req.mode in (Mode.SH, Mode.EX) and ((conflicts and others) or r.queue):
-                self.lockd.counters.local_waits += 1  # it queues behind another local holder
+                self.lockd.figures.local_waits += 1  # it queues behind another local holder
             r.queue.append(act)
         elif op is Op.UPDATE:
             act.finish(self.res_update(act))
@@ -276,6 +275,7 @@ class Lockspace:
             act.finish(0)
         elif op is Op.FIND_FREE_LOCK:
             result, self.free_hint = await self.lm.find_free_lock(self.free_hint)
+            self.lockd.figures.lm_result("find_free_lock", result)
             act.lm_result = result
             act.finish(result)
         elif op in (Op.ENABLE, Op.DISABLE):
@@ -353,27 +353,35 @@ class Lockspace:
                 await self.try_lock(r, first_ex)
 
     def add_lock(self, r: Resource, act: Action, mode: Mode) -> None:
-        r.locks.append(Lock(mode, 0 if act.persistent else act.client_id, act.persistent))
+        since = self.lockd.figures.lock_granted()
+        r.locks.append(Lock(mode, 0 if act.persistent else act.client_id, act.persistent, since=since))
         r.last_client_id = act.client_id
-        self.lockd.counters.granted += 1
+
+    def forget_locks(self, r: Resource, locks: list[Lock]) -> None:
+        """Take ``locks`` off ``r`` (their hold times end here)."""
+        figures = self.lockd.figures
+        for lk in locks:
+            figures.lock_released(r.rt, lk.mode, lk.since)
+            r.locks.remove(lk)
 
     async def try_lock(self, r: Resource, act: Action) -> None:
         """An LM acquire for a queued request; the request is retried, or answered."""
         result, retry = await self.res_lock(r, act)
         if result == P.EAGAIN and act.retries <= act.req.max_retries and (retry or r.rt is not Rt.LV):
             act.retries += 1
-            self.lockd.counters.retries += 1
+            self.lockd.figures.retries += 1
             self.lockd.note("S %s R %s res_lock EAGAIN retry", self.name, r.name)  # lvmlockd's debug line
             self.retry_pending = True
             return
         if result == P.EAGAIN:
-            self.lockd.counters.refused_by_other_host += 1
+            self.lockd.figures.refused_by_other_host += 1
         if act in r.queue:
             r.queue.remove(act)
         act.finish(result)
 
     async def res_lock(self, r: Resource, act: Action) -> tuple[int, bool]:
         acquired = await self.lm.acquire(r.lm(), act.mode)
+        self.lockd.figures.lm_result("acquire", acquired.result)
         act.lm_result = acquired.result if acquired.result != P.EUNATCH else 0
         if acquired.result == P.EUNATCH and r.rt is Rt.GL:
             # the GL area reads disabled: forget this GL lockspace (§4.4 end)
@@ -404,7 +412,7 @@ class Lockspace:
     async def release(self, r: Resource, lk: Lock, *, rename_removed: bool = False) -> int:
         """Drop one local holder; the last one releases the LM lock, writing the LVB (§5.2)."""
         if r.mode is Mode.SH and len(r.locks) > 1 and not rename_removed:
-            r.locks.remove(lk)
+            self.forget_locks(r, [lk])
             return 0
         lvb: bytes | None = None
         known = r.known
@@ -414,15 +422,13 @@ class Lockspace:
             if value is not None:
                 lvb = written(r.vb, value).pack()
         result = await self.lm.release(r.lm(), lvb, rename_removed=rename_removed)
+        self.lockd.figures.lm_result("release", result)
         if result:
             return result
         if lvb is not None:
             r.vb = ValueBlock.unpack(lvb)
         r.known = known
-        if rename_removed:
-            r.locks.clear()
-        else:
-            r.locks.remove(lk)
+        self.forget_locks(r, list(r.locks) if rename_removed else [lk])
         if not r.locks:
             r.mode = Mode.UN
         return 0
@@ -455,6 +461,7 @@ class Lockspace:
             if value is not None:
                 lvb = written(r.vb, value).pack()
         result = await self.lm.convert(r.lm(), act.mode, lvb)
+        self.lockd.figures.lm_result("convert", result)
         act.lm_result = result
         if result:
             return result
@@ -487,6 +494,7 @@ class Lockspace:
         if act.req.lv_lock_args:
             r.lv_lock_args = act.req.lv_lock_args
         result = await self.lm.free_lv(r.lm())
+        self.lockd.figures.lm_result("free_lv", result)
         act.lm_result = result
         for other in r.queue:
             other.finish(P.ECANCELED)
@@ -515,6 +523,7 @@ class Lockspace:
             log.error("disable global lock in %s before enable in %s", lockd.gl_ls_name, self.name)
             return P.EINVAL
         result = await self.lm.write_gl(enable)
+        self.lockd.figures.lm_result("write_gl", result)
         act.lm_result = result
         if result:
             return result
@@ -544,19 +553,21 @@ class Lockspace:
                 pending = max(lk.version for lk in r.locks)
                 lk = r.locks[0]
                 lk.version = pending
-                r.locks[:] = [lk]
+                self.forget_locks(r, r.locks[1:])
                 rename = free and r.rt is not Rt.LV
                 result = await self.release(r, lk, rename_removed=rename)
                 if result:
                     log.error("%s: release of %s at stop failed: %d", self.name, r.name, result)
-                r.locks.clear()
+                self.forget_locks(r, list(r.locks))
                 r.mode = Mode.UN
         result = await self.lm.leave(free=free)
+        self.lockd.figures.lm_result("leave", result)
         if result:
             log.error("%s: leaving the lockspace failed: %d", self.name, result)
         if self.lockd.gl_ls_name == self.name:
             self.lockd.gl_ls_name = ""
         self.step(LsEvent.LEFT)
+        self.lockd.figures.lockspace_stopped(self.stop_kind)
         assert self.stop_action is not None
         stop = self.stop_action
         for act in self.incoming:
@@ -602,6 +613,7 @@ class Lockd:
         retry_delay: float = 1.0,
         start_wait_interval: float = 0.0,
         clock: Callable[[], float] = time.time,
+        figures: LockdFigures | None = None,
     ) -> None:
         self.lm = lm
         self.metad: MetadLink = metad or NoMetad()
@@ -623,7 +635,8 @@ class Lockd:
         self.lockspaces: dict[str, Lockspace] = {}
         self.clients_with_locks: set[int] = set()
         self.client_names: dict[int, str] = {}
-        self.counters = Counters()
+        #: what the daemon counts about itself (read by the metrics)
+        self.figures = figures if figures is not None else LockdFigures()
         self.worker_lock = asyncio.Lock()
         self.tasks: set[asyncio.Task[None]] = set()
         self.starts_changed = asyncio.Event()
@@ -637,8 +650,6 @@ class Lockd:
     def submit(self, req: Request, client_id: int) -> asyncio.Future[str]:
         """Start one request; its reply text arrives on the returned future."""
         act = Action(self, req, client_id)
-        c = self.counters.requests
-        c[req.name] = c.get(req.name, 0) + 1
         if req.cmd and client_id not in self.client_names:
             self.client_names[client_id] = req.cmd
         if req.lock_type in (P.LM_SANLOCK, P.LM_DLM) and self.gl_type is None:
@@ -778,6 +789,7 @@ class Lockd:
     async def join(self, ls: Lockspace, act: Action) -> None:
         wait = bool(act.req.opts & Opt.WAIT)
         result = await ls.lm.prepare()
+        self.figures.lm_result("prepare", result)
         if result:
             ls.step(LsEvent.PREPARE_FAILED)
             self.reap(ls)
@@ -794,6 +806,8 @@ class Lockd:
         if not wait:
             act.finish(0)
         result = await ls.lm.join()
+        self.figures.lm_result("join", result)
+        self.figures.lockspace_started(failed=bool(result))
         if result:
             ls.step(LsEvent.JOIN_FAILED)
             self.note("add_lockspace %s failed %d", ls.name, result)
@@ -871,9 +885,12 @@ class Lockd:
             self.lockspaces[ls.name] = ls
             self.note("adopt add_lockspace sanlock %s host_id %d", ls.name, vg.host_id)
             result = await ls.lm.prepare()
+            self.figures.lm_result("prepare", result)
             if result == 0:
                 ls.step(LsEvent.PREPARED)
                 result = await ls.lm.join(adopt=True)
+                self.figures.lm_result("join", result)
+                self.figures.lockspace_started(failed=bool(result))
             if result:
                 log.error("adopting lockspace %s failed: %d", ls.name, result)
                 ls.step(LsEvent.PREPARE_FAILED if ls.state is Ls.PREPARING else LsEvent.JOIN_FAILED)
@@ -881,6 +898,8 @@ class Lockd:
                 failed = True
                 continue
             ls.step(LsEvent.JOINED)
+            if self.gl_type is None:
+                self.gl_type = P.LM_SANLOCK  # as a start_vg naming sanlock would have set it
             ls.gl_enabled = ls.lm.gl_enabled
             if ls.gl_enabled and not self.gl_ls_name:
                 self.gl_ls_name = ls.name
@@ -891,7 +910,7 @@ class Lockd:
                     del ls.resources[lv.lv_uuid]
                     continue
                 r.mode = mode
-                r.locks.append(Lock(mode, 0, persistent=True))
+                r.locks.append(Lock(mode, 0, persistent=True, since=self.figures.now()))
                 adopted += 1
                 self.note("adopt lock_lv %s %s %s", ls.name, lv.lv_uuid, mode.text)
             names = [(VG_NAME, Rt.VG)] + ([(GL_NAME, Rt.GL)] if ls.gl_enabled else [])
@@ -991,6 +1010,7 @@ class Lockd:
             enable = self.gl_type == P.LM_SANLOCK and not self.gl_ls_name and not self.lockspaces
         lv_name = req.vg_lock_args.rsplit(":", 1)[-1]
         result = await self.lm.init_vg(name, req.vg_name, lv_name, enable)
+        self.figures.lm_result("init_vg", result)
         act.lm_result = result
         if result == 0:
             act.vg_lock_args = f"{LOCK_ARGS_VERSION}:{lv_name}"
@@ -1015,6 +1035,7 @@ class Lockd:
             act.finish(P.EINVAL)
             return
         result, args = await lsm.init_lv(req.lv_uuid, hint)
+        self.figures.lm_result("init_lv", result)
         act.lm_result = result
         act.lv_lock_args = args
         act.finish(result)
@@ -1027,6 +1048,7 @@ class Lockd:
             return
         # the old name is not in the request: the lease LV (renamed with the VG) holds it
         result = await self.lm.rename_vg(req.ls_name, req.vg_name, lv_name)
+        self.figures.lm_result("rename_vg", result)
         act.finish(result)
 
     async def stop_all(self, act: Action) -> int:
@@ -1050,6 +1072,9 @@ class Lockd:
 
     # -- replies ----------------------------------------------------------------
     def replied(self, act: Action, result: int) -> None:
+        if act.client_id != INTERNAL_CLIENT:  # a lockspace stop of our own is no request
+            req = act.req
+            self.figures.replied(req.op, req.rt, req.mode, result, self.figures.now() - act.arrived)
         if self.on_reply is not None:
             self.on_reply(act, result)
         self.changed()
@@ -1087,14 +1112,19 @@ class Lockd:
         """Tell the local lvmetad its copy is stale, and wait for its answer (§5.4)."""
         try:
             if rt is Rt.GL:
-                self.counters.invalidations_global += 1
+                request = "set_global_info"
+                self.figures.invalidation(request)
                 self.note("res_lock set lvmetad global invalid")
-                await self.metad.set_global_invalid()
+                delivered = await self.metad.set_global_invalid()
             else:
-                self.counters.invalidations_vg += 1
+                request = "set_vg_info"
+                self.figures.invalidation(request)
                 self.note("res_lock set lvmetad vg %s version %d", ls.vg_name, version)
-                await self.metad.set_vg_info(ls.vg_uuid or "none", ls.vg_name, version)
+                delivered = await self.metad.set_vg_info(ls.vg_uuid or "none", ls.vg_name, version)
+            if delivered is False:
+                self.figures.invalidation(request, failed=True)
         except Exception as exc:  # any lvmetad trouble is logged; the lock still succeeds
+            self.figures.invalidation(request, failed=True)
             log.warning("invalidating lvmetad failed: %s", exc)
 
     # -- introspection ----------------------------------------------------------
@@ -1138,11 +1168,12 @@ class Lockd:
                     )
                 for act in r.queue:
                     lines.append(_action_line("r_action", act))
-        c = self.counters
+        f = self.figures
         lines.append(
-            f"info=stats requests={sum(c.requests.values())} granted={c.granted} local_waits={c.local_waits} "
-            f"retries={c.retries} refused_by_other_host={c.refused_by_other_host} "
-            f"invalidations_vg={c.invalidations_vg} invalidations_global={c.invalidations_global}"
+            f"info=stats requests={sum(f.requests.values())} granted={f.granted} local_waits={f.local_waits} "
+            f"retries={f.retries} refused_by_other_host={f.refused_by_other_host} "
+            f"invalidations_vg={f.invalidations['set_vg_info']} "
+            f"invalidations_global={f.invalidations['set_global_info']}"
         )
         return "\n".join(lines) + "\n"
 

@@ -69,11 +69,14 @@ class LvmetadLink:
             log.debug("lvmetad %s dropped: %s not reachable", request, self.socket_path)
             return None
 
-    async def set_vg_info(self, uuid: str, name: str, version: int) -> None:
-        await self.call("set_vg_info", ("token", "skip"), ("uuid", uuid), ("name", name), ("version", version))
+    async def set_vg_info(self, uuid: str, name: str, version: int) -> bool:
+        """Whether lvmetad got it (False: not reachable, dropped)."""
+        fields = (("token", "skip"), ("uuid", uuid), ("name", name), ("version", version))
+        return await self.call("set_vg_info", *fields) is not None
 
-    async def set_global_invalid(self) -> None:
-        await self.call("set_global_info", ("token", "skip"), ("global_invalid", 1))
+    async def set_global_invalid(self) -> bool:
+        """Whether lvmetad got it (False: not reachable, dropped)."""
+        return await self.call("set_global_info", ("token", "skip"), ("global_invalid", 1)) is not None
 
     async def close(self) -> None:
         await self.transport.close()

@@ -30,6 +30,7 @@ from .leasemap import pv_locator
 from .manager import LockManager
 from .memory import SharedDisk
 from .metadlink import LvmetadLink
+from .metrics import Metrics
 from .sanlock import SanlockManager, dm_locator
 
 
@@ -89,14 +90,23 @@ async def serve(args: argparse.Namespace, launch: Launch, *, metad_path: str) ->
             return
         shutdowns.append(loop.create_task(_shutdown(lockd, server, name)))
 
+    metrics = Metrics(lockd, server)
+
     def started() -> bool:
+        if args.metrics_listen:
+            try:
+                metrics.serve_http(args.metrics_listen)
+            except (OSError, ValueError) as exc:
+                log.critical("cannot serve metrics on %s: %s", args.metrics_listen, exc)
+                return False
         lockd.note("lvmlockd started")
         return True
 
-    await launch.serve(server, stop=stop, started=started)
+    status = await launch.serve(server, stop=stop, started=started)
+    metrics.stop_http()
     await lockd.close()
     await metad.close()
-    return 0
+    return status
 
 
 class AdoptFileWriter:

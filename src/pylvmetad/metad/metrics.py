@@ -54,18 +54,19 @@ import os
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import LVM_VERSION, __version__
 from ..shell.metrics import (
     BUCKET_BOUNDS,
+    MetricsEndpoint,
     RequestFigures,
     RequestSnapshot,
     copied,
     cumulative,
-    parse_listen,
+    metrics_registry,
     reason_key,
 )
 from ..wire.codec import Node, Section
@@ -74,8 +75,6 @@ from .cache import DISABLE_REASONS, CacheState, GlobalFlag
 from .protocol import UPDATE_IN_PROGRESS
 
 if TYPE_CHECKING:
-    from wsgiref.simple_server import WSGIServer
-
     from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import CollectorRegistry
 
@@ -156,8 +155,9 @@ class Metrics:
         self.started = clock()
         self._figures: dict[str, RequestFigures] = {}
         self.failures: dict[tuple[str, str], int] = {}
-        self._http: WSGIServer | None = None
-        self._http_thread: threading.Thread | None = None
+        self._endpoint = MetricsEndpoint(
+            lambda: prometheus_families(self.snapshot()), thread_name="pylvmetad-metrics", logger="pylvmetad"
+        )
         #: the port the metrics endpoint listens on (useful with port 0)
         self.http_port: int | None = None
 
@@ -324,45 +324,20 @@ class Metrics:
         Raises ValueError for a malformed address and OSError when it cannot
         be bound; logs the address actually bound.
         """
-        # imported here: it costs the daemon's start ~35 ms, worth paying only when used
-        from prometheus_client import start_http_server
+        self.http_port = self._endpoint.serve(listen)
 
-        host, port = parse_listen(listen)
-        self._http, self._http_thread = start_http_server(port, host, prometheus_registry(self))
-        self._http_thread.name = "pylvmetad-metrics"
-        self.http_port = int(self._http.server_port)
-        shown = f"[{host}]" if ":" in host else host
-        log.info(
-            "serving metrics on http://%s:%d/metrics",
-            shown,
-            self.http_port,
-            extra={"fields": {"metrics_host": host, "metrics_port": self.http_port}},
-        )
+    @property
+    def _http_thread(self) -> threading.Thread | None:
+        return self._endpoint.thread
 
     def stop_http(self) -> None:
         """Stop the metrics endpoint (if serving) and wait for its thread."""
-        if self._http is None:
-            return
-        self._http.shutdown()  # returns once serve_forever has left its loop
-        self._http.server_close()
-        if self._http_thread is not None:
-            self._http_thread.join(5)
-        self._http = self._http_thread = None
+        self._endpoint.stop()
 
 
 def prometheus_registry(metrics: Metrics) -> CollectorRegistry:
     """A registry holding the daemon's figures (read per scrape) and the process collector."""
-    from prometheus_client.process_collector import ProcessCollector
-    from prometheus_client.registry import Collector, CollectorRegistry
-
-    class SnapshotCollector(Collector):
-        def collect(self) -> Iterable[Metric]:
-            return prometheus_families(metrics.snapshot())
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector())
-    ProcessCollector(registry=registry)
-    return registry
+    return metrics_registry(lambda: prometheus_families(metrics.snapshot()))
 
 
 def prometheus_families(snap: Snapshot) -> Iterator[Metric]:
