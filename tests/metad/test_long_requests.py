@@ -24,7 +24,7 @@ def run(steps: Generator[None, None, Request]) -> tuple[Request, int]:
         try:
             next(steps)
         except StopIteration as done:
-            return done.value, yields  # type: ignore[no-any-return]
+            return done.value, yields
         yields += 1
 
 
