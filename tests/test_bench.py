@@ -90,3 +90,20 @@ def test_command_line_quick_spawn() -> None:
     table = [line for line in proc.stdout.splitlines() if re.match(r"\| \d+ \|", line)]
     assert len(table) == len(ROWS)
     assert "daemon RSS" in proc.stdout
+
+
+def test_steps_runs_every_row_with_only_ok_replies() -> None:
+    """``python -m bench.steps`` in tiny counts: a row per workload, figures for each step."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.steps", "--pvs", "30", "--ops", "5", "--repeat", "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    from bench.steps import ROWS as STEP_ROWS
+
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and not line.startswith("| row")]
+    assert [r.split(" | ")[0][2:] for r in rows] == list(STEP_ROWS)
+    assert all(re.search(r"\| \d+\.\d \|$", r) for r in rows)  # the whole-request figure of every row

@@ -74,13 +74,14 @@ def test_a_successor_with_the_adopt_table_still_holds_the_lv_locks() -> None:
     async def main() -> None:
         disk = SharedDisk()
         h2, table = await _held_then_dead(disk)
-        new = SimHost(disk, 1, gl_type=P.LM_SANLOCK)
+        new = SimHost(disk, 1)  # no -g: the adopted sanlock lockspace decides the GL type
         changes: list[int] = []
         new.lockd.on_change = lambda: changes.append(1)
         assert await new.lockd.adopt(table) == 2
         assert changes  # the adopt file is rewritten after adoption
         ls = new.lockd.lockspaces["lvm_vgs1"]
         assert ls.state is Ls.STARTED and ls.host_id == 1
+        assert new.lockd.gl_type == P.LM_SANLOCK and new.lockd.gl_ls_name == "lvm_vgs1"
         assert new.lockd.adopt_table() == table
         assert disk.holders("vgs1", "LV-1") == {1: Mode.EX}
         assert disk.holders("vgs1", "LV-2") == {1: Mode.SH}

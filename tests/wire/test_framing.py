@@ -66,3 +66,13 @@ def test_any_chunking_gives_the_same_messages(bodies: list[bytes], cuts: list[in
             break
     got += f.feed(wire[pos:])
     assert got == bodies
+
+
+@given(st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\0", b"#")), min_size=1, max_size=4))
+def test_one_read_gives_what_byte_by_byte_gives(bodies: list[bytes]) -> None:
+    """The one-message shortcut (first "#" in the final terminator) agrees with the general loop."""
+    wire = b"".join(b + b"\n##\n" for b in bodies)
+    whole = Framer().feed(wire)
+    f = Framer()
+    split = [m for i in range(len(wire)) for m in f.feed(wire[i : i + 1])]
+    assert whole == split

@@ -898,6 +898,8 @@ class Lockd:
                 failed = True
                 continue
             ls.step(LsEvent.JOINED)
+            if self.gl_type is None:
+                self.gl_type = P.LM_SANLOCK  # as a start_vg naming sanlock would have set it
             ls.gl_enabled = ls.lm.gl_enabled
             if ls.gl_enabled and not self.gl_ls_name:
                 self.gl_ls_name = ls.name

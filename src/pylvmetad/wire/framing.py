@@ -46,12 +46,16 @@ class Framer:
         if (
             not buf
             and data.endswith(TERMINATOR)
-            and data.find(TERMINATOR) == len(data) - len(TERMINATOR)
+            and data.find(b"#") == len(data) - 3
             and len(data) - len(TERMINATOR) <= self.max_message
         ):
             # the usual case: nothing pending and the read holds exactly one
             # whole message; the loop below would return the same, after
-            # copying it into the buffer and out again
+            # copying it into the buffer and out again.  Every terminator
+            # holds a "#", so a first "#" in the final one proves there is no
+            # other; a one-byte find runs at memchr speed (the four-byte
+            # find of the terminator took 3 µs for a 4 KiB vg_update).  A
+            # message with a "#" of its own takes the loop.
             return [data[: -len(TERMINATOR)]]
         buf += data
         messages: list[bytes] = []
