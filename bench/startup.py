@@ -18,6 +18,10 @@ with SIGTERM and waited for.  Rows:
   multihost beds start them), and as ``python -S -m`` with ``PYTHONPATH``:
   what the daemon's own code costs above the interpreter.
 
+``--baseline-src DIR`` adds both daemons run from another source tree (e.g. a
+``git archive`` of an older commit's ``src``), in the same interleaved runs:
+before and after a change under the same load.
+
 pylvmlockd runs with ``SANLOCK_RUN_DIR`` at an empty directory (no sanlock:
 its probe fails at once) and ``--lvmetad-socket`` at a path nobody serves.
 Median, min and max of N runs, in ms, and the median's ratio to the C daemon.
@@ -50,7 +54,7 @@ LISTEN_ONLY = (
 Command = Callable[[str, str, str], list[str]]
 
 
-def commands() -> dict[str, tuple[Command, str | None]]:
+def commands(baseline_src: str | None = None) -> dict[str, tuple[Command, str | None]]:
     py = sys.executable
     rows: dict[str, tuple[Command, str | None]] = {}
     if (LVM202 / "sbin/lvmetad").exists():
@@ -69,6 +73,11 @@ def commands() -> dict[str, tuple[Command, str | None]]:
 
     rows["pylvmlockd"] = (pylvmlockd(), "lvmlockd (C)")
     rows["pylvmlockd, python -S"] = (pylvmlockd("-S"), "lvmlockd (C)")
+    if baseline_src is not None:
+        env = ["env", f"PYTHONPATH={baseline_src}"]
+        rows["pylvmetad (baseline src)"] = (lambda s, p, d: [*env, py, *metad, "-s", s, "-p", p], "lvmetad (C)")
+        lockd_argv = pylvmlockd()
+        rows["pylvmlockd (baseline src)"] = (lambda s, p, d: [*env, *lockd_argv(s, p, d)], "lvmlockd (C)")
     return rows
 
 
@@ -128,8 +137,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.startup")
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--no-stale", action="store_true", help="no stale socket file at the path")
+    ap.add_argument("--baseline-src", default=None, help="also run both daemons from this source tree")
     args = ap.parse_args()
-    rows = commands()
+    rows = commands(args.baseline_src)
     times: dict[str, list[float]] = {name: [] for name in rows}
     for _ in range(args.runs):  # interleaved: every row sees the same load
         for name, (argv, _ref) in rows.items():

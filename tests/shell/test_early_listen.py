@@ -32,6 +32,7 @@ HEAVY = (
     "uvloop",
     "prometheus_client",
     "dataclasses",
+    "typing",
     "pylvmetad.shell.server",
     "pylvmetad.wire.codec",
     "pylvmetad.lockd.core",

@@ -8,7 +8,11 @@ no code of either side.
 from __future__ import annotations
 
 import os
-from typing import Final
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing before the socket listens (mypy reads it as True)
+
+if TYPE_CHECKING:
+    from typing import Final
 
 #: what ``hello`` answers, and what a client checks before using a connection
 PROTOCOL: Final = "lvmetad"

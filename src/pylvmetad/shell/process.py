@@ -34,7 +34,8 @@ import stat
 import sys
 import time
 from enum import Enum
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing before the socket listens (mypy reads it as True)
 
 if TYPE_CHECKING:
     import asyncio

@@ -21,9 +21,10 @@ import os
 import socket
 import stat
 import struct
-from typing import TYPE_CHECKING
 
 from .process import StartupError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing before the socket listens (mypy reads it as True)
 
 if TYPE_CHECKING:
     from collections.abc import Callable

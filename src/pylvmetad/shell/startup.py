@@ -31,14 +31,16 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
 
 from .process import EXIT_LOCKED, PidFile, PidFileLocked, StartupError, daemonize, raise_nofile_limit
 from .sockets import bind_unix_socket, inherited_socket
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing before the socket listens (mypy reads it as True)
+
 if TYPE_CHECKING:
     import socket
+    from collections.abc import Callable, Coroutine
+    from typing import Any
 
     from .server import Server
 

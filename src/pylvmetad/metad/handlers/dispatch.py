@@ -27,9 +27,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from itertools import islice
 from typing import TYPE_CHECKING
 
-from ...wire.codec import DEFAULT_PARSER, ParseError, Section, format_tree, parse
+from ...wire.codec import DEFAULT_PARSER, Node, ParseError, Section, format_tree, parse
 from ...wire.replies import Reply, failed, ok, simple, unknown
 from ..cache import CacheState, GlobalFlag
 from ..protocol import LAZY_SECTIONS, PROTOCOL, PROTOCOL_VERSION, UPDATE_IN_PROGRESS
@@ -51,6 +52,10 @@ KEPT_PV_FOUND_REPLIES = 64
 #: the reply of every accepted vg_update (a Reply is immutable: one object serves all)
 VG_UPDATE_OK = ok("vg_update")
 KEPT_PV_FOUND_CHARS = 512
+#: the top-level keys every request is read for (:meth:`Request.from_tree`)
+REQUEST_FIELDS = ("request", "token", "pid", "cmd", "update_timeout")
+#: top-level pairs looked at per step when a long message's fields are read
+FIELD_STEP = 64 * 1024
 
 
 @dataclass
@@ -85,17 +90,38 @@ class Request:
             return cls.from_tree(Section(), exc)
         except RecursionError:
             return cls.from_tree(Section(), ParseError("sections nested too deeply", 0, 0))
-        return cls.from_tree(tree)
+        items = tree.items
+        if len(items) <= FIELD_STEP:
+            return cls.from_tree(tree)
+        # each field's look-up walks the top level to its first match (all of it when it is
+        # missing): with millions of keys that is ~50 ms a field, so find them all in one
+        # walk of bounded steps; the first match of each is what the getters would read
+        firsts: list[tuple[str, Node]] = []
+        wanted = set(REQUEST_FIELDS)
+        walk = iter(items)
+        while wanted:
+            chunk = list(islice(walk, FIELD_STEP))
+            if not chunk:
+                break
+            for pair in chunk:
+                if pair[0] in wanted:
+                    wanted.discard(pair[0])
+                    firsts.append(pair)
+            del chunk
+            yield
+        return cls.from_tree(tree, view=Section(firsts))
 
     @classmethod
-    def from_tree(cls, tree: Section, error: ParseError | None = None) -> Request:
+    def from_tree(cls, tree: Section, error: ParseError | None = None, view: Section | None = None) -> Request:
+        """The request in ``tree``; its fields are read from ``view`` when given (the first of each)."""
+        fields = tree if view is None else view
         return cls(
             tree=tree,
-            name=tree.get_str("request", "NONE") or "NONE",
-            token=tree.get_str("token", "NONE") or "NONE",
-            pid=tree.get_int("pid", 0),
-            cmd=tree.get_str("cmd", "NONE") or "NONE",
-            update_timeout=tree.get_int("update_timeout", 0),
+            name=fields.get_str("request", "NONE") or "NONE",
+            token=fields.get_str("token", "NONE") or "NONE",
+            pid=fields.get_int("pid", 0),
+            cmd=fields.get_str("cmd", "NONE") or "NONE",
+            update_timeout=fields.get_int("update_timeout", 0),
             parse_error=error,
         )
 
