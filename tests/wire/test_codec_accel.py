@@ -14,9 +14,11 @@ that, and runs the codec's own tests that way, so CI covers both paths.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -26,7 +28,7 @@ from pylvmetad.wire import codec
 from pylvmetad.wire.codec import Parser
 from support.ccodec import accelerator
 from support.skips import unavailable
-from wire.test_codec_fast import LAZY, corpus_texts, expand
+from wire.test_codec_fast import LAZY, corpus_texts, eager, expand
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -111,6 +113,93 @@ def test_the_accelerator_agrees_on_arbitrary_text(text: str) -> None:
     require_accelerator()
     python, c = both(text, frozenset())
     assert python == c
+
+
+@contextlib.contextmanager
+def small_steps(window: int, chunk: int) -> Iterator[None]:
+    """The Python fast path with windows of ``window`` characters and string chunks of ``chunk``."""
+    saved = codec._WINDOW_CHARS, codec._STRING_CHUNK
+    codec._WINDOW_CHARS, codec._STRING_CHUNK = window, chunk
+    try:
+        yield
+    finally:
+        codec._WINDOW_CHARS, codec._STRING_CHUNK = saved
+
+
+def stepped(text: str, lazy: frozenset[str], window: int, chunk: int) -> object:
+    """The pure-Python fast path's result with small windows and string chunks (comparable form)."""
+    with small_steps(window, chunk):
+        tree = codec._run(Parser()._fast(text.split("\0")[0], lazy))
+    return None if tree is None else expand(tree)
+
+
+def agree_at_any_step_size(text: str, lazy: frozenset[str], window: int, chunk: int) -> None:
+    """Small steps give the default steps' result, the accelerator's, and the general parser's tree."""
+    python, c = both(text, lazy)
+    small = stepped(text, lazy, window, chunk)
+    assert small == stepped(text, lazy, 1 << 30, 1 << 30)  # one window, one chunk: no cut at all
+    if python != "n/a":
+        assert small == python == c
+    if small is not None and not lazy:
+        assert small == eager(text)
+
+
+def test_windows_and_string_chunks_cut_anywhere_in_recorded_traffic() -> None:
+    require_accelerator()
+    texts = corpus_texts()[::7]
+    for window, chunk in ((1, 2), (13, 3), (200, 5)):
+        for text in texts:
+            agree_at_any_step_size(text, LAZY, window, chunk)
+
+
+long_string = st.text(alphabet='ab\\"\n#=é', max_size=60).map(lambda s: '"' + s + '"')
+
+
+@st.composite
+def long_string_documents(draw: st.DrawFn) -> str:
+    """Statements and lists of strings with escape runs, longer than the small windows."""
+    out = []
+    for _ in range(draw(st.integers(1, 4))):
+        b = draw(blank)
+        if draw(st.booleans()):
+            out.append(f"{b}{draw(key)}={draw(long_string)}")
+        else:
+            out.append(
+                f"{b}{draw(key)}=[{draw(separator).join(draw(st.lists(st.one_of(long_string, number), max_size=4)))}]"
+            )
+    return "".join(out) + draw(blank)
+
+
+@settings(max_examples=400, deadline=None)
+@given(documents(), st.integers(1, 40), st.integers(2, 9))
+def test_windows_cut_anywhere_in_generated_documents(text: str, window: int, chunk: int) -> None:
+    require_accelerator()
+    agree_at_any_step_size(text, frozenset(), window, chunk)
+
+
+@settings(max_examples=400, deadline=None)
+@given(long_string_documents(), st.integers(1, 40), st.integers(2, 9))
+def test_long_strings_read_in_chunks_anywhere(text: str, window: int, chunk: int) -> None:
+    require_accelerator()
+    agree_at_any_step_size(text, frozenset(), window, chunk)
+
+
+def test_a_long_string_is_read_in_bounded_steps() -> None:
+    """A string of 1 MB with escape runs: no step reads more than a chunk or a window of it."""
+    body = ("a" * 1000 + '\\\\\\a\\"' * 100) * 100
+    text = f'request="hello"\nx="{body}"\ny=["{body}",1]\n'
+    steps = Parser()._fast(text, frozenset())
+    count = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            tree = done.value
+            break
+        count += 1
+    assert tree is not None and expand(tree) == eager(text)
+    # each string is read 64 Ki characters a step at most: both take more than 2 x len / 64 Ki steps
+    assert count >= 2 * len(body) // codec._STRING_CHUNK
 
 
 def test_pure_python_is_forced_by_the_environment_and_passes_the_codec_tests() -> None:

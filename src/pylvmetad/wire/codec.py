@@ -53,9 +53,10 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable, Generator, Iterable, Iterator
 from types import ModuleType
-from typing import TypeVar, Union, overload
+from typing import Any, TypeVar, Union, overload
 
 __all__ = [
     "DEFAULT_PARSER",
@@ -73,6 +74,7 @@ __all__ = [
     "format_value",
     "parse",
     "quote",
+    "release_steps",
 ]
 
 Atom = str | int | float
@@ -553,6 +555,86 @@ def _atom(kind: int, tok: str, start: int, key: str, error: Callable[[str, int],
     raise error(f"unexpected {tok!r}", start)
 
 
+#: characters searched for lazy names per step of :meth:`Parser.steps`
+NAME_CHUNK = 1024 * 1024
+
+
+def _names_in(text: str, names: frozenset[str]) -> Generator[None, None, frozenset[str]]:
+    """Those of ``names`` that occur in ``text``, searched NAME_CHUNK characters a step."""
+    found: set[str] = set()
+    overlap = max(map(len, names)) - 1
+    for start in range(0, len(text), NAME_CHUNK):
+        for name in names:
+            if name not in found and text.find(name, start, start + NAME_CHUNK + overlap) >= 0:
+                found.add(name)
+        if len(found) == len(names):
+            break
+        yield
+    return frozenset(found)
+
+
+#: pairs looked at, or atoms dropped, per step of :func:`release_steps`
+RELEASE_PAIRS = 2048
+RELEASE_ATOMS = 64 * 1024
+#: a longer list of atoms is emptied in steps, a shorter one dropped at once
+RELEASE_LIST_MIN = 4096
+
+
+def release_steps(holder: list[Section]) -> Generator[None, None, None]:
+    """Drop the tree in ``holder`` (its only element, taken out) a bounded number of objects a step.
+
+    Dropping the last reference to a tree of millions of objects frees them
+    all at once (~80 ms for 2 M pairs); this frees them from the leaves up,
+    RELEASE_PAIRS pairs or RELEASE_ATOMS list atoms per step.  Only what no
+    one else references is taken apart: a container whose reference count
+    shows another holder (a section the cache stored, a shared pair) is left
+    whole and only this walk's reference dropped, so a tree that is still in
+    use elsewhere is never changed.  The caller must hold no other reference
+    (hence the holder list).
+    """
+    getrefcount = sys.getrefcount
+    tree = holder.pop()
+    items = tree._items
+    del tree
+    if items is None or getrefcount(items) != 2:  # lazy (a string) or still held elsewhere
+        return
+    #: lists of this walk's own: (the list, whether it holds pairs (else atoms))
+    stack: list[tuple[list[Any], bool]] = [(items, True)]
+    del items
+    budget = RELEASE_PAIRS
+    while stack:
+        own, pairs = stack.pop()
+        if not pairs:
+            while own:
+                del own[-RELEASE_ATOMS:]  # atoms hold nothing: a chunk at a time
+                yield
+            continue
+        while own:
+            budget -= 1
+            if budget <= 0:
+                budget = RELEASE_PAIRS
+                yield
+            pair = own.pop()
+            value = pair[1]
+            kind = type(value)
+            if kind is not Section and kind is not list and kind is not MarkedList:
+                continue  # an atom: dropped with its pair, at once
+            if getrefcount(pair) != 2:  # a pair shared with someone else
+                continue
+            del pair
+            if getrefcount(value) != 2:
+                continue
+            if kind is Section:
+                inner = value._items
+                del value
+                if inner and getrefcount(inner) == 2:
+                    stack.append((own, True))
+                    stack.append((inner, True))
+                    break
+            elif (kind is list or kind is MarkedList) and len(value) > RELEASE_LIST_MIN:
+                stack.append((value, False))
+
+
 def _run(steps: Generator[None, None, _R]) -> _R:
     """Drive a parse generator to its end in one go."""
     while True:
@@ -711,15 +793,38 @@ def _restore_lazy(section: Section, raws: list[str]) -> None:
 # document or nesting past MAX_DEPTH returns None and the general parser
 # runs (and raises the error).
 #
-# Why it is bounded: a window is at most _WINDOW units, so the tuples
+# Why it is bounded: a window is at most _WINDOW units and at most
+# _WINDOW_CHARS characters (the match is given an end), so the tuples
 # ``findall`` returns are bounded whatever the text (a 100 MB list is
 # millions of units, a window at a time), and the possessive repeats keep
-# no backtracking record.  The only unbounded unit is one long string, which
-# costs its own length (the value it becomes).
+# no backtracking record.  The end never falls inside a word: a number cut
+# there would read as a shorter number (``12|3``), so the end moves past the
+# word, or, in a word longer than any number (no unit ends inside one), at
+# most _WORD_MAX characters on; and a window cut at a limit leaves its last
+# unit to the next window when that is a bare number or run of numbers (it
+# may be a numeric key whose ``=`` lies past the limit; a run read in two
+# parts gives the same atoms).  Every other unit cut at the end fails to
+# match whole (a string needs its closing quote, a key its ``=`` or ``{``),
+# so the window stops before it and the next one starts there.
+#
+# A string longer than a window is read in steps (:meth:`Parser._long_string`):
+# its head (blanks, ``key =`` or nothing, the opening quote) is matched like
+# a unit's, then its body a chunk of _STRING_CHUNK characters at a time
+# (``str.find`` for the quote and the backslash, the body pattern where
+# there are escapes), each chunk ending before a quote or after a whole
+# escape, so each chunk is unescaped alone with the same result.  What is
+# still one unit: a key, a comment or a run of blanks longer than a window
+# (one match, at the speed of a character class).
 _F_WS = r"(?:[ \t\n\r\v\f]++|\#[^\n]*+)*+"  # blanks and comments
 _F_STR = r'"[^"\\]*+(?:\\.[^"\\]*+)*+"'
 _F_INT = r'-?+(?:0|[1-9][0-9]{0,17}+)(?![^ \t\n\r\v\f\#={}\[\],"\'])'
 _WINDOW = 256
+#: characters a window's match may look at (see "Why it is bounded")
+_WINDOW_CHARS = 16 * 1024
+#: a window's end moves at most this far to leave a word (no number is this long)
+_WORD_MAX = 32
+#: characters of a long string's body read per chunk (one step at most)
+_STRING_CHUNK = 64 * 1024
 
 
 def _f_unit(g: str) -> str:
@@ -737,6 +842,12 @@ def _f_unit(g: str) -> str:
 _FAST_UNIT = re.compile(_f_unit("("), re.DOTALL)
 _FAST_WINDOW = re.compile(rf"(?:{_f_unit('(?:')}){{1,{_WINDOW}}}+", re.DOTALL)
 _FAST_BLANK = re.compile(_F_WS)
+#: what a window's end skips so as not to cut a word
+_F_WORD = re.compile(rf"[^ \t\n\r\v\f\#={{}}\[\],\"']{{0,{_WORD_MAX}}}+")
+#: a string unit's head: blanks, then a key and "=" (a statement) or nothing (a list's atom), the quote
+_F_STRING_HEAD = re.compile(rf"{_F_WS}(?:([A-Za-z0-9_.+\-]++){_F_WS}={_F_WS})?+\"", re.DOTALL)
+#: a string's body up to its closing quote, a lone backslash at the end, or the end
+_F_STRING_BODY = re.compile(r'[^"\\]*+(?:\\.[^"\\]*+)*+', re.DOTALL)
 
 
 class Parser:
@@ -821,6 +932,10 @@ class Parser:
         nul = text.find("\0")
         if nul >= 0:  # the C parser sees a C string: a NUL ends the text
             text = text[:nul]
+        if lazy and len(text) > NAME_CHUNK:
+            # names that are not in the text head no section: dropped, in steps (a search
+            # of 20 MB is ~12 ms a name); the parse is the same
+            lazy = yield from _names_in(text, lazy)
         fast: object = NotImplemented
         if _accel is not None and len(text) <= ACCEL_ONE_STEP:
             fast = self._accelerated(text, lazy)
@@ -930,6 +1045,38 @@ class Parser:
         return tree
 
     # -- the fast path ----------------------------------------------------
+    @staticmethod
+    def _long_string(piece: str, start: int) -> Generator[None, None, tuple[str, int] | None]:
+        """The string whose body starts at ``start``, read a chunk a step: its value and end, or None.
+
+        The end is the position after the closing quote; None means there is
+        none (an unterminated string, not the subset).  Each
+        chunk ends before the quote, at a chunk's end or before a lone
+        backslash there (its escape is read with the next chunk), so the
+        chunks are unescaped one by one as :func:`_unescape` does the whole.
+        """
+        size = len(piece)
+        parts: list[str] = []
+        pos = start
+        while True:
+            end = min(size, pos + _STRING_CHUNK)
+            quote_at = piece.find('"', pos, end)
+            stop = end if quote_at < 0 else quote_at
+            if piece.find("\\", pos, stop) < 0:  # no escape: str.find's speed
+                parts.append(piece[pos:stop])
+                body_end = stop
+            else:
+                body_end = _F_STRING_BODY.match(piece, pos, end).end()  # type: ignore[union-attr]
+                part = piece[pos:body_end]
+                parts.append(part.replace("\\\\", "\0").replace('\\"', '"').replace("\0", "\\"))
+            if body_end < size and piece[body_end] == '"':
+                break
+            if body_end >= size or (body_end == pos and end == size):
+                return None  # no closing quote (or only a lone backslash before the end)
+            pos = body_end
+            yield
+        return (parts[0] if len(parts) == 1 else "".join(parts)), body_end + 1
+
     def _fast(self, text: str, lazy: frozenset[str]) -> Generator[None, None, Section | None]:
         """The tree of ``text`` if it is in the common subset (see above), else None."""
         pieces, raws = self._cut_lazy(text, lazy, check_head=False) if lazy else ([text], [])
@@ -937,6 +1084,7 @@ class Parser:
         share, key_of = pairs.setdefault, keys.setdefault
         short = self.SHARED_STR_MAX
         window, units = _FAST_WINDOW.match, _FAST_UNIT.findall
+        word_end, string_head = _F_WORD.match, _F_STRING_HEAD.match
         items: list[tuple[str, Node]] = []
         root = _built(items)
         stack = [root]
@@ -952,13 +1100,55 @@ class Parser:
                     pairs.clear()
                 if len(keys) > self.SHARED_KEYS_MAX:
                     keys.clear()
-                m = window(piece, pos)
+                limit = pos + _WINDOW_CHARS
+                found = None  # the window's units, when cut at a limit
+                if limit < size:
+                    limit = word_end(piece, limit, limit + _WORD_MAX).end()  # type: ignore[union-attr]
+                    m = window(piece, pos, limit)
+                    if m is not None:
+                        end = m.end()
+                        found = units(piece, pos, end)
+                        last_run = found[-1][8]
+                        if last_run:
+                            # a bare number last may be a numeric key whose "=" lies past the
+                            # limit: left to the next window, which starts at its first digit
+                            del found[-1]
+                            end -= len(last_run)
+                            if not found:  # the only unit: this window goes to the text's end
+                                m, found = window(piece, pos), None
+                    else:
+                        # no whole unit before the limit: a long string, read in steps; or a
+                        # long key, comment or run of blanks, one unit; or not the subset
+                        head = string_head(piece, pos, limit)
+                        if head is None:
+                            m = window(piece, pos)
+                        else:
+                            key = head.group(1)
+                            if (key is None) == (atoms is None):
+                                return None  # a string where the grammar has none
+                            read = yield from self._long_string(piece, head.end())
+                            if read is None:
+                                return None  # unterminated
+                            value, string_end = read
+                            if atoms is not None:
+                                atoms.append(value)
+                                after_atom = True
+                            else:
+                                read_pair: tuple[str, Node] = (key_of(key, key), value)
+                                items.append(share(read_pair, read_pair) if len(value) <= short else read_pair)
+                            step += string_end - pos
+                            pos = string_end
+                            continue
+                else:
+                    m = window(piece, pos)
                 if m is None:
                     if _FAST_BLANK.match(piece, pos).end() != size:  # type: ignore[union-attr]
                         return None  # not in the subset
                     break
-                end = m.end()
-                for key, opened, string, integer, _lopen, closed, lclosed, astr, aint, comma in units(piece, pos, end):
+                if found is None:
+                    end = m.end()
+                    found = units(piece, pos, end)
+                for key, opened, string, integer, _lopen, closed, lclosed, astr, aint, comma in found:
                     if atoms is not None:  # inside a list: atoms, commas, "]"
                         if astr:
                             atoms.append(_unescape(astr))

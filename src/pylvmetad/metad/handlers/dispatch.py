@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING
 
-from ...wire.codec import DEFAULT_PARSER, Node, ParseError, Section, format_tree, parse
+from ...wire.codec import DEFAULT_PARSER, Node, ParseError, Section, format_tree, parse, release_steps
 from ...wire.replies import Reply, failed, ok, simple, unknown
 from ..cache import CacheState, GlobalFlag
 from ..protocol import LAZY_SECTIONS, PROTOCOL, PROTOCOL_VERSION, UPDATE_IN_PROGRESS
@@ -172,7 +172,13 @@ class RequestHandler:
         """:meth:`handle_message` for a long message: the parse yields between bounded steps."""
         request = yield from Request.parsing(text)
         del text
-        return self.handle(request)
+        reply = self.handle(request)
+        # a huge tree freed at once is a pause for everyone: taken apart in steps
+        # (what the cache keeps of it is left alone)
+        holder = [request.tree]
+        del request
+        yield from release_steps(holder)
+        return reply
 
     def peer_gone(self, peer: Peer) -> None:
         """lvmetad keeps no per-client state: nothing to drop."""
