@@ -80,6 +80,9 @@ pylvmlockd [options]
   --metrics-listen HOST:PORT
         Serve Prometheus metrics over HTTP at HOST:PORT (off by default;
         docs/observability.md).
+  --no-guardian
+        Start no crash guardian: a killed daemon's socket and pid file stay
+        behind (README, Crash clean-up).
 """
 
 
@@ -121,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lease-device", choices=("dm", "pv"), default="dm")
     p.add_argument("--killpath", default="")
     p.add_argument("--metrics-listen", default=None)
+    p.add_argument("--no-guardian", dest="guardian", action="store_false")
     return p
 
 
@@ -155,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pidfile_path=pidfile_path,
         foreground=args.foreground or args.debug,
         log_levels=parse_levels("all" if args.debug else "fatal,error,warn"),
+        guardian=args.guardian,
     )
 
 

@@ -42,7 +42,7 @@ USAGE = """\
 usage: pylvmetad [-f] [-h] [-?] [-V] [-l LEVELS] [-p PIDFILE] [-s SOCKET] [-t SECONDS]
                  [--max-message BYTES] [--max-buffered BYTES] [--shutdown-grace SECONDS]
                  [--allow-uid UID[,UID...]]
-                 [--metrics-listen HOST:PORT] [--log-json]
+                 [--metrics-listen HOST:PORT] [--log-json] [--no-guardian]
 
 pylvmetad: LVM metadata cache daemon, wire-compatible with lvmetad of LVM 2.02.
 
@@ -72,6 +72,8 @@ pylvmetad: LVM metadata cache daemon, wire-compatible with lvmetad of LVM 2.02.
   --metrics-listen HOST:PORT
                  serve Prometheus metrics over HTTP at HOST:PORT (off by default)
   --log-json     log one JSON object per line (for journald and log shippers)
+  --no-guardian  start no crash guardian: a killed daemon's socket and pid file
+                 stay behind (README, Crash clean-up)
 
 Signals: SIGTERM, SIGINT, SIGHUP, SIGQUIT stop accepting connections; the
 daemon exits once connected clients have left or the grace period is over (a
@@ -116,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-uid", default=None)
     p.add_argument("--metrics-listen", default=None)
     p.add_argument("--log-json", action="store_true")
+    p.add_argument("--no-guardian", dest="guardian", action="store_false")
     p.add_argument("--help", dest="help", action="store_true")
     return p
 
@@ -182,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         echo_errors=True,
         early_signals=_early_signals,
         tune_runtime=True,
+        guardian=args.guardian,
     )
 
 

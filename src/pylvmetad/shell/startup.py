@@ -4,8 +4,8 @@ Rules of this module:
 
 * One sequence, in this order: early signal handlers (optional) → open-files
   limit → systemd's inherited socket → daemonise (unless in the
-  foreground) → pid file → listening socket → logging → event loop →
-  signals → serve → bounded shutdown.
+  foreground) → pid file → listening socket → crash guardian → logging →
+  event loop → signals → serve → bounded shutdown.
 * Listen first, import later: everything up to the listening socket runs
   on light modules only (this one, :mod:`.process`, :mod:`.sockets`); asyncio,
   logging and the server are imported after it, and a daemon's cli hands in a
@@ -20,6 +20,10 @@ Rules of this module:
   of a daemonised child, and returned as the exit status: ``EXIT_LOCKED``
   for a pid file held by a running daemon, 1 otherwise.  The pid file is
   released on every path after it was acquired.
+* The crash guardian (:mod:`.guardian`) is forked once the socket listens
+  and before anything heavy is imported, unless the socket came from systemd
+  (systemd owns its file) or the daemon was told not to (``--no-guardian``):
+  it removes the socket and pid file if the daemon dies without doing so.
 * :meth:`Launch.serve` is the serving part inside the event loop: STOP
   signals begin the server's bounded shutdown (or what the daemon passes
   as ``stop``), LOG signals are logged and ignored, signals remembered
@@ -129,6 +133,7 @@ def run_daemon(
     echo_errors: bool = False,
     early_signals: list[int] | None = None,
     tune_runtime: bool = False,
+    guardian: bool = True,
 ) -> int:
     """Run a daemon from its parsed options to its exit status (the module's sequence).
 
@@ -136,7 +141,8 @@ def run_daemon(
     ``NAME: message`` besides logging it.  ``early_signals``: install the
     early signal handlers, remembering STOP and LOG signals in this list
     (None: the default actions until the loop runs).  ``tune_runtime``: pin
-    glibc's mmap threshold and run on uvloop when installed.
+    glibc's mmap threshold and run on uvloop when installed.  ``guardian``:
+    fork the crash guardian once a socket of our own listens.
     """
     if early_signals is not None:
         from .process import install_early_signal_handlers
@@ -169,6 +175,11 @@ def run_daemon(
             failure = exc
     except (StartupError, OSError) as exc:
         failure = exc
+    guard_fd = -1
+    if guardian and failure is None and sock is not None and inherited is None and pidfile.fd is not None:
+        from .guardian import start_guardian
+
+        guard_fd = start_guardian(socket_path, pidfile_path, pidfile.fd)
     try:
         import logging
 
@@ -195,3 +206,5 @@ def run_daemon(
         return asyncio.run(serve(launch))
     finally:
         pidfile.release()
+        if guard_fd >= 0:
+            os.close(guard_fd)  # the guardian finds the files gone and exits
