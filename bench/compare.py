@@ -47,6 +47,14 @@ class Side:
     def rate(self, key: str) -> float:
         return statistics.median(row.rate for row in self.rows[key])
 
+    def cpu_us(self, key: str) -> float | None:
+        """Median over the rounds of the daemon's CPU µs per operation (None if unreadable)."""
+        figures = [us for us in (row.daemon_cpu_us for row in self.rows[key]) if us is not None]
+        return statistics.median(figures) if figures else None
+
+    def client_us(self, key: str) -> float:
+        return statistics.median(row.client_cpu_us for row in self.rows[key])
+
 
 def measure(command: str | None, settings: Settings, log: Callable[[str], None]) -> tuple[list[Row], Memory]:
     """One round of every workload on a freshly spawned daemon; its memory at the end."""
@@ -74,23 +82,40 @@ def compare(
 
 
 def format_comparison(c_side: Side, py_side: Side, rounds: int) -> str:
-    """The Markdown table: per row, the median ops/s of both daemons and their ratio."""
+    """The Markdown table: per row, the median ops/s of both daemons, their ratio, and the CPU per op.
+
+    The CPU columns are each daemon's own CPU time per operation (user + system,
+    every thread), the harness's beside them: where a ratio is below 1, they
+    say whether the daemon's work or the round trip is the difference.
+    """
     lines = [
-        "| # | workload | C lvmetad ops/s | pylvmetad ops/s | pylvmetad / C |",
-        "|---|---|---:|---:|---:|",
+        "| # | workload | C lvmetad ops/s | pylvmetad ops/s | pylvmetad / C "
+        "| C CPU µs/op | pylvmetad CPU µs/op | client CPU µs/op (C / py) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
+
+    def us(value: float | None) -> str:
+        return f"{value:,.1f}" if value is not None else "n/a"
+
     for n, key in enumerate(py_side.rows, 1):
         c_rate, py_rate = c_side.rate(key), py_side.rate(key)
         ratio = f"{py_rate / c_rate:.2f}" if c_rate > 0 else "-"
-        lines.append(f"| {n} | {py_side.titles[key]} | {c_rate:,.0f} | {py_rate:,.0f} | {ratio} |")
+        lines.append(
+            f"| {n} | {py_side.titles[key]} | {c_rate:,.0f} | {py_rate:,.0f} | {ratio} "
+            f"| {us(c_side.cpu_us(key))} | {us(py_side.cpu_us(key))} "
+            f"| {us(c_side.client_us(key))} / {us(py_side.client_us(key))} |"
+        )
 
     def mb(kb: int | None) -> str:
         return f"{kb / 1024:.1f} MB" if kb is not None else "n/a"
 
     ratio = f"{py_side.peak_kb / c_side.peak_kb:.2f}" if c_side.peak_kb and py_side.peak_kb else "-"
     lines.append(
-        f"| | peak RSS (VmHWM), largest of the rounds | {mb(c_side.peak_kb)} | {mb(py_side.peak_kb)} | {ratio} |"
+        f"| | peak RSS (VmHWM), largest of the rounds | {mb(c_side.peak_kb)} | {mb(py_side.peak_kb)} | {ratio} | | | |"
     )
     lines.append("")
-    lines.append(f"(median of {rounds} rounds per row, rounds alternating which daemon runs first)")
+    lines.append(
+        f"(median of {rounds} rounds per row, rounds alternating which daemon runs first; "
+        "CPU from /proc/PID/stat, 10 ms ticks)"
+    )
     return "\n".join(lines)

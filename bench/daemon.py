@@ -325,10 +325,25 @@ class Row:
     ops: int = 0
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
+    #: CPU seconds the daemon used during the row (user + system, all its threads), if readable
+    daemon_cpu: float | None = None
+    #: CPU seconds this harness (the client side) used during the row
+    client_cpu: float = 0.0
 
     @property
     def rate(self) -> float:
         return self.ops / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def daemon_cpu_us(self) -> float | None:
+        """The daemon's CPU time per operation, µs (None when its /proc entry was unreadable)."""
+        if self.daemon_cpu is None or not self.ops:
+            return None
+        return self.daemon_cpu / self.ops * 1e6
+
+    @property
+    def client_cpu_us(self) -> float:
+        return self.client_cpu / self.ops * 1e6 if self.ops else 0.0
 
     def percentile(self, p: float) -> float:
         if not self.latencies:
@@ -387,6 +402,27 @@ def daemon_memory(pid: int | None) -> Memory:
     except OSError:
         pass
     return mem
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def daemon_cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of process ``pid`` and all its threads, dead ones included.
+
+    From ``/proc/PID/stat`` (fields 14 and 15, in clock ticks: 10 ms steps, so a
+    row should use a few hundred ms of the daemon's CPU to be read to a few per
+    cent).  None where the file is unreadable.
+    """
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
 class Bench:
@@ -638,10 +674,16 @@ class Bench:
             self.pv_found_known,
             lambda: self.pv_found_of_vg(big),
         ]
+        cpu_pid = self.memory_pid or self.daemon_pid
         for step in steps:
+            daemon_before, client_before = daemon_cpu_seconds(cpu_pid), time.process_time()
             row = step()
+            daemon_after, row.client_cpu = daemon_cpu_seconds(cpu_pid), time.process_time() - client_before
+            if daemon_before is not None and daemon_after is not None:
+                row.daemon_cpu = daemon_after - daemon_before
             self.rows.append(row)
-            self.log(f"  {row.title}: {row.rate:,.0f}/s ({row.ops} ops)")
+            cpu = f", daemon CPU {row.daemon_cpu_us:,.1f} µs/op" if row.daemon_cpu_us is not None else ""
+            self.log(f"  {row.title}: {row.rate:,.0f}/s ({row.ops} ops{cpu})")
             if row.key == "vg_lookup_8c":  # the C daemon's figure is taken after these rows
                 self.memory = daemon_memory(self.memory_pid or self.daemon_pid)
         return self.rows

@@ -13,8 +13,11 @@ lvmetad) first.  It speaks only the wire protocol, like ``bench.daemon``.
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import socket
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -92,6 +95,11 @@ def main() -> None:
     p.add_argument("--mb", type=float, default=20.0, help="size of each shape in MB (default 20)")
     p.add_argument("--compare", metavar="CMD", help="also run CMD ({socket} and {pidfile} filled in), first")
     p.add_argument("--only", action="append", help="run only this shape (repeatable)")
+    p.add_argument(
+        "--trace",
+        metavar="DIR",
+        help="run pylvmetad under bench.hostile_trace: its longest steps per shape go to DIR/<shape>.txt",
+    )
     args = p.parse_args()
     size = int(args.mb * 1e6)
     sides: list[tuple[str, str | None]] = [("pylvmetad", None)]
@@ -105,6 +113,11 @@ def main() -> None:
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for name, build in shapes(size).items():
             if args.only and name not in args.only:
+                continue
+            if command is None and args.trace:
+                out = os.path.join(args.trace, name.replace(" ", "_") + ".txt")
+                traced = f"{shlex.quote(sys.executable)} -m bench.hostile_trace {shlex.quote(out)} --"
+                print(run_shape(f"{traced} -f -s {{socket}} -p {{pidfile}} -l fatal,error", name, build), flush=True)
                 continue
             print(run_shape(command, name, build), flush=True)
 

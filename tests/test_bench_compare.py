@@ -7,9 +7,11 @@ peak RSS values.
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
+import time
 
 from bench import compare as bench_compare
 from bench import daemon as bench
@@ -40,6 +42,22 @@ def test_rounds_alternate_and_both_daemons_run_every_workload() -> None:
     table = bench_compare.format_comparison(c_side, py_side, 3)
     assert table.count("\n| ") == 13 + 1, table  # 13 workloads, RSS
     assert "| pylvmetad / C |" in table and "peak RSS" in table
+    # each daemon's CPU was read from /proc for every row of every round
+    for side in (c_side, py_side):
+        assert all(r.daemon_cpu is not None and r.daemon_cpu >= 0 for rows in side.rows.values() for r in rows)
+    assert "| C CPU µs/op | pylvmetad CPU µs/op |" in table and "n/a" not in table
+
+
+def test_daemon_cpu_is_read_from_proc_and_grows_with_work() -> None:
+    pid = os.getpid()
+    before = bench.daemon_cpu_seconds(pid)
+    deadline = time.process_time() + 0.05
+    while time.process_time() < deadline:
+        pass
+    after = bench.daemon_cpu_seconds(pid)
+    assert before is not None and after is not None and after >= before + 0.03
+    assert bench.daemon_cpu_seconds(None) is None
+    assert bench.daemon_cpu_seconds(2**22 + 12345) is None  # no such process
 
 
 def test_the_command_line_against_the_c_lvmetad() -> None:
@@ -54,6 +72,6 @@ def test_the_command_line_against_the_c_lvmetad() -> None:
     )
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
-    assert rows[0] == "| # | workload | C lvmetad ops/s | pylvmetad ops/s | pylvmetad / C |"
+    assert rows[0].startswith("| # | workload | C lvmetad ops/s | pylvmetad ops/s | pylvmetad / C | C CPU µs/op |")
     assert len(rows) == 1 + 13 + 1
     assert "MB" in rows[-1]

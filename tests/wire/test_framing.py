@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator, Iterator
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pylvmetad.wire.framing import Framer, MessageTooLarge, encode_reply, encode_request
+from pylvmetad.wire import codec, framing
+from pylvmetad.wire.framing import Framer, MessageTooLarge, decode, decode_steps, encode_reply, encode_request
+from support.ccodec import accelerator
+from support.skips import unavailable
 
 
 def test_one_message() -> None:
@@ -76,3 +81,109 @@ def test_one_read_gives_what_byte_by_byte_gives(bodies: list[bytes]) -> None:
     f = Framer()
     split = [m for i in range(len(wire)) for m in f.feed(wire[i : i + 1])]
     assert whole == split
+
+
+# -- long messages: handed over, not copied; decoded in steps -------------------
+LONG = b'request="hello"\nx="' + b"a" * framing.HAND_OVER_MIN + b'"\n'
+
+
+def test_a_long_message_alone_in_the_buffer_is_handed_over_as_the_buffer() -> None:
+    f = Framer()
+    half = len(LONG) // 2
+    assert f.messages(LONG[:half]) == []
+    held = f._buf
+    [message] = f.messages(LONG[half:] + b"\n##\n")
+    assert message is held and isinstance(message, bytearray)  # the buffer itself: no copy
+    assert message == LONG
+    assert f.pending == 0 and f._buf is not held  # a new buffer for the next message
+    assert f.messages(b"a=1\n##\n") == [b"a=1"]
+    assert message == LONG  # unchanged by the framer's later use
+
+
+def test_feed_gives_bytes_for_a_long_message_too() -> None:
+    f = Framer()
+    f.feed(LONG[:10])
+    [message] = f.feed(LONG[10:] + b"\n##\n")
+    assert type(message) is bytes and message == LONG
+
+
+def test_a_long_message_followed_by_more_is_copied_and_the_rest_kept() -> None:
+    f = Framer()
+    f.messages(LONG[:10])
+    got = f.messages(LONG[10:] + b"\n##\nb=2\n##\nc=")
+    assert got == [LONG, b"b=2"] and all(type(m) is bytes for m in got)
+    assert f.pending == 2
+    f2 = Framer()
+    f2.messages(b"a=1\n##\n" + LONG[:10])
+    got = f2.messages(LONG[10:] + b"\n##\n")  # the long one starts the buffer only after a cut
+    assert got == [LONG]
+
+
+def test_a_short_message_is_never_handed_over() -> None:
+    f = Framer()
+    f.messages(b"a=")
+    [message] = f.messages(b"1\n##\n")
+    assert type(message) is bytes
+
+
+def drive(steps: Generator[None, None, str]) -> tuple[str, int]:
+    count = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value, count
+        count += 1
+
+
+@pytest.fixture
+def with_accelerator() -> Iterator[None]:
+    c = accelerator()
+    if c is None:
+        unavailable("no C compiler to build the accelerator (_ccodec.c)")
+    saved, codec._accel = codec._accel, c
+    try:
+        yield
+    finally:
+        codec._accel = saved
+
+
+@pytest.mark.usefixtures("with_accelerator")
+def test_an_ascii_message_is_decoded_a_chunk_a_step() -> None:
+    message = bytearray(b"k=1\n" * (framing.DECODE_CHUNK + 7))  # a little over 4 chunks
+    text, steps = drive(decode_steps(message))
+    assert text == decode(message) and type(text) is str
+    assert steps == len(message) // framing.DECODE_CHUNK  # one step per chunk, the last returns
+    assert text.isascii()
+
+
+@pytest.mark.usefixtures("with_accelerator")
+def test_a_message_with_a_byte_past_ascii_is_decoded_as_decode_does() -> None:
+    for tail in (b"\xc3\xa9", b"\xff\xfe", b"\xf0\x9f\x98\x80"):
+        message = b"a" * (3 * framing.DECODE_CHUNK) + tail + b"b" * 100
+        text, steps = drive(decode_steps(message))
+        assert text == decode(message)
+        assert steps == 3  # three ASCII chunks, then the rest in one go
+
+
+def test_without_the_accelerator_a_message_is_decoded_in_one_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(codec, "_accel", None)
+    message = b"x" * (2 * framing.DECODE_CHUNK + 1)
+    assert drive(decode_steps(message)) == (decode(message), 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.integers(1, 50))
+def test_the_ascii_decoder_agrees_with_decode(data: bytes, chunk: int) -> None:
+    c = accelerator()
+    if c is None:
+        unavailable("no C compiler to build the accelerator (_ccodec.c)")
+    decoder = c.AsciiDecoder(bytearray(data))
+    while (left := decoder.step(chunk)) > 0:
+        pass
+    if left < 0:
+        assert not data.isascii()
+        with pytest.raises(ValueError):
+            decoder.result()
+    else:
+        assert data.isascii() and decoder.result() == decode(data)

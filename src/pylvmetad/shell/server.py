@@ -59,7 +59,16 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
-from ..wire.framing import DEFAULT_MAX_MESSAGE, TERMINATOR, Framer, MessageTooLarge, decode, encode_reply
+from ..wire.framing import (
+    DEFAULT_MAX_MESSAGE,
+    TERMINATOR,
+    Framer,
+    Message,
+    MessageTooLarge,
+    decode,
+    decode_steps,
+    encode_reply,
+)
 from ..wire.replies import Reply, failed
 from .limits import DEFAULT_MAX_BUFFERED
 from .logs import WIRE
@@ -367,7 +376,7 @@ class Connection(asyncio.Protocol):
         self.server = server
         self.framer = Framer(server.max_message)
         self.transport: asyncio.Transport | None = None
-        self.pending: collections.deque[bytes] = collections.deque()
+        self.pending: collections.deque[Message] = collections.deque()
         #: the message or reply being handled in steps (see the module's rules)
         self.job: Generator[None, None, None] | None = None
         #: a DeferredReply is outstanding: later messages wait for it
@@ -451,7 +460,7 @@ class Connection(asyncio.Protocol):
             return
         self.server.stats.bytes_in += len(data)
         try:
-            self.pending.extend(self.framer.feed(data))
+            self.pending.extend(self.framer.messages(data))
         except MessageTooLarge as exc:
             log.error(
                 "request from %s too large: %s; disconnecting",
@@ -572,10 +581,10 @@ class Connection(asyncio.Protocol):
             return
         self._schedule_step()
 
-    def _stepped_answer(self, message: bytes) -> Generator[None, None, None]:
+    def _stepped_answer(self, message: Message) -> Generator[None, None, None]:
         """:meth:`_answer` for a long message: parsed and answered in steps."""
         server = self.server
-        text = decode(message)
+        text = yield from decode_steps(message)  # a step per MiB (framing's rules)
         del message
         elapsed = 0.0
         began = time.perf_counter()
@@ -607,7 +616,7 @@ class Connection(asyncio.Protocol):
             yield
         self._write(TERMINATOR if body.endswith("\n") else b"\n" + TERMINATOR)
 
-    def _answer(self, message: bytes) -> None:
+    def _answer(self, message: Message) -> None:
         server = self.server
         wire = log.isEnabledFor(WIRE)
         if wire:

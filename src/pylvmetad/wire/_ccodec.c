@@ -490,6 +490,108 @@ static PyObject *configure(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ---- a long message's bytes to str, a chunk a step (framing.decode_steps) ----
+ *
+ * AsciiDecoder(buffer) allocates the str once (ASCII: one byte a character)
+ * and step(n) fills the next n bytes of it after checking they are ASCII, so
+ * that neither the copy nor the page faults of 20 MB of fresh memory happen
+ * in one piece.  ASCII bytes decode to the same characters under UTF-8 with
+ * any error handler, which is framing.decode's result.  A byte that is not
+ * ASCII ends it (step returns -1): the caller decodes in Python.  The str is
+ * handed out by result() only once every byte is in it.
+ */
+typedef struct {
+    PyObject_HEAD
+    Py_buffer source;
+    int holds_source;
+    PyObject *text; /* being filled; NULL once handed out or abandoned */
+    Py_ssize_t done;
+} AsciiDecoder;
+
+static void decoder_release(AsciiDecoder *self) {
+    if (self->holds_source) {
+        PyBuffer_Release(&self->source);
+        self->holds_source = 0;
+    }
+    Py_CLEAR(self->text);
+}
+
+static PyObject *decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    PyObject *source;
+    if (!PyArg_ParseTuple(args, "O:AsciiDecoder", &source)) return NULL;
+    AsciiDecoder *self = (AsciiDecoder *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    if (PyObject_GetBuffer(source, &self->source, PyBUF_SIMPLE) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->holds_source = 1;
+    self->text = PyUnicode_New(self->source.len, 127);
+    if (self->text == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void decoder_dealloc(AsciiDecoder *self) {
+    decoder_release(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* step(n): the next n bytes (at most) copied; the bytes left, or -1 (not ASCII: abandoned) */
+static PyObject *decoder_step(AsciiDecoder *self, PyObject *arg) {
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    if (self->text == NULL) return PyLong_FromLong(-1);
+    Py_ssize_t left = self->source.len - self->done;
+    if (n < 0) n = 0;
+    if (n > left) n = left;
+    const unsigned char *from = (const unsigned char *)self->source.buf + self->done;
+    unsigned char high = 0;
+    for (Py_ssize_t i = 0; i < n; i++) high |= from[i];
+    if (high & 0x80) {
+        decoder_release(self);
+        return PyLong_FromLong(-1);
+    }
+    memcpy(PyUnicode_1BYTE_DATA(self->text) + self->done, from, (size_t)n);
+    self->done += n;
+    left -= n;
+    if (left == 0 && self->holds_source) {
+        PyBuffer_Release(&self->source);
+        self->holds_source = 0;
+    }
+    return PyLong_FromSsize_t(left);
+}
+
+/* result(): the str, once every byte is in it */
+static PyObject *decoder_result(AsciiDecoder *self, PyObject *unused) {
+    if (self->text == NULL || self->holds_source) {
+        PyErr_SetString(PyExc_ValueError, "AsciiDecoder: not decoded to the end");
+        return NULL;
+    }
+    PyObject *text = self->text;
+    self->text = NULL;
+    return text;
+}
+
+static PyMethodDef decoder_methods[] = {
+    {"step", (PyCFunction)decoder_step, METH_O, "Copy the next n bytes at most; the bytes left, -1 if not ASCII."},
+    {"result", (PyCFunction)decoder_result, METH_NOARGS, "The str, once every byte is in it."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject AsciiDecoderType = {
+    PyVarObject_HEAD_INIT(NULL, 0) /* the macro ends with its comma */
+    .tp_name = "pylvmetad.wire._ccodec.AsciiDecoder",
+    .tp_basicsize = sizeof(AsciiDecoder),
+    .tp_dealloc = (destructor)decoder_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "AsciiDecoder(buffer): an ASCII message decoded to str a chunk at a time.",
+    .tp_methods = decoder_methods,
+    .tp_new = decoder_new,
+};
+
 static PyMethodDef methods[] = {
     {"build", build, METH_VARARGS, "The fast path's tree of a text cut around its lazy bodies, or None."},
     {"configure", configure, METH_VARARGS, "configure(Section, Section._items, Section.raw)"},
@@ -499,4 +601,13 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ccodec", "The codec's fast path in C.", -1, methods};
 
-PyMODINIT_FUNC PyInit__ccodec(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__ccodec(void) {
+    if (PyType_Ready(&AsciiDecoderType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    if (PyModule_AddObjectRef(m, "AsciiDecoder", (PyObject *)&AsciiDecoderType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -6,12 +6,34 @@ on every terminator instead, which answers pipelined requests in order and
 is the same for every real client (they never pipeline).  The buffer is
 bounded: a message that grows past ``max_message`` raises
 :class:`MessageTooLarge` before more is buffered.
+
+A long message is not copied out of the buffer, nor decoded in one piece:
+each of those is a copy of the whole message into fresh memory, ~15 ms for
+20 MB (the page faults cost more than the copy), during which a server
+answers no one.  :meth:`Framer.messages` hands over the buffer itself (a
+``bytearray``) when it holds exactly one message of at least HAND_OVER_MIN
+bytes, and :func:`decode_steps` decodes a long message DECODE_CHUNK bytes a
+step when it is ASCII (every message LVM sends, nearly), through the C
+accelerator's ``AsciiDecoder``: the result is allocated once and filled a
+chunk a step, so the page faults are spread over the steps too.  Without
+the accelerator, or when a byte is not ASCII, the rest is decoded in one go
+as :func:`decode` does (same result: ASCII decodes the same under every
+error handler).
 """
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 TERMINATOR = b"\n##\n"
 DEFAULT_MAX_MESSAGE = 128 * 1024 * 1024
+#: a message at least this long that is the whole buffer is handed over, not copied
+HAND_OVER_MIN = 256 * 1024
+#: bytes decoded per step of :func:`decode_steps`
+DECODE_CHUNK = 1024 * 1024
+
+#: a message's bytes: a long one may be the framer's own buffer (see :meth:`Framer.messages`)
+Message = bytes | bytearray
 
 
 class MessageTooLarge(Exception):
@@ -42,6 +64,17 @@ class Framer:
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[bytes]:
+        """The bodies completed by ``data``, each as ``bytes``."""
+        return [m if isinstance(m, bytes) else bytes(m) for m in self.messages(data)]
+
+    def messages(self, data: bytes) -> list[Message]:
+        """As :meth:`feed`, but a long message is handed over rather than copied.
+
+        When the buffer holds exactly one whole message of at least
+        HAND_OVER_MIN bytes (a client sends one and waits for its reply), the
+        buffer itself is returned, the terminator cut off, and the framer
+        starts a new one; the caller owns it.
+        """
         buf = self._buf
         if (
             not buf
@@ -58,7 +91,7 @@ class Framer:
             # message with a "#" of its own takes the loop.
             return [data[: -len(TERMINATOR)]]
         buf += data
-        messages: list[bytes] = []
+        messages: list[Message] = []
         start = 0
         # the terminator may straddle the previous chunk's end: back up 3 bytes
         search = max(self._scan_from - 3, 0)
@@ -71,12 +104,19 @@ class Framer:
                 if end - start > self.max_message:  # arrived whole in one read: still too large
                     too_large = end - start
                     break
+                if start == 0 and end >= HAND_OVER_MIN and end + len(TERMINATOR) == len(buf):
+                    break  # one long message and nothing after it: handed over below
                 messages.append(bytes(view[start:end]))
                 start = search = end + len(TERMINATOR)
         if too_large:
             buf.clear()
             self._scan_from = 0
             raise MessageTooLarge(too_large, self.max_message)
+        if start == 0 and end >= HAND_OVER_MIN:
+            del buf[end:]  # a bytearray keeps its allocation when it shrinks this little: no copy
+            self._buf = bytearray()
+            self._scan_from = 0
+            return [buf]
         if start:
             del buf[:start]
         self._scan_from = len(buf)
@@ -100,6 +140,24 @@ def encode_request(body: str) -> bytes:
     return encode_reply(body)
 
 
-def decode(message: bytes) -> str:
+def decode(message: Message) -> str:
     """Message bytes to text; bytes that are not UTF-8 survive a round trip."""
     return message.decode("utf-8", "surrogateescape")
+
+
+def decode_steps(message: Message) -> Generator[None, None, str]:
+    """:func:`decode` as a generator that yields between steps of DECODE_CHUNK bytes (see the module's rules)."""
+    from .codec import _accel
+
+    if _accel is not None and len(message) > DECODE_CHUNK:
+        decoder = _accel.AsciiDecoder(message)
+        while True:
+            left: int = decoder.step(DECODE_CHUNK)
+            if left == 0:
+                text: str = decoder.result()
+                return text
+            if left < 0:
+                break  # not ASCII: the rest in one go
+            yield
+        del decoder
+    return decode(message)
