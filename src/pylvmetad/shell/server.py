@@ -623,7 +623,7 @@ class Connection(asyncio.Protocol):
             text = decode(message)
             log.log(WIRE, "%s", "".join(f"<- {line}\n" for line in text.splitlines()).rstrip("\n"))
         handle_bytes = server.handle_bytes
-        if handle_bytes is not None:
+        if handle_bytes is not None and isinstance(message, bytes):  # not a handed-over buffer
             began = time.perf_counter()
             answer, data = handle_bytes(message, self.peer)
             if data is None:
