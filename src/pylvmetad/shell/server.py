@@ -123,6 +123,10 @@ class MessageHandler(Protocol):
 #: a handler's optional ``message_steps(text, peer)``: ``handle_message`` as a
 #: generator that yields between bounded steps and returns the reply
 MessageSteps = Callable[[str, "Peer"], Generator[None, None, Reply]]
+#: a handler's optional ``handle_bytes(message, peer)``: ``handle_message`` on the
+#: undecoded message (never deferred), returning the reply and, if the handler has
+#: it at hand, its encoding (lvmetad's reply memo); None: the server encodes it
+HandleBytes = Callable[[bytes, "Peer"], tuple[Reply, bytes | None]]
 #: messages and replies longer than this (bytes, characters) are handled in steps
 STEP_THRESHOLD = 256 * 1024
 
@@ -182,6 +186,8 @@ class Server:
         self.observer = observer
         #: the handler's stepped form, if it has one (else long messages are handled in one go)
         self.message_steps: MessageSteps | None = getattr(handler, "message_steps", None)
+        #: the handler's bytes-in form, if it has one (short messages go through it)
+        self.handle_bytes: HandleBytes | None = getattr(handler, "handle_bytes", None)
         self.stats = ServerStats()
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[Connection] = set()
@@ -621,10 +627,21 @@ class Connection(asyncio.Protocol):
 
     def _answer(self, message: Message) -> None:
         server = self.server
-        text = decode(message)
         wire = log.isEnabledFor(WIRE)
         if wire:
+            text = decode(message)
             log.log(WIRE, "%s", "".join(f"<- {line}\n" for line in text.splitlines()).rstrip("\n"))
+        handle_bytes = server.handle_bytes
+        if handle_bytes is not None and isinstance(message, bytes):  # not a handed-over buffer
+            began = time.perf_counter()
+            answer, data = handle_bytes(message, self.peer)
+            if data is None:
+                self._send_reply(answer, time.perf_counter() - began, wire)
+            else:  # already encoded (a memo hit or a reply just kept)
+                self._answered(answer, time.perf_counter() - began, wire)
+                self._write(data)
+            return
+        text = decode(message)
         began = time.perf_counter()
         reply = server.handler.handle_message(text, self.peer)
         if isinstance(reply, DeferredReply):

@@ -14,6 +14,13 @@ Rules of this module:
 * Replies keep LVM's two layouts: the "simple" ``key = value`` one for short
   replies (:mod:`pylvmetad.wire.replies`) and the tree writer for the four
   structured ones, whose texts :class:`~.texts.ReplyTexts` keeps for reuse.
+* The reply memo (:mod:`.memo`) is the one shortcut past the parser: a short
+  read (:data:`~.memo.MEMO_REQUESTS`) that arrives as bytes through
+  :meth:`RequestHandler.handle_bytes` is answered with the reply (and its
+  encoding) kept for the very same bytes, while the cache's ``generation``
+  is unchanged.  :meth:`RequestHandler.handle` empties the memo before it
+  runs any other request, so whatever a request changes, nothing kept from
+  before it is served after it.
 
 Theory of operation: :meth:`RequestHandler.handle` answers ``hello`` first
 (never gated), asks the token table (:mod:`pylvmetad.metad.tokens`, through
@@ -31,11 +38,13 @@ from itertools import islice
 from typing import TYPE_CHECKING
 
 from ...wire.codec import DEFAULT_PARSER, Node, ParseError, Section, format_tree, parse, release_steps
+from ...wire.framing import decode, encode_reply
 from ...wire.replies import Reply, failed, ok, simple, unknown
 from ..cache import CacheState, GlobalFlag
 from ..protocol import LAZY_SECTIONS, PROTOCOL, PROTOCOL_VERSION, UPDATE_IN_PROGRESS
 from ..tokens import Action
 from .dump import format_dump
+from .memo import MEMO_MAX_MESSAGE, MEMO_REQUESTS, ReplyMemo
 from .texts import ReplyTexts, pv_vg_lines
 
 if TYPE_CHECKING:
@@ -162,11 +171,42 @@ class RequestHandler:
         self.texts = ReplyTexts(self.state)
         #: pv_found's replies by their field values (a reply is immutable, so one object serves all)
         self._pv_found_replies: dict[tuple[str, int, str, str, int, int], Reply] = {}
+        #: the encoded replies of short reads by their message bytes (:mod:`.memo`)
+        self.memo = ReplyMemo()
 
     # -- entry points ---------------------------------------------------
     def handle_message(self, text: str, peer: Peer) -> Reply:
         """The server's interface (:class:`~pylvmetad.shell.server.MessageHandler`)."""
         return self.handle(Request.from_text(text))
+
+    def handle_bytes(self, message: bytes, peer: Peer) -> tuple[Reply, bytes | None]:
+        """:meth:`handle_message` on a message's bytes: the reply, and its encoding when it has one.
+
+        The server's optional fast path.  A short read is answered from the
+        memo (:mod:`.memo`) when it is there, and kept there when it is not.
+        """
+        memo = self.memo
+        short = len(message) <= MEMO_MAX_MESSAGE
+        stamp = self.state.generation
+        if short:
+            hit = memo.get(message, stamp)
+            if hit is not None:
+                return hit
+        req = Request.from_text(decode(message))
+        memo_read = short and self._memo_read(req.name)  # decided on the token state before the request
+        reply = self.handle(req)
+        if memo_read and reply.response != "failed" and self.state.generation == stamp:
+            data = encode_reply(reply.body)
+            memo.put(message, reply, data, stamp)
+            return reply, data
+        return reply, None
+
+    def _memo_read(self, name: str) -> bool:
+        """Whether a request's reply may be kept: a memo read whose token action cannot depend on the time."""
+        if name not in MEMO_REQUESTS:
+            return False
+        # get_global_info cancels an update past its timeout: while one runs, its action reads the clock
+        return name != "get_global_info" or self.state.tokens.token != UPDATE_IN_PROGRESS
 
     def message_steps(self, text: str, peer: Peer) -> Generator[None, None, Reply]:
         """:meth:`handle_message` for a long message: the parse yields between bounded steps."""
@@ -188,6 +228,8 @@ class RequestHandler:
 
     def handle(self, req: Request) -> Reply:
         """Answer one request; never raises."""
+        if not self._memo_read(req.name):
+            self.memo.clear()  # it may change the cache or the token: nothing kept survives it
         try:
             return self._dispatch(req)
         except Exception as exc:  # a bug must cost one request, not the daemon
