@@ -21,6 +21,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -117,13 +118,17 @@ def test_the_accelerator_agrees_on_arbitrary_text(text: str) -> None:
 
 @contextlib.contextmanager
 def small_steps(window: int, chunk: int) -> Iterator[None]:
-    """The Python fast path with windows of ``window`` characters and string chunks of ``chunk``."""
-    saved = codec._WINDOW_CHARS, codec._STRING_CHUNK
-    codec._WINDOW_CHARS, codec._STRING_CHUNK = window, chunk
+    """The Python fast path with windows of ``window`` characters and string chunks of ``chunk``.
+
+    Long strings are joined ``chunk + 1`` characters a step, by the accelerator's joiner.
+    """
+    saved = codec._WINDOW_CHARS, codec._STRING_CHUNK, codec._JOIN_CHARS, codec._accel
+    codec._WINDOW_CHARS, codec._STRING_CHUNK, codec._JOIN_CHARS = window, chunk, chunk + 1
+    codec._accel = accelerator()
     try:
         yield
     finally:
-        codec._WINDOW_CHARS, codec._STRING_CHUNK = saved
+        codec._WINDOW_CHARS, codec._STRING_CHUNK, codec._JOIN_CHARS, codec._accel = saved
 
 
 def stepped(text: str, lazy: frozenset[str], window: int, chunk: int) -> object:
@@ -200,6 +205,62 @@ def test_a_long_string_is_read_in_bounded_steps() -> None:
     assert tree is not None and expand(tree) == eager(text)
     # each string is read 64 Ki characters a step at most: both take more than 2 x len / 64 Ki steps
     assert count >= 2 * len(body) // codec._STRING_CHUNK
+
+
+def count_steps(text: str) -> tuple[codec.Section | None, int]:
+    steps = Parser()._fast(text, frozenset())
+    count = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value, count
+        count += 1
+
+
+def test_a_long_ascii_string_is_joined_in_bounded_steps() -> None:
+    """A 4 MB string's value is filled _JOIN_CHARS characters a step, not joined in one."""
+    require_accelerator()
+    saved, codec._accel = codec._accel, accelerator()
+    try:
+        body = "a" * (4 * codec._JOIN_CHARS) + '\\"' + "b" * 1000
+        tree, count = count_steps(f'request="hello"\nx="{body}"\n')
+        reading = len(body) // codec._STRING_CHUNK
+        assert tree is not None and tree.get_str("x") == body.replace('\\"', '"')
+        assert count >= reading + 4  # the chunks read, then at least four steps of joining
+        wide = "é" + body  # not ASCII: joined by "".join, in the step that ends the string
+        tree, count = count_steps(f'request="hello"\nx="{wide}"\n')
+        assert tree is not None and tree.get_str("x") == wide.replace('\\"', '"')
+        assert count <= reading + 1
+    finally:
+        codec._accel = saved
+
+
+def test_a_nul_in_a_long_text_is_searched_a_chunk_a_step() -> None:
+    chunk = codec.NAME_CHUNK * 4
+    for text in ("a" * (2 * chunk + 5), "a" * (2 * chunk + 5) + "\0b", "a\0", ""):
+        steps = codec._nul_in(text)
+        count = 0
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                assert done.value == text.find("\0")
+                break
+            count += 1
+        assert count == max(0, (len(text) - 1) // chunk)  # one search of ``chunk`` characters a step
+
+
+def test_the_joiner_refuses_what_is_not_an_ascii_str() -> None:
+    c = accelerator()
+    if c is None:
+        unavailable("no C compiler to build the accelerator (_ccodec.c)")
+    for parts in (["a", "é"], ["a", b"b"], ["a", 1]):
+        with pytest.raises(TypeError):
+            c.AsciiJoiner(parts)
+    joiner = c.AsciiJoiner(["ab", "", "cde"])
+    assert [joiner.step(2), joiner.step(2), joiner.step(9)] == [3, 1, 0]
+    assert joiner.result() == "abcde"
 
 
 def test_pure_python_is_forced_by_the_environment_and_passes_the_codec_tests() -> None:

@@ -33,7 +33,11 @@ Rules of this module:
   parses a window of the text per step), and a reply longer than
   STEP_THRESHOLD is encoded and written STEP_THRESHOLD characters per turn.
   Meanwhile that connection is not read (its messages stay in order) and
-  every other client is served between the steps.
+  every other client is served between the steps.  While a long message is
+  decoded, parsed, answered and its tree released, the cyclic garbage
+  collector is paused (``process.collector_paused``: a full collection walks
+  the whole tree in one piece); a job is closed when its client goes, so
+  the pause ends with it.
 * Shutdown is bounded (a difference from the original, which serves
   connected clients until they leave, so one idle client -- lvmlockd keeps
   one open for good -- holds it up for ever): stop accepting; keep serving
@@ -72,7 +76,7 @@ from ..wire.framing import (
 from ..wire.replies import Reply, failed
 from .limits import DEFAULT_MAX_BUFFERED
 from .logs import WIRE
-from .process import release_free_memory
+from .process import collector_paused, release_free_memory
 from .sockets import PeerCredentials, peer_credentials
 
 log = logging.getLogger("pylvmetad")
@@ -415,6 +419,10 @@ class Connection(asyncio.Protocol):
             log.log(WIRE, "connection from %s closed", self.who)
         self.closing = True
         self.pending.clear()
+        job, self.job = self.job, None
+        if job is not None:
+            with contextlib.suppress(ValueError):  # ValueError: it is running (it wrote, the write failed)
+                job.close()  # now: it may have paused the garbage collector
         self.server.forget(self)
 
     def close(self) -> None:
@@ -625,24 +633,25 @@ class Connection(asyncio.Protocol):
     def _stepped_answer(self, message: Message) -> Generator[None, None, None]:
         """:meth:`_answer` for a long message: parsed and answered in steps."""
         server = self.server
-        text = yield from decode_steps(message)  # a step per MiB (framing's rules)
-        del message
-        elapsed = 0.0
-        began = time.perf_counter()
-        if server.message_steps is None:
-            reply = server.handler.handle_message(text, self.peer)
-        else:
-            steps = server.message_steps(text, self.peer)
-            while True:
-                try:
-                    next(steps)
-                except StopIteration as done:
-                    reply = done.value
-                    break
-                elapsed += time.perf_counter() - began
-                yield
-                began = time.perf_counter()
-        del text
+        with collector_paused():  # its tree is walked by every full collection (process.py)
+            text = yield from decode_steps(message)  # a step per MiB (framing's rules)
+            del message
+            elapsed = 0.0
+            began = time.perf_counter()
+            if server.message_steps is None:
+                reply = server.handler.handle_message(text, self.peer)
+            else:
+                steps = server.message_steps(text, self.peer)
+                while True:
+                    try:
+                        next(steps)
+                    except StopIteration as done:
+                        reply = done.value
+                        break
+                    elapsed += time.perf_counter() - began
+                    yield
+                    began = time.perf_counter()
+            del text
         if isinstance(reply, DeferredReply):
             self._defer(reply, time.perf_counter() - elapsed, log.isEnabledFor(WIRE))
             return

@@ -592,6 +592,120 @@ static PyTypeObject AsciiDecoderType = {
     .tp_new = decoder_new,
 };
 
+/* ---- a long string's value joined from its chunks, a chunk a step (codec.Parser._long_string) ----
+ *
+ * AsciiJoiner(parts) takes a list of ASCII strs, allocates their
+ * concatenation once and step(n) copies the next n characters (at most)
+ * into it: "".join(parts) without copying 20 MB into fresh memory in one
+ * piece.  A part that is not an ASCII str is refused (TypeError) before
+ * anything is allocated; the caller joins in Python.
+ */
+typedef struct {
+    PyObject_HEAD
+    PyObject *parts; /* the list (owned) */
+    PyObject *text;  /* being filled; NULL once handed out */
+    Py_ssize_t part; /* the next part to copy from, and how far into it */
+    Py_ssize_t offset;
+    Py_ssize_t done;
+} AsciiJoiner;
+
+static PyObject *joiner_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    PyObject *parts;
+    if (!PyArg_ParseTuple(args, "O!:AsciiJoiner", &PyList_Type, &parts)) return NULL;
+    Py_ssize_t total = 0, count = PyList_GET_SIZE(parts);
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *part = PyList_GET_ITEM(parts, k);
+        if (!PyUnicode_CheckExact(part) || !PyUnicode_IS_ASCII(part)) {
+            PyErr_SetString(PyExc_TypeError, "AsciiJoiner: every part must be an ASCII str");
+            return NULL;
+        }
+        total += PyUnicode_GET_LENGTH(part);
+    }
+    AsciiJoiner *self = (AsciiJoiner *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    self->parts = Py_NewRef(parts);
+    self->text = PyUnicode_New(total, 127);
+    if (self->text == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void joiner_dealloc(AsciiJoiner *self) {
+    Py_CLEAR(self->parts);
+    Py_CLEAR(self->text);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* step(n): the next n characters (at most) copied; the characters left */
+static PyObject *joiner_step(AsciiJoiner *self, PyObject *arg) {
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    if (self->text == NULL || self->parts == NULL) {
+        PyErr_SetString(PyExc_ValueError, "AsciiJoiner: already handed out");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(self->parts);
+    Py_UCS1 *into = PyUnicode_1BYTE_DATA(self->text);
+    while (n > 0 && self->part < count) {
+        PyObject *part = PyList_GET_ITEM(self->parts, self->part);
+        /* the list is the caller's: a part replaced since is checked again */
+        if (!PyUnicode_CheckExact(part) || !PyUnicode_IS_ASCII(part)) {
+            PyErr_SetString(PyExc_TypeError, "AsciiJoiner: every part must be an ASCII str");
+            return NULL;
+        }
+        Py_ssize_t size = PyUnicode_GET_LENGTH(part), take = size - self->offset;
+        if (take > n) take = n;
+        if (self->done + take > PyUnicode_GET_LENGTH(self->text)) {
+            PyErr_SetString(PyExc_ValueError, "AsciiJoiner: the parts changed");
+            return NULL;
+        }
+        memcpy(into + self->done, PyUnicode_1BYTE_DATA(part) + self->offset, (size_t)take);
+        self->done += take;
+        self->offset += take;
+        n -= take;
+        if (self->offset == size) {
+            self->part++;
+            self->offset = 0;
+        }
+    }
+    if (self->part >= count && self->done != PyUnicode_GET_LENGTH(self->text)) {
+        PyErr_SetString(PyExc_ValueError, "AsciiJoiner: the parts changed");
+        return NULL;
+    }
+    return PyLong_FromSsize_t(PyUnicode_GET_LENGTH(self->text) - self->done);
+}
+
+/* result(): the str, once every character is in it */
+static PyObject *joiner_result(AsciiJoiner *self, PyObject *unused) {
+    if (self->text == NULL || self->done != PyUnicode_GET_LENGTH(self->text)) {
+        PyErr_SetString(PyExc_ValueError, "AsciiJoiner: not joined to the end");
+        return NULL;
+    }
+    Py_CLEAR(self->parts);
+    PyObject *text = self->text;
+    self->text = NULL;
+    return text;
+}
+
+static PyMethodDef joiner_methods[] = {
+    {"step", (PyCFunction)joiner_step, METH_O, "Copy the next n characters at most; the characters left."},
+    {"result", (PyCFunction)joiner_result, METH_NOARGS, "The str, once every character is in it."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject AsciiJoinerType = {
+    PyVarObject_HEAD_INIT(NULL, 0) /* the macro ends with its comma */
+    .tp_name = "pylvmetad.wire._ccodec.AsciiJoiner",
+    .tp_basicsize = sizeof(AsciiJoiner),
+    .tp_dealloc = (destructor)joiner_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "AsciiJoiner(parts): \"\".join(parts) of ASCII strs, a chunk at a time.",
+    .tp_methods = joiner_methods,
+    .tp_new = joiner_new,
+};
+
 static PyMethodDef methods[] = {
     {"build", build, METH_VARARGS, "The fast path's tree of a text cut around its lazy bodies, or None."},
     {"configure", configure, METH_VARARGS, "configure(Section, Section._items, Section.raw)"},
@@ -602,10 +716,11 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ccodec", "The codec's fast path in C.", -1, methods};
 
 PyMODINIT_FUNC PyInit__ccodec(void) {
-    if (PyType_Ready(&AsciiDecoderType) < 0) return NULL;
+    if (PyType_Ready(&AsciiDecoderType) < 0 || PyType_Ready(&AsciiJoinerType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
-    if (PyModule_AddObjectRef(m, "AsciiDecoder", (PyObject *)&AsciiDecoderType) < 0) {
+    if (PyModule_AddObjectRef(m, "AsciiDecoder", (PyObject *)&AsciiDecoderType) < 0 ||
+        PyModule_AddObjectRef(m, "AsciiJoiner", (PyObject *)&AsciiJoinerType) < 0) {
         Py_DECREF(m);
         return NULL;
     }
