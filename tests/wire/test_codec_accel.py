@@ -116,6 +116,91 @@ def test_the_accelerator_agrees_on_arbitrary_text(text: str) -> None:
     assert python == c
 
 
+def warm_both(parser: Parser, text: str, lazy: frozenset[str]) -> tuple[object, object]:
+    """(pure-Python fast path, C fast path through ``parser``, whose memos are warm), comparable."""
+    text = text.split("\0")[0]
+    python = codec._run(Parser()._fast(text, lazy))
+    saved, codec._accel = codec._accel, accelerator()
+    try:
+        c = parser._accelerated(text, lazy)
+    finally:
+        codec._accel = saved
+    if c is NotImplemented:
+        return "n/a", "n/a"
+    return (None if python is None else expand(python)), (None if c is None else expand(c))  # type: ignore[arg-type]
+
+
+def warm_parser() -> Parser:
+    """A parser made with the accelerator on, so it has a span memo."""
+    saved, codec._accel = codec._accel, accelerator()
+    try:
+        return Parser()
+    finally:
+        codec._accel = saved
+
+
+def test_a_warm_span_memo_gives_the_same_trees_on_recorded_traffic() -> None:
+    """One parser through all the traffic, twice: the span memo's hits are what a parse gives."""
+    require_accelerator()
+    parser = warm_parser()
+    assert parser.spans is not None
+    texts = corpus_texts()
+    for _ in range(2):
+        for text in texts:
+            for lazy in (LAZY, frozenset()):
+                python, c = warm_both(parser, text, lazy)
+                assert python == c, text[:300]
+    hits, misses = parser.spans.stats()
+    assert hits > misses  # the traffic repeats its units: the memo is used
+    assert parser.spans.chars() <= Parser.SPAN_MEMO_CHARS
+
+
+#: one parser for every generated example: spans of earlier examples are in its memo
+_WARM: list[Parser] = []
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(documents(), min_size=1, max_size=4))
+def test_a_warm_span_memo_gives_the_same_trees_on_generated_documents(texts: list[str]) -> None:
+    require_accelerator()
+    if not _WARM:
+        _WARM.append(warm_parser())
+    for text in texts + texts:  # each text again once its spans are in the memo
+        python, c = warm_both(_WARM[0], text, frozenset())
+        assert python == c
+
+
+@pytest.mark.parametrize(
+    ("seen", "text"),
+    [
+        ("x=12\n", "x=12a=1\n"),  # a number's span seen before, now followed by a word: not the subset
+        ("x=12\n", 'x=12"\n'),
+        ('x="a"\n', 'x="a\n'),  # unterminated
+        ("a {\n}\n", "a=[1,]\n"),
+        ('s=["q","q"]\n', 's=["q" "q"]\n'),
+        ("x=1\n", "x=1"),
+    ],
+)
+def test_a_span_seen_before_is_still_checked_in_its_place(seen: str, text: str) -> None:
+    require_accelerator()
+    parser = warm_parser()
+    warm_both(parser, seen, frozenset())
+    python, c = warm_both(parser, text, frozenset())
+    assert python == c
+
+
+def test_the_span_memo_is_bounded_and_cleared() -> None:
+    require_accelerator()
+    parser = warm_parser()
+    assert parser.spans is not None
+    for n in range(200):
+        warm_both(parser, "".join(f'k{n}_{i}="{"v" * 60}{i}"\nn{n}_{i}={i}\n' for i in range(100)), frozenset())
+    assert 0 < parser.spans.chars() <= Parser.SPAN_MEMO_CHARS
+    assert parser.memo_chars() >= parser.spans.chars()
+    parser.clear()
+    assert parser.spans.chars() == 0
+
+
 @contextlib.contextmanager
 def small_steps(window: int, chunk: int) -> Iterator[None]:
     """The Python fast path with windows of ``window`` characters and string chunks of ``chunk``.

@@ -29,7 +29,10 @@ LAZY = frozenset({"logical_volumes"})
 SIZE = 1_000_000  # characters per shape: big enough that per-character costs dominate
 #: characters of request text the memos may hold, whatever was parsed
 MEMO_BUDGET = (
-    Parser.VERIFIED_CHARS + (64 + Parser.SHARED_STR_MAX) * Parser.SHARED_PAIRS_MAX + 64 * Parser.SHARED_KEYS_MAX
+    Parser.VERIFIED_CHARS
+    + (64 + Parser.SHARED_STR_MAX) * Parser.SHARED_PAIRS_MAX
+    + 64 * Parser.SHARED_KEYS_MAX
+    + Parser.SPAN_MEMO_CHARS
 )
 
 

@@ -9,8 +9,10 @@
  *   checks both give identical results on the recorded traffic and under
  *   hypothesis; PYLVMETAD_PURE_PYTHON=1 turns this module off.
  * - No I/O, no global state beyond the Section type's descriptors given to
- *   configure().  Texts whose characters do not all fit in one byte are
- *   left to Python (None).
+ *   configure() and a constant table of character classes.  The memos are
+ *   the caller's (the Parser's dicts and its SpanMemo, whose hits return
+ *   exactly what parsing the span gives; see "the span memo" below).  Texts
+ *   whose characters do not all fit in one byte are left to Python (None).
  *
  * Theory of operation: one left-to-right pass over each piece of text with
  * an explicit stack of open sections (no recursion, no backtracking: time is
@@ -28,10 +30,29 @@ static PyObject *raw_descr;     /* Section.raw (a slot) */
 
 #define MAX_STACK 4096
 
-static int is_blank(Py_UCS1 c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+/* character classes, one table look-up each (the tests of each class were calls per character) */
+#define C_BLANK 1 /* space, \t, \n, \r, \v, \f */
+#define C_KEY 2   /* A-Z a-z 0-9 _ . + - */
+#define C_DELIM 4 /* what may follow a number: a blank or one of # = { } [ ] , " ' */
+static unsigned char char_class[256];
+
+static void init_classes(void) {
+    for (int c = 0; c < 256; c++) {
+        unsigned char k = 0;
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f') k |= C_BLANK | C_DELIM;
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+            c == '+' || c == '-')
+            k |= C_KEY;
+        if (c == '#' || c == '=' || c == '{' || c == '}' || c == '[' || c == ']' || c == ',' || c == '"' || c == '\'')
+            k |= C_DELIM;
+        char_class[c] = k;
+    }
+}
+
+static inline int is_blank(Py_UCS1 c) { return char_class[c] & C_BLANK; }
 
 /* blanks and comments ("#" to the end of the line) */
-static Py_ssize_t skip_blanks(const Py_UCS1 *s, Py_ssize_t i, Py_ssize_t n) {
+static inline Py_ssize_t skip_blanks(const Py_UCS1 *s, Py_ssize_t i, Py_ssize_t n) {
     while (i < n) {
         if (is_blank(s[i])) {
             i++;
@@ -44,17 +65,11 @@ static Py_ssize_t skip_blanks(const Py_UCS1 *s, Py_ssize_t i, Py_ssize_t n) {
     return i;
 }
 
-static int is_key_char(Py_UCS1 c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-           c == '+' || c == '-';
-}
+static inline int is_key_char(Py_UCS1 c) { return char_class[c] & C_KEY; }
 
 /* what may follow a number (the Python pattern's negative look-ahead) */
-static int ends_number(const Py_UCS1 *s, Py_ssize_t i, Py_ssize_t n) {
-    if (i >= n) return 1;
-    Py_UCS1 c = s[i];
-    return is_blank(c) || c == '#' || c == '=' || c == '{' || c == '}' || c == '[' || c == ']' || c == ',' ||
-           c == '"' || c == '\'';
+static inline int ends_number(const Py_UCS1 *s, Py_ssize_t i, Py_ssize_t n) {
+    return i >= n || (char_class[s[i]] & C_DELIM);
 }
 
 static int set_slot(PyObject *descr, PyObject *obj, PyObject *value) {
@@ -137,25 +152,36 @@ typedef struct {
     Py_ssize_t short_max, pairs_max, keys_max;
 } Memos;
 
-/* append (key, value) to items, shared through the pairs memo when ``share``; steals value */
-static int append_pair(PyObject *items, PyObject *key, PyObject *value, int share, Memos *m) {
+/* append (key, value) to items, shared through the pairs memo when ``share``; steals value.
+ * Returns the pair appended (a new reference), or NULL. */
+static PyObject *append_pair(PyObject *items, PyObject *key, PyObject *value, int share, Memos *m) {
     PyObject *pair = PyTuple_Pack(2, key, value);
     Py_DECREF(value);
-    if (pair == NULL) return -1;
+    if (pair == NULL) return NULL;
     if (share) {
         if (PyDict_GET_SIZE(m->pairs) > m->pairs_max) PyDict_Clear(m->pairs);
         PyObject *shared = PyDict_SetDefault(m->pairs, pair, pair);
         if (shared == NULL) {
             Py_DECREF(pair);
-            return -1;
+            return NULL;
         }
         Py_INCREF(shared);
         Py_DECREF(pair);
         pair = shared;
     }
-    int r = PyList_Append(items, pair);
+    if (PyList_Append(items, pair) < 0) {
+        Py_DECREF(pair);
+        return NULL;
+    }
+    return pair;
+}
+
+/* append (key, value) as append_pair does: 0, or -1 on error */
+static int add_pair(PyObject *items, PyObject *key, PyObject *value, int share, Memos *m) {
+    PyObject *pair = append_pair(items, key, value, share, m);
+    if (pair == NULL) return -1;
     Py_DECREF(pair);
-    return r;
+    return 0;
 }
 
 /* one string object per key name, through the keys memo: a new reference */
@@ -169,16 +195,193 @@ static PyObject *shared_key(const Py_UCS1 *s, Py_ssize_t start, Py_ssize_t end, 
     return shared;
 }
 
-/* build(pieces, raws, pairs, keys, short_max, pairs_max, keys_max, max_depth, lazy_max_depth):
- * the tree, None (not in the subset) or NotImplemented (a piece has wider characters: ask Python) */
-static PyObject *build(PyObject *self, PyObject *args) {
+/* ---- the span memo: a unit's source text -> the object it parses to (codec.Parser.spans) ----
+ *
+ * A small request repeats the same units message after message: a pv_found's
+ * ``dev_size =67108864``, ``format ="lvm2"``, its section keys; a vg_update's
+ * PV and LV lines.  Parsing one builds a key str, a value and a tuple and
+ * looks each up in the Python memos (two dict probes, three hashes), about
+ * 1.5 k instructions.  SpanMemo maps a unit's exact source characters to the
+ * object they parse to: a ``key = atom`` statement's text (key to the
+ * atom's last character, blanks included) to its shared (key, value) pair, a
+ * key's text to its shared key str, a list's quoted string to its str.  A
+ * unit's parse depends on its characters only (a key is its characters, a
+ * string is undone by the same two escapes, an integer is its digits), so an
+ * equal span gives an equal object: a hit returns what the parse would.  The
+ * three kinds cannot be confused: a statement's span holds an "=", a key's
+ * none, a string's starts with a quote.  Only what the Python memos would
+ * share is kept (ints and strings of at most short_max characters, spans of
+ * at most SPAN_MAX characters), in a direct-mapped table of SPAN_ENTRIES
+ * slots (a new span takes its slot's place): the memory is fixed, and clear()
+ * lets every object go.
+ */
+#define SPAN_ENTRIES 1024
+#define SPAN_MAX 112
+
+typedef struct {
+    Py_hash_t hash;
+    Py_ssize_t len;
+    PyObject *obj; /* owned; NULL: an empty slot */
+    Py_UCS1 text[SPAN_MAX];
+} SpanEntry;
+
+typedef struct {
+    PyObject_HEAD
+    SpanEntry *table;
+    Py_ssize_t hits, misses;
+} SpanMemo;
+
+static PyTypeObject SpanMemoType;
+
+/* FNV-1a over the span: a few instructions a character */
+static Py_hash_t span_hash(const Py_UCS1 *s, Py_ssize_t len) {
+    Py_uhash_t h = 14695981039346656037ULL;
+    for (Py_ssize_t k = 0; k < len; k++) h = (h ^ s[k]) * 1099511628211ULL;
+    return (Py_hash_t)h;
+}
+
+/* the object kept for s[0:len] (borrowed), or NULL; *hash is set for span_store */
+static PyObject *span_find(SpanMemo *memo, const Py_UCS1 *s, Py_ssize_t len, Py_hash_t *hash) {
+    if (memo == NULL || len > SPAN_MAX) return NULL;
+    Py_hash_t h = span_hash(s, len);
+    *hash = h;
+    SpanEntry *e = &memo->table[(Py_uhash_t)h & (SPAN_ENTRIES - 1)];
+    if (e->obj != NULL && e->hash == h && e->len == len && memcmp(e->text, s, (size_t)len) == 0) {
+        memo->hits++;
+        return e->obj;
+    }
+    memo->misses++;
+    return NULL;
+}
+
+/* keep obj for s[0:len] (hash from span_find), in place of whatever had its slot */
+static void span_store(SpanMemo *memo, const Py_UCS1 *s, Py_ssize_t len, Py_hash_t hash, PyObject *obj) {
+    if (memo == NULL || len > SPAN_MAX) return;
+    SpanEntry *e = &memo->table[(Py_uhash_t)hash & (SPAN_ENTRIES - 1)];
+    PyObject *old = e->obj;
+    e->hash = hash;
+    e->len = len;
+    memcpy(e->text, s, (size_t)len);
+    e->obj = Py_NewRef(obj);
+    Py_XDECREF(old);
+}
+
+static PyObject *spans_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    if (!PyArg_ParseTuple(args, ":SpanMemo")) return NULL;
+    SpanMemo *self = (SpanMemo *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    self->table = PyMem_Calloc(SPAN_ENTRIES, sizeof(SpanEntry));
+    if (self->table == NULL) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    return (PyObject *)self;
+}
+
+static void spans_drop(SpanMemo *self) {
+    if (self->table == NULL) return;
+    for (Py_ssize_t k = 0; k < SPAN_ENTRIES; k++) Py_CLEAR(self->table[k].obj);
+}
+
+static void spans_dealloc(SpanMemo *self) {
+    spans_drop(self);
+    PyMem_Free(self->table);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *spans_clear(SpanMemo *self, PyObject *unused) {
+    spans_drop(self);
+    Py_RETURN_NONE;
+}
+
+/* chars(): characters of request text held (each span, and the strings made of it) */
+static PyObject *spans_chars(SpanMemo *self, PyObject *unused) {
+    Py_ssize_t total = 0;
+    for (Py_ssize_t k = 0; k < SPAN_ENTRIES; k++)
+        if (self->table[k].obj != NULL) total += 2 * self->table[k].len;
+    return PyLong_FromSsize_t(total);
+}
+
+/* stats(): (hits, misses) since it was made */
+static PyObject *spans_stats(SpanMemo *self, PyObject *unused) {
+    return Py_BuildValue("(nn)", self->hits, self->misses);
+}
+
+static PyMethodDef spans_methods[] = {
+    {"clear", (PyCFunction)spans_clear, METH_NOARGS, "Let every kept object go."},
+    {"chars", (PyCFunction)spans_chars, METH_NOARGS, "Characters of request text held."},
+    {"stats", (PyCFunction)spans_stats, METH_NOARGS, "(hits, misses) so far."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject SpanMemoType = {
+    PyVarObject_HEAD_INIT(NULL, 0) /* the macro ends with its comma */
+    .tp_name = "pylvmetad.wire._ccodec.SpanMemo",
+    .tp_basicsize = sizeof(SpanMemo),
+    .tp_dealloc = (destructor)spans_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "SpanMemo(): a unit's source text -> its parsed object, a fixed table.",
+    .tp_methods = spans_methods,
+    .tp_new = spans_new,
+};
+
+/* the end of the string whose opening quote is s[i] (after its closing quote), or -1 */
+static Py_ssize_t string_end(const Py_UCS1 *s, Py_ssize_t i, Py_ssize_t n) {
+    Py_ssize_t j = i + 1;
+    while (j < n && s[j] != '"') {
+        if (s[j] == '\\') {
+            if (j + 1 >= n) return -1;
+            j += 2;
+        } else {
+            j++;
+        }
+    }
+    return j < n ? j + 1 : -1;
+}
+
+/* shared_key through the span memo: a key's text is looked up before any str is made */
+static PyObject *memo_key(const Py_UCS1 *s, Py_ssize_t start, Py_ssize_t end, Memos *m, SpanMemo *spans) {
+    Py_hash_t hash = 0;
+    PyObject *key = span_find(spans, s + start, end - start, &hash);
+    if (key != NULL) return Py_NewRef(key);
+    key = shared_key(s, start, end, m);
+    if (key != NULL) span_store(spans, s + start, end - start, hash, key);
+    return key;
+}
+
+/* build(pieces, raws, pairs, keys, short_max, pairs_max, keys_max, max_depth, lazy_max_depth[, spans]):
+ * the tree, None (not in the subset) or NotImplemented (a piece has wider characters: ask Python).
+ * ``spans`` is the parser's SpanMemo, or None (no span memo). */
+static PyObject *build(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     PyObject *pieces, *raws;
     Memos m;
     Py_ssize_t max_depth, lazy_max_depth;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!nnnnn", &PyList_Type, &pieces, &PyList_Type, &raws, &PyDict_Type, &m.pairs,
-                          &PyDict_Type, &m.keys, &m.short_max, &m.pairs_max, &m.keys_max, &max_depth,
-                          &lazy_max_depth))
+    SpanMemo *spans = NULL;
+    if (nargs != 9 && nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "build() takes 9 or 10 arguments");
         return NULL;
+    }
+    if (!PyList_Check(args[0]) || !PyList_Check(args[1]) || !PyDict_Check(args[2]) || !PyDict_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "build(): pieces and raws must be lists, pairs and keys dicts");
+        return NULL;
+    }
+    pieces = args[0];
+    raws = args[1];
+    m.pairs = args[2];
+    m.keys = args[3];
+    Py_ssize_t *sizes[5] = {&m.short_max, &m.pairs_max, &m.keys_max, &max_depth, &lazy_max_depth};
+    for (int k = 0; k < 5; k++) {
+        *sizes[k] = PyLong_AsSsize_t(args[4 + k]);
+        if (*sizes[k] == -1 && PyErr_Occurred()) return NULL;
+    }
+    /* a SpanMemo of another copy of this module (tests load one) is no memo of ours: not used */
+    if (nargs == 10 && Py_IS_TYPE(args[9], &SpanMemoType)) spans = (SpanMemo *)args[9];
+    for (Py_ssize_t p = 0; p < PyList_GET_SIZE(raws); p++) {
+        if (!PyUnicode_Check(PyList_GET_ITEM(raws, p))) {
+            PyErr_SetString(PyExc_TypeError, "build(): raws must be strs");
+            return NULL;
+        }
+    }
     if (section_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "_ccodec.configure() was not called");
         return NULL;
@@ -211,9 +414,20 @@ static PyObject *build(PyObject *self, PyObject *args) {
             Py_UCS1 c = s[i];
             if (atoms != NULL) { /* inside a list: atoms, commas, "]" */
                 if (c == '"') {
-                    PyObject *str = read_string(s, &i, n);
-                    if (str == NULL) goto error;
-                    if (str == Py_None) goto not_subset;
+                    Py_ssize_t end = string_end(s, i, n);
+                    if (end < 0) goto not_subset;
+                    Py_hash_t hash = 0;
+                    PyObject *str = span_find(spans, s + i, end - i, &hash);
+                    if (str != NULL) {
+                        Py_INCREF(str);
+                        i = end;
+                    } else {
+                        Py_ssize_t start = i;
+                        str = read_string(s, &i, n);
+                        if (str == NULL) goto error;
+                        if (str == Py_None) goto not_subset;
+                        if (PyUnicode_GET_LENGTH(str) <= m.short_max) span_store(spans, s + start, end - start, hash, str);
+                    }
                     int r = PyList_Append(atoms, str);
                     Py_DECREF(str);
                     if (r < 0) goto error;
@@ -241,7 +455,7 @@ static PyObject *build(PyObject *self, PyObject *args) {
                         Py_DECREF(atoms);
                     }
                     atoms = NULL;
-                    int r = append_pair(stack[depth], list_key, value, 0, &m);
+                    int r = add_pair(stack[depth], list_key, value, 0, &m);
                     Py_CLEAR(list_key);
                     if (r < 0) goto error;
                     i++;
@@ -264,7 +478,7 @@ static PyObject *build(PyObject *self, PyObject *args) {
             if (i >= n) goto not_subset;
             if (s[i] == '{') {
                 if (depth + 1 > max_depth || stack[depth] == NULL) goto not_subset;
-                PyObject *key = shared_key(s, key_start, key_end, &m);
+                PyObject *key = memo_key(s, key_start, key_end, &m, spans);
                 if (key == NULL) goto error;
                 PyObject *items = PyList_New(0);
                 if (items == NULL) {
@@ -277,7 +491,7 @@ static PyObject *build(PyObject *self, PyObject *args) {
                     Py_DECREF(key);
                     goto error;
                 }
-                int r = append_pair(stack[depth], key, child, 0, &m);
+                int r = add_pair(stack[depth], key, child, 0, &m);
                 Py_DECREF(key);
                 if (r < 0) goto error;
                 stack[++depth] = items;
@@ -288,30 +502,45 @@ static PyObject *build(PyObject *self, PyObject *args) {
             i++;
             i = skip_blanks(s, i, n);
             if (i >= n || stack[depth] == NULL) goto not_subset;
-            PyObject *key = shared_key(s, key_start, key_end, &m);
-            if (key == NULL) goto error;
             c = s[i];
-            if (c == '"') {
-                PyObject *str = read_string(s, &i, n);
-                if (str == Py_None) {
-                    Py_DECREF(key);
-                    goto not_subset;
+            if (c == '"' || c == '-' || (c >= '0' && c <= '9')) {
+                /* key = atom: the whole statement's text may be in the span memo */
+                Py_ssize_t end = i;
+                long long v = 0;
+                if (c == '"') {
+                    end = string_end(s, i, n);
+                    if (end < 0) goto not_subset;
+                } else if (!read_int(s, &end, n, &v)) {
+                    goto not_subset; /* checked before the memo: what follows a number matters */
                 }
-                int r = str == NULL ? -1
-                                    : append_pair(stack[depth], key, str, PyUnicode_GET_LENGTH(str) <= m.short_max, &m);
-                Py_DECREF(key);
-                if (r < 0) goto error;
-            } else if (c == '-' || (c >= '0' && c <= '9')) {
-                long long v;
-                if (!read_int(s, &i, n, &v)) {
-                    Py_DECREF(key);
-                    goto not_subset;
+                Py_hash_t hash = 0;
+                PyObject *pair = span_find(spans, s + key_start, end - key_start, &hash);
+                if (pair != NULL) {
+                    if (PyList_Append(stack[depth], pair) < 0) goto error;
+                    i = end;
+                    continue;
                 }
-                PyObject *num = PyLong_FromLongLong(v);
-                int r = num == NULL ? -1 : append_pair(stack[depth], key, num, 1, &m);
+                PyObject *key = memo_key(s, key_start, key_end, &m, spans);
+                if (key == NULL) goto error;
+                PyObject *value;
+                int share = 1;
+                if (c == '"') {
+                    value = read_string(s, &i, n); /* not Py_None: string_end found its end */
+                    if (value != NULL) share = PyUnicode_GET_LENGTH(value) <= m.short_max;
+                } else {
+                    value = PyLong_FromLongLong(v);
+                    i = end;
+                }
+                pair = value == NULL ? NULL : append_pair(stack[depth], key, value, share, &m);
                 Py_DECREF(key);
-                if (r < 0) goto error;
-            } else if (c == '[') {
+                if (pair == NULL) goto error;
+                if (share) span_store(spans, s + key_start, end - key_start, hash, pair);
+                Py_DECREF(pair);
+                continue;
+            }
+            PyObject *key = memo_key(s, key_start, key_end, &m, spans);
+            if (key == NULL) goto error;
+            if (c == '[') {
                 atoms = PyList_New(0);
                 if (atoms == NULL) {
                     Py_DECREF(key);
@@ -707,7 +936,7 @@ static PyTypeObject AsciiJoinerType = {
 };
 
 static PyMethodDef methods[] = {
-    {"build", build, METH_VARARGS, "The fast path's tree of a text cut around its lazy bodies, or None."},
+    {"build", (PyCFunction)(void (*)(void))build, METH_FASTCALL, "The fast path's tree of a text cut around its lazy bodies, or None."},
     {"configure", configure, METH_VARARGS, "configure(Section, Section._items, Section.raw)"},
     {"lazy_body_end", lazy_body_end, METH_VARARGS, "End of the canonical lazy body at start, -1, or -2."},
     {NULL, NULL, 0, NULL},
@@ -716,11 +945,14 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ccodec", "The codec's fast path in C.", -1, methods};
 
 PyMODINIT_FUNC PyInit__ccodec(void) {
-    if (PyType_Ready(&AsciiDecoderType) < 0 || PyType_Ready(&AsciiJoinerType) < 0) return NULL;
+    init_classes();
+    if (PyType_Ready(&AsciiDecoderType) < 0 || PyType_Ready(&AsciiJoinerType) < 0 || PyType_Ready(&SpanMemoType) < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
     if (PyModule_AddObjectRef(m, "AsciiDecoder", (PyObject *)&AsciiDecoderType) < 0 ||
-        PyModule_AddObjectRef(m, "AsciiJoiner", (PyObject *)&AsciiJoinerType) < 0) {
+        PyModule_AddObjectRef(m, "AsciiJoiner", (PyObject *)&AsciiJoinerType) < 0 ||
+        PyModule_AddObjectRef(m, "SpanMemo", (PyObject *)&SpanMemoType) < 0) {
         Py_DECREF(m);
         return NULL;
     }
