@@ -13,7 +13,10 @@ Rules of this module:
 * The operations that make several changes (``pv_found``, ``vg_update``) are
   all or nothing (:func:`all_or_nothing`): if one raises midway, every table,
   the flags and ``generation`` are put back exactly as they were (the
-  tables are journaled, :mod:`pylvmetad.metad.journal`).
+  tables are journaled, :mod:`pylvmetad.metad.journal`; they share one
+  :class:`~pylvmetad.metad.journal.Journal`, so opening an operation costs
+  the same however many tables there are, and closing it visits only the
+  tables it changed).
 * Method and table names follow the spec (``pvid_to_vgid``,
   ``remove_vg_if_missing``) so the code can be read beside it.
 
@@ -61,7 +64,7 @@ from enum import IntFlag
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from ..wire.codec import Section, compare_trees
-from .journal import MutableValueTable, Table, begin_all, commit_all
+from .journal import Journal, MutableValueTable, Table
 from .protocol import UPDATE_IN_PROGRESS
 from .tokens import Action, decide
 
@@ -280,19 +283,18 @@ def all_or_nothing(operation: Callable[Concatenate[CacheState, _P], _R]) -> Call
 
     @functools.wraps(operation)
     def atomic(state: CacheState, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        tables = state.tables()
-        if tables[0].in_operation:  # called by another atomic operation
+        journal = state.journal
+        if journal.open:  # called by another atomic operation
             return operation(state, *args, **kwargs)
         flags, generation = state.flags, state.generation
-        begin_all(tables)
+        journal.open = True  # every table joins on its first change (journal rules)
         try:
             result = operation(state, *args, **kwargs)
         except BaseException:
-            for table in tables:
-                table.rollback()
+            journal.rollback()
             state.flags, state.generation = flags, generation
             raise
-        commit_all(tables)
+        journal.commit()
         return result
 
     return atomic
@@ -328,6 +330,12 @@ class CacheState:
     _missing: IndexTable[str, int] = field(default_factory=IndexTable, repr=False)
     #: stored VG -> how many of its listed PVs are present and mapped to it
     _present: IndexTable[str, int] = field(default_factory=IndexTable, repr=False)
+    #: the one journal of every table (:func:`all_or_nothing` opens it)
+    journal: Journal = field(default_factory=Journal, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for table in self.tables():
+            table.attach(self.journal)
 
     def now(self) -> int:
         return int(self.clock())
