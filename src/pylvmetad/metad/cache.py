@@ -197,7 +197,7 @@ def _truncate(text: str, max_bytes: int) -> str:
     return raw[:max_bytes].decode("utf-8", "surrogateescape")
 
 
-@dataclass
+@dataclass(slots=True)
 class PVFoundResult:
     """What pv_found reports back (the reply fields of docs/protocol.md §5)."""
 
@@ -218,26 +218,44 @@ class MergeResult:
 
 def vg_pvids(metadata: Section) -> Iterator[str]:
     """PV uuids listed in a VG's ``physical_volumes`` (entries without one skipped)."""
-    pvs = metadata.section("physical_volumes")
-    if pvs is None:
+    pvs = metadata.find("physical_volumes")
+    if not isinstance(pvs, Section):
         return
-    for _, pv in pvs.sections():
-        pvid = pv.get_str("id")
-        if pvid is not None:
-            yield pvid
+    for _, pv in pvs.items:
+        if isinstance(pv, Section):
+            pvid = _pv_id(pv)
+            if pvid is not None:
+                yield pvid
 
 
-def strip_device_hints(metadata: Section) -> None:
-    """Remove ``device`` entries from PV sections as the original does.
+def _pv_id(pv: Section) -> str | None:
+    """``pv.get_str("id")``; LVM writes ``id`` first, so that pair answers without a look-up."""
+    items = pv.items
+    if items:
+        key, value = items[0]
+        if key == "id" and type(value) is str:
+            return value or None
+    return pv.get_str("id")
+
+
+def strip_device_hints(metadata: Section) -> list[str]:
+    """Remove ``device`` entries from PV sections as the original does; returns :func:`vg_pvids` after it.
 
     Its cursor walk never drops a PV section's first child, nor a ``device``
     that directly follows a removed one; LVM writes ``id`` first and one
-    ``device`` second, so in practice every hint goes.
+    ``device`` second, so in practice every hint goes.  Only ``device``
+    pairs go, so the uuids read in the same walk are those listed after it.
     """
-    pvs = metadata.section("physical_volumes")
-    if pvs is None:
-        return
-    for _, pv in pvs.sections():
+    pvids: list[str] = []
+    pvs = metadata.find("physical_volumes")
+    if not isinstance(pvs, Section):
+        return pvids
+    for _, pv in pvs.items:
+        if not isinstance(pv, Section):
+            continue
+        pvid = _pv_id(pv)
+        if pvid is not None:
+            pvids.append(pvid)
         items = pv.items
         for n in range(1, len(items)):
             if items[n][0] == "device":
@@ -250,6 +268,7 @@ def strip_device_hints(metadata: Section) -> None:
             if items[i + 1][0] == "device":
                 del items[i + 1]
             i += 1
+    return pvids
 
 
 K = TypeVar("K")
@@ -455,7 +474,8 @@ class CacheState:
             del self.vgname_to_vgid[name]
 
     def name_has_vgid(self, name: str, vgid: str) -> bool:
-        return vgid in self.vgname_to_vgid.get(name, ())
+        # a read that changes nothing: past the journal's copy-on-read (dict.get)
+        return vgid in dict.get(self.vgname_to_vgid, name, ())
 
     def mark_outdated(self, vgid: str, pvid: str) -> None:
         """Record that ``pvid`` holds older metadata of ``vgid``, if it has an in-use mda."""
@@ -542,7 +562,7 @@ class CacheState:
             old = self.vgid_to_metadata.get(vgid)
             needs_repair = known_name is None or not paired or old is None
 
-        strip_device_hints(metadata)
+        pvids = strip_device_hints(metadata)
         new_seq = metadata.get_int("seqno", -1)
         old_seq = old.get_int("seqno", -1) if old is not None else -1
         reported = old_seq if old is not None else new_seq
@@ -586,7 +606,6 @@ class CacheState:
             self.assign_pvs(metadata, vgid, remove_empty=True)
         elif new_seq != old_seq:
             assert old is not None
-            pvids = list(vg_pvids(metadata))
             if vgid != ORPHAN and pvids == list(vg_pvids(old)):
                 self._replace_metadata(vgid, metadata, pvids)
             else:

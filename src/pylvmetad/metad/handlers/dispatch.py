@@ -252,8 +252,11 @@ class RequestHandler:
 
     def handle(self, req: Request) -> Reply:
         """Answer one request; never raises."""
-        if not self._memo_read(req.name):
-            self.memo.clear()  # it may change the cache or the token: nothing kept survives it
+        name = req.name  # not self._memo_read(name), inlined: this runs for every request
+        if name not in MEMO_REQUESTS or (name == "get_global_info" and self.state.tokens.token == UPDATE_IN_PROGRESS):
+            memo = self.memo
+            if memo.entries:
+                memo.clear()  # it may change the cache or the token: nothing kept survives it
         try:
             return self._dispatch(req)
         except Exception as exc:  # a bug must cost one request, not the daemon
