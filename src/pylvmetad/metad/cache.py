@@ -537,8 +537,12 @@ class CacheState:
     # ------------------------------------------------------------------
     # the metadata merge (docs/protocol.md §6)
     # ------------------------------------------------------------------
-    def merge_vg_metadata(self, name: str, vgid: str, metadata: Section, pvid: str | None) -> MergeResult:
+    def merge_vg_metadata(
+        self, name: str, vgid: str, metadata: Section, pvid: str | None, seqno: int | None = None
+    ) -> MergeResult:
         """Merge VG metadata sent by a PV (``pvid``) or by a command (``pvid=None``).
+
+        ``seqno`` is ``metadata.get_int("seqno", -1)`` when the caller has read it.
 
         Returns whether it was accepted and the seqno to report as "before".
         A refusal changes nothing, except that a PV reporting older metadata
@@ -563,7 +567,7 @@ class CacheState:
             needs_repair = known_name is None or not paired or old is None
 
         pvids = strip_device_hints(metadata)
-        new_seq = metadata.get_int("seqno", -1)
+        new_seq = metadata.get_int("seqno", -1) if seqno is None else seqno
         old_seq = old.get_int("seqno", -1) if old is not None else -1
         reported = old_seq if old is not None else new_seq
 
@@ -758,15 +762,19 @@ class CacheState:
     # VG requests
     # ------------------------------------------------------------------
     @all_or_nothing
-    def vg_update(self, vgname: str, vgid: str, metadata: Section) -> bool:
-        """Metadata written by a command; False (nothing changed) if refused."""
-        merge = self.merge_vg_metadata(vgname, vgid, metadata, None)
+    def vg_update(self, vgname: str, vgid: str, metadata: Section, seqno: int | None = None) -> bool:
+        """Metadata written by a command; False (nothing changed) if refused.
+
+        ``seqno``: ``metadata.get_int("seqno", -1)`` when the caller has read it already.
+        """
+        merge = self.merge_vg_metadata(vgname, vgid, metadata, None, seqno)
         if not merge.ok:
             return False
-        info = self.vgid_to_info.get(vgid)
-        seqno = metadata.get_int64("seqno")
-        if info is not None and seqno is not None and seqno >= info.external_version:
-            info.flags &= ~VG_INVALID
+        if vgid in self.vgid_to_info:  # a membership test: no journal copy of an absent record
+            info = self.vgid_to_info[vgid]
+            seqno64 = metadata.get_int64("seqno")
+            if seqno64 is not None and seqno64 >= info.external_version:
+                info.flags &= ~VG_INVALID
         return True
 
     def vg_remove(self, vgid: str) -> None:

@@ -165,7 +165,7 @@ class Table(dict[K, V]):
                 return
             saved = self._join()
         if key not in saved:
-            saved[key] = self._copy(dict.get(self, key, _ABSENT))
+            saved[key] = dict.get(self, key, _ABSENT)
 
     def _keep_for_removal(self, key: K) -> None:
         if self._saved is None and self._journal.open:
@@ -179,9 +179,6 @@ class Table(dict[K, V]):
         """The key list without stale entries (only when no open removal needs them)."""
         keys = self._keys = list(self)
         return keys
-
-    def _copy(self, value: V) -> V:
-        return value
 
     # -- every way of changing a dict ------------------------------------------
     def __setitem__(self, key: K, value: V) -> None:
@@ -260,8 +257,15 @@ class MutableValueTable(Table[K, V]):
         super().__init__(items)
         self._copy_value = copy_value
 
-    def _copy(self, value: V) -> V:
-        return value if value is _ABSENT else self._copy_value(value)
+    def _keep(self, key: K) -> None:  # Table._keep, saving a copy of the value
+        saved = self._saved
+        if saved is None:
+            if not self._journal.open:
+                return
+            saved = self._join()
+        if key not in saved:
+            value = dict.get(self, key, _ABSENT)
+            saved[key] = value if value is _ABSENT else self._copy_value(value)
 
     def __getitem__(self, key: K) -> V:
         saved = self._saved

@@ -411,9 +411,10 @@ class RequestHandler:
         vgname = tree.get_str("vgname")
         if vgname is None:
             return failed("vg_update", "vg_update: need VG name")
-        if metadata.get_int("seqno", -1) < 0:
+        seqno = metadata.get_int("seqno", -1)
+        if seqno < 0:
             return failed("vg_update", "vg_update: need VG seqno")
-        if not self.state.vg_update(vgname, vgid, metadata):
+        if not self.state.vg_update(vgname, vgid, metadata, seqno):
             return failed("vg_update", "vg_update: failed metadata update")
         return VG_UPDATE_OK
 
