@@ -424,3 +424,67 @@ def test_the_accelerator_finds_the_same_lazy_bodies_in_generated_text(case: tupl
     text = f"x {{\n{head}{body}\n{chr(9) * depth}}}\n}}\n"
     regex, c = lazy_ends(text, len("x {\n") + len(head), depth)
     assert regex == c
+
+
+class _Key(str):
+    """A str subclass key: compared by Python's == on both paths."""
+
+
+pair_key = st.one_of(st.sampled_from(["a", "b", "pid", "é", "", "cmd"]), st.sampled_from(["a", "pid"]).map(_Key))
+pair_value = st.one_of(st.integers(), st.text(max_size=3), st.lists(st.integers(), max_size=2))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.one_of(st.tuples(pair_key, pair_value), st.tuples(pair_key, pair_value).map(list)), max_size=8),
+    st.sampled_from(["a", "b", "pid", "é", "", "cmd", "x"]),
+)
+def test_the_accelerators_first_value_is_the_references(items: list[object], key: str) -> None:
+    require_accelerator()
+    c = accelerator()
+    assert c is not None
+    got = c.first_value(items, key)
+    if got is NotImplemented:  # an item that is not a 2-tuple: the reference decides
+        assert any(type(item) is not tuple for item in items)
+    else:
+        assert got is codec._first_value_py(items, key)  # type: ignore[arg-type]
+    saved = codec._first_value_accel
+    codec._first_value_accel = c.first_value
+    try:
+        assert codec._first_value_c(items, key) is codec._first_value_py(items, key)  # type: ignore[arg-type]
+    finally:
+        codec._first_value_accel = saved
+
+
+GETTER_PATHS = ("request", "token", "pid", "cmd", "update_timeout", "response", "metadata/seqno", "pvmeta/device", "x")
+
+
+def test_the_getters_read_the_same_fields_with_and_without_the_accelerator() -> None:
+    require_accelerator()
+    c = accelerator()
+    assert c is not None
+    saved = codec._first_value, codec._first_value_accel
+    for text in corpus_texts():
+        tree = codec._parse_eager(text.split("\0")[0])
+        read = []
+        for first_value, accel in (
+            (codec._first_value_py, codec._first_value_py),
+            (codec._first_value_c, c.first_value),
+        ):
+            codec._first_value, codec._first_value_accel = first_value, accel
+            try:
+                read.append(
+                    [
+                        (p, tree.get_str(p), tree.get_int(p, -7), tree.get_int64(p), tree.find(p), tree.child(p))
+                        for p in GETTER_PATHS
+                    ]
+                )
+            finally:
+                codec._first_value, codec._first_value_accel = saved
+        assert read[0] == read[1], text[:300]
+
+
+def test_get_int_truncates_as_before_on_the_inlined_path() -> None:
+    tree = codec.Section([("a", 1 << 31), ("b", -(1 << 31) - 1), ("c", 5), ("d", [7, 8]), ("e", "s"), ("f", True)])
+    assert [tree.get_int(k, -1) for k in "abcdefg"] == [-(1 << 31), (1 << 31) - 1, 5, 7, -1, 1, -1]
+    assert type(tree.get_int("f", 0)) is int

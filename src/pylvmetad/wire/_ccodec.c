@@ -706,6 +706,35 @@ static PyObject *lazy_body_end(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(e + 1 + depth);
 }
 
+/* first_value(items, key): the value of the first (key, value) pair of ``items`` whose key
+ * equals ``key``, or None (codec._first_value_py, the reference; Section.child's loop);
+ * NotImplemented when an item is not a 2-tuple (the reference's loop decides) */
+static PyObject *first_value(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyList_Check(args[0]) || !PyUnicode_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "first_value(items: list, key: str)");
+        return NULL;
+    }
+    PyObject *items = args[0], *key = args[1];
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+        PyObject *pair = PyList_GET_ITEM(items, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) Py_RETURN_NOTIMPLEMENTED; /* Python's loop */
+        PyObject *k = PyTuple_GET_ITEM(pair, 0);
+        if (k == key) return Py_NewRef(PyTuple_GET_ITEM(pair, 1));
+        if (PyUnicode_CheckExact(k)) {
+            if (PyUnicode_GET_LENGTH(k) == PyUnicode_GET_LENGTH(key) && PyUnicode_KIND(k) == PyUnicode_KIND(key) &&
+                memcmp(PyUnicode_DATA(k), PyUnicode_DATA(key), PyUnicode_GET_LENGTH(k) * PyUnicode_KIND(k)) == 0)
+                return Py_NewRef(PyTuple_GET_ITEM(pair, 1));
+            continue;
+        }
+        Py_INCREF(pair);
+        int same = PyObject_RichCompareBool(k, key, Py_EQ); /* a key of another type: Python's == */
+        Py_DECREF(pair);
+        if (same < 0) return NULL;
+        if (same) return Py_NewRef(PyTuple_GET_ITEM(pair, 1));
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *configure(PyObject *self, PyObject *args) {
     PyObject *type, *items, *raw;
     if (!PyArg_ParseTuple(args, "O!OO", &PyType_Type, &type, &items, &raw)) return NULL;
@@ -938,6 +967,7 @@ static PyTypeObject AsciiJoinerType = {
 static PyMethodDef methods[] = {
     {"build", (PyCFunction)(void (*)(void))build, METH_FASTCALL, "The fast path's tree of a text cut around its lazy bodies, or None."},
     {"configure", configure, METH_VARARGS, "configure(Section, Section._items, Section.raw)"},
+    {"first_value", (PyCFunction)(void (*)(void))first_value, METH_FASTCALL, "The first pair's value for key, or None."},
     {"lazy_body_end", lazy_body_end, METH_VARARGS, "End of the canonical lazy body at start, -1, or -2."},
     {NULL, NULL, 0, NULL},
 };

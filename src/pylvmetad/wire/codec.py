@@ -183,10 +183,7 @@ class Section:
         items = self._items
         if items is None:
             items = self.items
-        for k, v in items:
-            if k == key:
-                return v
-        return None
+        return _first_value(items, key)
 
     def find(self, path: str) -> Node | None:
         """First node at ``a/b/c``; a value met before the end stops the walk."""
@@ -194,10 +191,7 @@ class Section:
             items = self._items
             if items is None:
                 items = self.items
-            for k, v in items:
-                if k == path:
-                    return v
-            return None
+            return _first_value(items, path)
         node: Node = self
         for part in path.split("/"):
             if not part:
@@ -216,7 +210,8 @@ class Section:
 
     def get_str(self, path: str, default: str | None = None) -> str | None:
         """LVM's string getter: the first atom if it is a non-empty string."""
-        node = self.find(path)
+        items = self._items  # find(), inlined for the common one-step path: a call less per field
+        node = _first_value(items, path) if items is not None and path and "/" not in path else self.find(path)
         if type(node) is str:  # the common case, without _first_atom's call
             return node or default
         first = _first_atom(node)
@@ -230,7 +225,8 @@ class Section:
 
     def get_int64(self, path: str, default: int | None = None) -> int | None:
         """The first atom if it is an integer."""
-        node = self.find(path)
+        items = self._items  # find(), inlined for the common one-step path: a call less per field
+        node = _first_value(items, path) if items is not None and path and "/" not in path else self.find(path)
         if type(node) is int:  # the common case, without _first_atom's call
             return node
         first = _first_atom(node)
@@ -240,6 +236,11 @@ class Section:
 
     def get_int(self, path: str, default: int) -> int:
         """LVM's ``int`` getter: an integer truncated to a signed 32-bit value."""
+        items = self._items
+        if items is not None and path and "/" not in path:  # find(), get_int64(), to_int32(), inlined
+            node = _first_value(items, path)
+            if type(node) is int and -0x80000000 <= node <= 0x7FFFFFFF:
+                return node
         value = self.get_int64(path)
         if value is None:
             return default
@@ -301,6 +302,27 @@ def atoms(node: Node) -> list[Atom]:
     if isinstance(node, Section):
         return []
     return list(node) if isinstance(node, list) else [node]
+
+
+def _first_value_py(items: list[tuple[str, Node]], key: str) -> Node | None:
+    """The value of the first pair of ``items`` named ``key``, or None (the reference of the C one)."""
+    for k, v in items:
+        if k == key:
+            return v
+    return None
+
+
+def _first_value_c(items: list[tuple[str, Node]], key: str) -> Node | None:
+    """:func:`_first_value_py` by the accelerator (``_ccodec.first_value``); the same value."""
+    value = _first_value_accel(items, key)
+    if value is NotImplemented:  # an item that is not a 2-tuple: the reference's loop decides
+        return _first_value_py(items, key)
+    return value  # type: ignore[return-value]
+
+
+#: :func:`_first_value_py`, or the accelerator's through :func:`_first_value_c` (set below)
+_first_value: Callable[[list[tuple[str, Node]], str], Node | None] = _first_value_py
+_first_value_accel: Callable[[list[tuple[str, Node]], str], object] = _first_value_py
 
 
 def _first_atom(node: Node | None) -> Atom | None:
@@ -1278,6 +1300,10 @@ if os.environ.get(PURE_PYTHON_ENV, "") in ("", "0"):
         _accel = None
 if _accel is not None:
     _accel.configure(Section, Section.__dict__["_items"], Section.__dict__["raw"])
+    # the look-up every getter makes: a C loop over the pairs (~2 k instructions less per field
+    # of a pv_found; the NotImplemented check costs one comparison)
+    _first_value_accel = _accel.first_value
+    _first_value = _first_value_c
 #: whether the C fast path is in use
 ACCELERATED = _accel is not None
 
