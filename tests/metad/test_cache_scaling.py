@@ -12,7 +12,6 @@ walked the VG's PV list or the outdated list once per PV).  About 1 s.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -115,19 +114,20 @@ def test_common_updates_copy_no_table(monkeypatch: pytest.MonkeyPatch) -> None:
     walks: list[int] = []
     journaled: list[int] = []
     ordered_removals: list[int] = []
-    original_commit_all = journal.commit_all
+    original_commit = journal.Journal.commit
 
     def walk(self: journal.Table[object, object]) -> Iterator[object]:
         walks.append(len(self))
         return dict.__iter__(self)
 
-    def commit_all(tables: tuple[journal.Table[Any, Any], ...]) -> None:
+    def commit(self: journal.Journal) -> None:
+        tables = self.joined
         journaled.append(sum(len(t._saved or ()) for t in tables))
         ordered_removals.append(sum(t.ORDERED and t._mark is not None for t in tables))
-        original_commit_all(tables)
+        original_commit(self)
 
     monkeypatch.setattr(journal.Table, "__iter__", walk)
-    monkeypatch.setattr(cache, "commit_all", commit_all)
+    monkeypatch.setattr(journal.Journal, "commit", commit)
     for j in (3, 50, 99):
         assert (
             s.fields(vg_update(f"renamed{j}", vg_metadata(vgs[j], 2, pvs[j * 10 : (j + 1) * 10])))["response"] == "OK"

@@ -153,3 +153,45 @@ def test_operations_in_a_row_keep_the_order_of_a_plain_dict(
             assert [(k, list(v)) for k, v in table.items()] == list(model.items())
     finally:
         journal._SLACK = saved_slack
+
+
+TWO_TABLE_OPS = st.lists(st.tuples(st.sampled_from([0, 1]), OPS), max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    start=st.lists(st.tuples(KEYS, st.integers(0, 9)), max_size=6),
+    groups=st.lists(st.tuples(st.sampled_from(["commit", "rollback", "outside"]), TWO_TABLE_OPS), max_size=6),
+)
+def test_a_shared_journal_undoes_or_keeps_every_attached_table(
+    start: list[tuple[str, int]], groups: list[tuple[str, list[tuple[int, list[tuple[str, str, int]]]]]]
+) -> None:
+    """Tables attached to one Journal: each joins on its first change, and only the changed ones join."""
+    shared = journal.Journal()
+    tables: list[MutableValueTable[str, list[int]]] = []
+    for _ in range(3):  # the third is never changed
+        table: MutableValueTable[str, list[int]] = MutableValueTable(list, ((k, [v]) for k, v in start))
+        table.attach(shared)
+        tables.append(table)
+    models: list[dict[str, list[int]]] = [{k: [v] for k, v in start} for _ in tables]
+    for finish, steps in groups:
+        if finish != "outside":
+            shared.begin()
+            assert all(t.in_operation for t in tables)
+        for which, ops in steps:
+            for op in ops:
+                apply(tables[which], *op)
+        joined = [id(t) for t in shared.joined]
+        assert id(tables[2]) not in joined and len(joined) == len(set(joined))
+        if finish == "rollback":
+            shared.rollback()
+        else:
+            if finish == "commit":
+                shared.commit()
+            for which, ops in steps:
+                for op in ops:
+                    apply(models[which], *op)
+        assert not shared.open and shared.joined == []
+        assert all(t._saved is None and not t.in_operation for t in tables)
+        for table, model in zip(tables, models, strict=True):
+            assert [(k, list(v)) for k, v in table.items()] == list(model.items())

@@ -120,3 +120,20 @@ def test_row_is_what_the_daemon_does(row: tuple[Phase, Event, Guard]) -> None:
     assert case.send(s) == RESPONSE[action]
     assert phase_of(s.state.tokens) is next_phase
     assert s.state.check_invariants() == []
+
+
+@pytest.mark.parametrize("name", ["pv_found", "vg_update", "get_global_info", "dump", "vg_lookup"])
+@pytest.mark.parametrize("held", ["", FILTER, "skip"])
+def test_a_matching_token_while_idle_is_what_the_table_says(name: str, held: str) -> None:
+    """decide's shortcut for the common request (its token is the daemon's, no update running) reads the table."""
+    from pylvmetad.metad.cache import TokenState
+    from pylvmetad.metad.tokens import decide
+
+    gate, _ = TRANSITIONS[(Phase.IDLE, Event.REQUEST, Guard.MATCHING)]
+    expected = TRANSITIONS[(Phase.IDLE, Event.QUERY, Guard.ANY)][0] if name == "get_global_info" else gate
+    for pid in (0, UPDATER):
+
+        def no_clock() -> int:
+            raise AssertionError("the clock is not read")
+
+        assert decide(TokenState(token=held), name, held, pid, no_clock) is expected

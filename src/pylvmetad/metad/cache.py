@@ -13,7 +13,10 @@ Rules of this module:
 * The operations that make several changes (``pv_found``, ``vg_update``) are
   all or nothing (:func:`all_or_nothing`): if one raises midway, every table,
   the flags and ``generation`` are put back exactly as they were (the
-  tables are journaled, :mod:`pylvmetad.metad.journal`).
+  tables are journaled, :mod:`pylvmetad.metad.journal`; they share one
+  :class:`~pylvmetad.metad.journal.Journal`, so opening an operation costs
+  the same however many tables there are, and closing it visits only the
+  tables it changed).
 * Method and table names follow the spec (``pvid_to_vgid``,
   ``remove_vg_if_missing``) so the code can be read beside it.
 
@@ -61,7 +64,7 @@ from enum import IntFlag
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from ..wire.codec import Section, compare_trees
-from .journal import MutableValueTable, Table, begin_all, commit_all
+from .journal import Journal, MutableValueTable, Table
 from .protocol import UPDATE_IN_PROGRESS
 from .tokens import Action, decide
 
@@ -194,7 +197,7 @@ def _truncate(text: str, max_bytes: int) -> str:
     return raw[:max_bytes].decode("utf-8", "surrogateescape")
 
 
-@dataclass
+@dataclass(slots=True)
 class PVFoundResult:
     """What pv_found reports back (the reply fields of docs/protocol.md §5)."""
 
@@ -215,26 +218,44 @@ class MergeResult:
 
 def vg_pvids(metadata: Section) -> Iterator[str]:
     """PV uuids listed in a VG's ``physical_volumes`` (entries without one skipped)."""
-    pvs = metadata.section("physical_volumes")
-    if pvs is None:
+    pvs = metadata.find("physical_volumes")
+    if not isinstance(pvs, Section):
         return
-    for _, pv in pvs.sections():
-        pvid = pv.get_str("id")
-        if pvid is not None:
-            yield pvid
+    for _, pv in pvs.items:
+        if isinstance(pv, Section):
+            pvid = _pv_id(pv)
+            if pvid is not None:
+                yield pvid
 
 
-def strip_device_hints(metadata: Section) -> None:
-    """Remove ``device`` entries from PV sections as the original does.
+def _pv_id(pv: Section) -> str | None:
+    """``pv.get_str("id")``; LVM writes ``id`` first, so that pair answers without a look-up."""
+    items = pv.items
+    if items:
+        key, value = items[0]
+        if key == "id" and type(value) is str:
+            return value or None
+    return pv.get_str("id")
+
+
+def strip_device_hints(metadata: Section) -> list[str]:
+    """Remove ``device`` entries from PV sections as the original does; returns :func:`vg_pvids` after it.
 
     Its cursor walk never drops a PV section's first child, nor a ``device``
     that directly follows a removed one; LVM writes ``id`` first and one
-    ``device`` second, so in practice every hint goes.
+    ``device`` second, so in practice every hint goes.  Only ``device``
+    pairs go, so the uuids read in the same walk are those listed after it.
     """
-    pvs = metadata.section("physical_volumes")
-    if pvs is None:
-        return
-    for _, pv in pvs.sections():
+    pvids: list[str] = []
+    pvs = metadata.find("physical_volumes")
+    if not isinstance(pvs, Section):
+        return pvids
+    for _, pv in pvs.items:
+        if not isinstance(pv, Section):
+            continue
+        pvid = _pv_id(pv)
+        if pvid is not None:
+            pvids.append(pvid)
         items = pv.items
         for n in range(1, len(items)):
             if items[n][0] == "device":
@@ -247,6 +268,7 @@ def strip_device_hints(metadata: Section) -> None:
             if items[i + 1][0] == "device":
                 del items[i + 1]
             i += 1
+    return pvids
 
 
 K = TypeVar("K")
@@ -280,19 +302,18 @@ def all_or_nothing(operation: Callable[Concatenate[CacheState, _P], _R]) -> Call
 
     @functools.wraps(operation)
     def atomic(state: CacheState, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        tables = state.tables()
-        if tables[0].in_operation:  # called by another atomic operation
+        journal = state.journal
+        if journal.open:  # called by another atomic operation
             return operation(state, *args, **kwargs)
         flags, generation = state.flags, state.generation
-        begin_all(tables)
+        journal.open = True  # every table joins on its first change (journal rules)
         try:
             result = operation(state, *args, **kwargs)
         except BaseException:
-            for table in tables:
-                table.rollback()
+            journal.rollback()
             state.flags, state.generation = flags, generation
             raise
-        commit_all(tables)
+        journal.commit()
         return result
 
     return atomic
@@ -328,6 +349,12 @@ class CacheState:
     _missing: IndexTable[str, int] = field(default_factory=IndexTable, repr=False)
     #: stored VG -> how many of its listed PVs are present and mapped to it
     _present: IndexTable[str, int] = field(default_factory=IndexTable, repr=False)
+    #: the one journal of every table (:func:`all_or_nothing` opens it)
+    journal: Journal = field(default_factory=Journal, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for table in self.tables():
+            table.attach(self.journal)
 
     def now(self) -> int:
         return int(self.clock())
@@ -447,7 +474,8 @@ class CacheState:
             del self.vgname_to_vgid[name]
 
     def name_has_vgid(self, name: str, vgid: str) -> bool:
-        return vgid in self.vgname_to_vgid.get(name, ())
+        # a read that changes nothing: past the journal's copy-on-read (dict.get)
+        return vgid in dict.get(self.vgname_to_vgid, name, ())
 
     def mark_outdated(self, vgid: str, pvid: str) -> None:
         """Record that ``pvid`` holds older metadata of ``vgid``, if it has an in-use mda."""
@@ -509,8 +537,12 @@ class CacheState:
     # ------------------------------------------------------------------
     # the metadata merge (docs/protocol.md §6)
     # ------------------------------------------------------------------
-    def merge_vg_metadata(self, name: str, vgid: str, metadata: Section, pvid: str | None) -> MergeResult:
+    def merge_vg_metadata(
+        self, name: str, vgid: str, metadata: Section, pvid: str | None, seqno: int | None = None
+    ) -> MergeResult:
         """Merge VG metadata sent by a PV (``pvid``) or by a command (``pvid=None``).
+
+        ``seqno`` is ``metadata.get_int("seqno", -1)`` when the caller has read it.
 
         Returns whether it was accepted and the seqno to report as "before".
         A refusal changes nothing, except that a PV reporting older metadata
@@ -534,8 +566,8 @@ class CacheState:
             old = self.vgid_to_metadata.get(vgid)
             needs_repair = known_name is None or not paired or old is None
 
-        strip_device_hints(metadata)
-        new_seq = metadata.get_int("seqno", -1)
+        pvids = strip_device_hints(metadata)
+        new_seq = metadata.get_int("seqno", -1) if seqno is None else seqno
         old_seq = old.get_int("seqno", -1) if old is not None else -1
         reported = old_seq if old is not None else new_seq
 
@@ -578,7 +610,6 @@ class CacheState:
             self.assign_pvs(metadata, vgid, remove_empty=True)
         elif new_seq != old_seq:
             assert old is not None
-            pvids = list(vg_pvids(metadata))
             if vgid != ORPHAN and pvids == list(vg_pvids(old)):
                 self._replace_metadata(vgid, metadata, pvids)
             else:
@@ -731,15 +762,19 @@ class CacheState:
     # VG requests
     # ------------------------------------------------------------------
     @all_or_nothing
-    def vg_update(self, vgname: str, vgid: str, metadata: Section) -> bool:
-        """Metadata written by a command; False (nothing changed) if refused."""
-        merge = self.merge_vg_metadata(vgname, vgid, metadata, None)
+    def vg_update(self, vgname: str, vgid: str, metadata: Section, seqno: int | None = None) -> bool:
+        """Metadata written by a command; False (nothing changed) if refused.
+
+        ``seqno``: ``metadata.get_int("seqno", -1)`` when the caller has read it already.
+        """
+        merge = self.merge_vg_metadata(vgname, vgid, metadata, None, seqno)
         if not merge.ok:
             return False
-        info = self.vgid_to_info.get(vgid)
-        seqno = metadata.get_int64("seqno")
-        if info is not None and seqno is not None and seqno >= info.external_version:
-            info.flags &= ~VG_INVALID
+        if vgid in self.vgid_to_info:  # a membership test: no journal copy of an absent record
+            info = self.vgid_to_info[vgid]
+            seqno64 = metadata.get_int64("seqno")
+            if seqno64 is not None and seqno64 >= info.external_version:
+                info.flags &= ~VG_INVALID
         return True
 
     def vg_remove(self, vgid: str) -> None:

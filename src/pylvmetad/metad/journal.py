@@ -15,6 +15,11 @@ Rules of this module:
   value is read by key (``[]``, ``get``, ``setdefault``), because the
   caller may change it after the read.  Such a value must be reached by key
   before it is changed, never through ``values()`` or ``items()``.
+* Tables that change together share one :class:`Journal`: opening it opens
+  an operation on all of them at once (O(1), however many tables), a table
+  *joins* it on the operation's first change of that table, and commit and
+  rollback visit only the tables that joined.  :meth:`Table.begin` opens an
+  operation on one table alone.
 * No I/O, no knowledge of what the tables hold; the cache decides which of
   its operations are all-or-nothing (:func:`pylvmetad.metad.cache.all_or_nothing`).
 
@@ -54,26 +59,65 @@ _ABSENT: Final[Any] = object()
 _SLACK = 32
 
 
+class Journal:
+    """One operation over many tables: each joins on its first change (module rules)."""
+
+    __slots__ = ("joined", "open")
+
+    def __init__(self) -> None:
+        #: whether an operation is open
+        self.open = False
+        #: the tables changed (or read by key, for a mutable value) since it was opened
+        self.joined: list[Table[Any, Any]] = []
+
+    def begin(self) -> None:
+        self.open = True
+
+    def commit(self) -> None:
+        """Keep every change: the joined tables forget what they saved."""
+        for table in self.joined:
+            table._saved, table._mark = None, None
+        self.joined = []
+        self.open = False
+
+    def rollback(self) -> None:
+        """Undo every change of the open operation (:meth:`Table.rollback` of each joined table)."""
+        joined, self.joined = self.joined, []
+        self.open = False
+        for table in joined:
+            table.rollback()
+
+
+#: the journal of a table attached to none: never open
+_NO_JOURNAL: Final = Journal()
+
+
 class Table(dict[K, V]):
     """A dict whose changes during one operation can be undone."""
 
-    __slots__ = ("_keys", "_mark", "_saved")
+    __slots__ = ("_journal", "_keys", "_mark", "_saved")
     #: whether rollback restores the key order (else only the values)
     ORDERED: ClassVar[bool] = True
 
     def __init__(self, items: Mapping[K, V] | Iterable[tuple[K, V]] = ()) -> None:
         super().__init__(items)
-        #: key -> its value before the operation's first change (or _ABSENT); None: no operation open
+        #: key -> its value before the operation's first change (or _ABSENT); None: not joined
         self._saved: dict[K, V] | None = None
+        #: the shared journal whose open operation this table joins on a change
+        self._journal: Journal = _NO_JOURNAL
         #: the keys in insertion order, with stale entries (module theory); None: not ORDERED
         self._keys: list[K] | None = list(self) if self.ORDERED else None
         #: len(_keys) at the open operation's first removal; None: no removal yet
         self._mark: int | None = None
 
     # -- the operation --------------------------------------------------------
+    def attach(self, journal: Journal) -> None:
+        """Share ``journal``'s operations (outside an operation only)."""
+        self._journal = journal
+
     @property
     def in_operation(self) -> bool:
-        return self._saved is not None
+        return self._saved is not None or self._journal.open
 
     def begin(self) -> None:
         self._saved, self._mark = {}, None
@@ -107,12 +151,25 @@ class Table(dict[K, V]):
         dict.update(self, order)
         self._keys = [key for key, _ in order]
 
+    def _join(self) -> dict[K, V]:
+        """Start saving for the shared journal's open operation."""
+        saved: dict[K, V] = {}
+        self._saved, self._mark = saved, None
+        self._journal.joined.append(self)
+        return saved
+
     def _keep(self, key: K) -> None:
         saved = self._saved
-        if saved is not None and key not in saved:
-            saved[key] = self._copy(dict.get(self, key, _ABSENT))
+        if saved is None:
+            if not self._journal.open:
+                return
+            saved = self._join()
+        if key not in saved:
+            saved[key] = dict.get(self, key, _ABSENT)
 
     def _keep_for_removal(self, key: K) -> None:
+        if self._saved is None and self._journal.open:
+            self._join()
         if self._saved is not None:
             if self._mark is None and self._keys is not None and key in self:
                 self._mark = len(self._keys)
@@ -123,13 +180,13 @@ class Table(dict[K, V]):
         keys = self._keys = list(self)
         return keys
 
-    def _copy(self, value: V) -> V:
-        return value
-
     # -- every way of changing a dict ------------------------------------------
     def __setitem__(self, key: K, value: V) -> None:
         saved = self._saved
-        if saved is not None and key not in saved:  # the first change of the key: keep its value
+        if saved is None:
+            if self._journal.open:  # the table's first change in the operation
+                self._keep(key)
+        elif key not in saved:  # the first change of the key: keep its value
             self._keep(key)
         keys = self._keys
         if keys is not None and key not in self:  # a new key: its entry in the key list
@@ -162,7 +219,10 @@ class Table(dict[K, V]):
 
     def setdefault(self, key: K, default: V = None) -> V:  # type: ignore[assignment]
         saved = self._saved
-        if saved is not None and key not in saved:
+        if saved is None:
+            if self._journal.open:
+                self._keep(key)
+        elif key not in saved:
             self._keep(key)
         keys = self._keys
         if keys is not None and key not in self:  # a new key: its entry in the key list
@@ -180,7 +240,7 @@ class Table(dict[K, V]):
         return self
 
     def clear(self) -> None:
-        if self._saved is not None:
+        if self._saved is not None or self._journal.open:
             for key in list(self):
                 self._keep_for_removal(key)
         elif self._keys is not None:
@@ -197,12 +257,22 @@ class MutableValueTable(Table[K, V]):
         super().__init__(items)
         self._copy_value = copy_value
 
-    def _copy(self, value: V) -> V:
-        return value if value is _ABSENT else self._copy_value(value)
+    def _keep(self, key: K) -> None:  # Table._keep, saving a copy of the value
+        saved = self._saved
+        if saved is None:
+            if not self._journal.open:
+                return
+            saved = self._join()
+        if key not in saved:
+            value = dict.get(self, key, _ABSENT)
+            saved[key] = value if value is _ABSENT else self._copy_value(value)
 
     def __getitem__(self, key: K) -> V:
         saved = self._saved
-        if saved is not None and key not in saved:
+        if saved is None:
+            if self._journal.open:
+                self._keep(key)
+        elif key not in saved:
             self._keep(key)
         return dict.__getitem__(self, key)
 
@@ -214,18 +284,9 @@ class MutableValueTable(Table[K, V]):
     def get(self, key: K, default: T, /) -> V | T: ...
     def get(self, key: K, default: Any = None, /) -> Any:
         saved = self._saved
-        if saved is not None and key not in saved:
+        if saved is None:
+            if self._journal.open:
+                self._keep(key)
+        elif key not in saved:
             self._keep(key)
         return dict.get(self, key, default)
-
-
-def begin_all(tables: Iterable[Table[Any, Any]]) -> None:
-    """:meth:`Table.begin` for each of ``tables`` (one call: this runs for every pv_found and vg_update)."""
-    for table in tables:
-        table._saved, table._mark = {}, None
-
-
-def commit_all(tables: Iterable[Table[Any, Any]]) -> None:
-    """:meth:`Table.commit` for each of ``tables``."""
-    for table in tables:
-        table._saved, table._mark = None, None

@@ -162,7 +162,13 @@ def decide(tokens: TokenState, name: str, token: str, pid: int, now: Callable[[]
 
     ``now`` is called only when a guard depends on the time.
     """
-    phase = _UPDATING if tokens.token == UPDATE_IN_PROGRESS else _IDLE
+    held = tokens.token
+    if token == held and held != UPDATE_IN_PROGRESS and name != "token_update":
+        # the common request, read off the table: IDLE, MATCHING (a token that is not
+        # "update in progress" is never a stale updater's) -> SERVE, and get_global_info's
+        # QUERY while IDLE -> SERVE too (tests/metad/test_token_table.py checks it)
+        return _SERVE
+    phase = _UPDATING if held == UPDATE_IN_PROGRESS else _IDLE
     if name == "token_update":
         event = Event.BEGIN if token == UPDATE_IN_PROGRESS else Event.FINISH
     else:

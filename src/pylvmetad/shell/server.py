@@ -526,24 +526,7 @@ class Connection(asyncio.Protocol):
         try:
             self.pending.extend(self.framer.messages(data))
         except MessageTooLarge as exc:
-            log.error(
-                "request from %s too large: %s; disconnecting",
-                self.who,
-                exc,
-                extra={
-                    "fields": {
-                        "request": "NONE",
-                        "response": "failed",
-                        "reason": "request too large",
-                        **self.peer_fields,
-                    }
-                },
-            )
-            reply = failed("NONE", "request too large")
-            self.server.observe(reply, 0.0)
-            self.pending.clear()
-            self._write(encode_reply(reply.body))
-            self.close()  # the transport flushes the reply, then closes
+            self._too_large(exc)
             return
         if server.recount(self):
             self._refuse_input()
@@ -551,6 +534,26 @@ class Connection(asyncio.Protocol):
         self._answer_pending()
         if not self.closing and server.recount(self):
             self._drop_replies()
+
+    def _too_large(self, exc: MessageTooLarge) -> None:
+        log.error(
+            "request from %s too large: %s; disconnecting",
+            self.who,
+            exc,
+            extra={
+                "fields": {
+                    "request": "NONE",
+                    "response": "failed",
+                    "reason": "request too large",
+                    **self.peer_fields,
+                }
+            },
+        )
+        reply = failed("NONE", "request too large")
+        self.server.observe(reply, 0.0)
+        self.pending.clear()
+        self._write(encode_reply(reply.body))
+        self.close()  # the transport flushes the reply, then closes
 
     def _refuse_input(self) -> None:
         server = self.server
@@ -747,7 +750,12 @@ class Connection(asyncio.Protocol):
 
     def _answered(self, reply: Reply, elapsed: float, wire: bool) -> None:
         """Count and log a reply before it is written."""
-        self.server.observe(reply, elapsed)
+        observer = self.server.observer
+        if observer is not None:  # Server.observe, one call less per request
+            try:
+                observer(reply, elapsed)
+            except Exception:  # statistics must never cost a reply
+                log.exception("request observer failed")
         if reply.response == "failed" or wire:
             self._log_reply(reply, wire)
 
