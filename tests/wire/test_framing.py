@@ -9,7 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pylvmetad.wire import codec, framing
-from pylvmetad.wire.framing import Framer, MessageTooLarge, decode, decode_steps, encode_reply, encode_request
+from pylvmetad.wire.framing import (
+    TERMINATOR,
+    Framer,
+    MessageTooLarge,
+    decode,
+    decode_steps,
+    encode_reply,
+    encode_request,
+)
 from support.ccodec import accelerator
 from support.skips import unavailable
 
@@ -187,3 +195,16 @@ def test_the_ascii_decoder_agrees_with_decode(data: bytes, chunk: int) -> None:
             decoder.result()
     else:
         assert data.isascii() and decoder.result() == decode(data)
+
+
+def test_whole_takes_only_one_whole_message_with_nothing_buffered() -> None:
+    """Framer.whole (the server's fast path): exactly one message, no "#" of its own, an empty buffer."""
+    framer = Framer()
+    assert framer.whole(b'request="hello"\n' + TERMINATOR) == b'request="hello"\n'
+    assert framer.whole(b'a="#"\n' + TERMINATOR) is None  # a "#" of its own: the general loop
+    assert framer.whole(b"a=1\n" + TERMINATOR + b"b=2\n" + TERMINATOR) is None  # two messages
+    assert framer.whole(b"a=1\n") is None  # no terminator
+    assert framer.feed(b"x=") == []
+    assert framer.whole(b"1\n" + TERMINATOR) is None  # something buffered: the rest goes to feed
+    assert framer.feed(b"1\n" + TERMINATOR) == [b"x=1\n"]
+    assert framer.pending == 0

@@ -23,6 +23,15 @@ Rules of this module:
   answered ``failed`` "daemon buffer budget exceeded" and closed, a reply
   that does not fit is dropped with its connection (aborted).  Nobody else
   is disturbed.
+* The fast path (issue 17): a read that is exactly one whole message of at
+  most STEP_THRESHOLD bytes, on a connection holding nothing else (no partial
+  message, nothing waiting, no job, not paused), is answered straight from
+  ``data_received``: no queue, and the budget accounted once, after the
+  answer (:meth:`Server.account`).  The recount before the answer is
+  skipped because it cannot refuse it: the daemon's count plus the whole
+  read is checked to be within the budget, and the connection's share only
+  shrank since it was counted (its peer read replies).  The answered
+  message counts as freed, as the general path's recount counts it.
 * Memory given back: when connections release more than ``TRIM_AFTER``
   bytes of buffers, glibc is asked to return free memory to the system
   (``malloc_trim``, once per event-loop turn at most); without that, the
@@ -61,6 +70,7 @@ import socket
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Protocol, cast
 
 from ..wire.framing import (
@@ -332,16 +342,30 @@ class Server:
     # -- the daemon-wide buffer budget ------------------------------------
     def recount(self, connection: Connection) -> bool:
         """Recount what ``connection`` holds; True if it grew and the daemon is over budget."""
-        return self.recount_to(connection, connection.holding())
+        return self.account(connection, connection.holding(), 0)
 
-    def recount_to(self, connection: Connection, now: int) -> bool:
-        """:meth:`recount` when the caller knows what ``connection`` holds now (``now`` bytes)."""
+    def account(self, connection: Connection, now: int, freed: int) -> bool:
+        """``connection`` holds ``now`` bytes and freed ``freed`` more; True if it grew and the daemon is over budget.
+
+        :meth:`recount` with the count already taken (the fast path knows it
+        holds nothing but unsent replies); ``freed`` is what went without
+        being counted (an answered message that was never counted as held).
+        """
         before = connection.held
+        if now == before:  # the usual ping-pong: nothing held before or after
+            if freed:  # release(freed), inline
+                released = self._released = self._released + freed
+                if released >= TRIM_AFTER and not self._trim_scheduled:
+                    self.release(0)
+            return False
         connection.held = now
         self.buffered += now - before
         if now < before:
-            self.release(before - now)
-        if now <= before or self.buffered <= self.max_buffered:
+            self.release(before - now + freed)
+            return False
+        if freed:
+            self.release(freed)
+        if self.buffered <= self.max_buffered:
             return False
         total = 0  # the others' shares may be stale (their peers have read replies since)
         for other in self._connections:
@@ -352,8 +376,8 @@ class Server:
 
     def release(self, size: int) -> None:
         """``size`` bytes of buffers were freed; give memory back once enough were."""
-        self._released += size
-        if self._released >= TRIM_AFTER and not self._trim_scheduled:
+        released = self._released = self._released + size
+        if released >= TRIM_AFTER and not self._trim_scheduled:
             self._trim_scheduled = True
             asyncio.get_running_loop().call_soon(self._trim)
 
@@ -395,6 +419,8 @@ class Connection(asyncio.Protocol):
         self.peer = Peer(0, None)
         #: this connection's share of Server.buffered, as last counted
         self.held = 0
+        #: reads up to this long that hold one whole message take the fast path (data_received)
+        self.whole_max = min(server.max_message, STEP_THRESHOLD) + len(TERMINATOR)
         # structured fields of error lines, for --log-json (docs/observability.md)
         self.peer_fields: dict[str, int] = {}
 
@@ -470,47 +496,38 @@ class Connection(asyncio.Protocol):
         if self.closing:
             return
         server = self.server
-        server.stats.bytes_in += len(data)
-        framer = self.framer
-        try:
-            messages = framer.messages(data)
-        except MessageTooLarge as exc:
-            self._too_large(exc)
-            return
+        size = len(data)
+        server.stats.bytes_in += size
         if (
-            len(messages) == 1
+            size <= self.whole_max
             and not self.pending
-            and not framer.pending
             and self.job is None
             and not self.waiting
             and not self.writing_paused
+            and server.buffered + size <= server.max_buffered
         ):
-            # the usual case, a client that sends one request and waits for its reply: the
-            # message is answered here without the queue, and the bytes held are counted
-            # as holding() would count them with the message queued (it and unsent replies)
-            message = messages[0]
-            transport = cast(asyncio.Transport, self.transport)
-            if server.recount_to(self, len(message) + transport.get_write_buffer_size()):
-                self._refuse_input()
-                return
-            try:
-                if len(message) > STEP_THRESHOLD:
-                    self._start_job(self._stepped_answer(message))
-                else:
+            message = self.framer.whole(data)
+            if message is not None:  # the fast path (the module's rules)
+                try:
                     self._answer(message)
-            except Exception:  # never let one connection take the daemon down
-                log.exception("connection from %s failed", self.who)
-                self.close()
-            if self.closing:
+                except Exception:  # never let one connection take the daemon down
+                    log.exception("connection from %s failed", self.who)
+                    self.close()
+                if self.closing:
+                    return
+                transport = self.transport
+                assert transport is not None
+                # what holding() counts: nothing is buffered or waiting here, so only unsent replies
+                if server.account(self, transport.get_write_buffer_size(), len(message)):
+                    self._drop_replies()
+                elif server.draining and self.idle:
+                    self.close()  # shutting down: answered, so it goes (its replies are flushed first)
                 return
-            if server.draining and self.idle:
-                self.close()  # shutting down: answered, so it goes (its replies are flushed first)
-                return
-            # nothing is queued and the framer holds nothing: only unsent replies are held
-            if server.recount_to(self, transport.get_write_buffer_size()):
-                self._drop_replies()
+        try:
+            self.pending.extend(self.framer.messages(data))
+        except MessageTooLarge as exc:
+            self._too_large(exc)
             return
-        self.pending.extend(messages)
         if server.recount(self):
             self._refuse_input()
             return
@@ -667,28 +684,44 @@ class Connection(asyncio.Protocol):
         self._write(TERMINATOR if body.endswith("\n") else b"\n" + TERMINATOR)
 
     def _answer(self, message: Message) -> None:
+        """Answer one message no longer than STEP_THRESHOLD (the steps of :meth:`_send_reply`, inline)."""
         server = self.server
         wire = log.isEnabledFor(WIRE)
         if wire:
             text = decode(message)
             log.log(WIRE, "%s", "".join(f"<- {line}\n" for line in text.splitlines()).rstrip("\n"))
         handle_bytes = server.handle_bytes
-        if handle_bytes is not None and isinstance(message, bytes):  # not a handed-over buffer
-            began = time.perf_counter()
-            answer, data = handle_bytes(message, self.peer)
-            if data is None:
-                self._send_reply(answer, time.perf_counter() - began, wire)
-            else:  # already encoded (a memo hit or a reply just kept)
-                self._answered(answer, time.perf_counter() - began, wire)
-                self._write(data)
-            return
-        text = decode(message)
-        began = time.perf_counter()
-        reply = server.handler.handle_message(text, self.peer)
-        if isinstance(reply, DeferredReply):
-            self._defer(reply, began, wire)
-            return
-        self._send_reply(reply, time.perf_counter() - began, wire)
+        if handle_bytes is not None and type(message) is bytes:  # not a handed-over buffer
+            began = perf_counter()
+            reply, data = handle_bytes(message, self.peer)
+            elapsed = perf_counter() - began
+        else:
+            text = decode(message)
+            began = perf_counter()
+            answer = server.handler.handle_message(text, self.peer)
+            if isinstance(answer, DeferredReply):
+                self._defer(answer, began, wire)
+                return
+            elapsed = perf_counter() - began
+            reply, data = answer, None
+        observer = server.observer
+        if observer is not None:  # server.observe, inline
+            try:
+                observer(reply, elapsed)
+            except Exception:  # statistics must never cost a reply
+                log.exception("request observer failed")
+        if reply.response == "failed" or wire:
+            self._log_reply(reply, wire)
+        if data is None:  # not encoded by the handler (the memo's replies are)
+            body = reply.body
+            if len(body) > STEP_THRESHOLD:
+                self._start_job(self._stepped_write(body))
+                return
+            data = encode_reply(body)
+        server.stats.bytes_out += len(data)  # _write, inline
+        transport = self.transport
+        assert transport is not None
+        transport.write(data)
 
     def _send_reply(self, reply: Reply, elapsed: float, wire: bool) -> None:
         self._answered(reply, elapsed, wire)
@@ -723,6 +756,11 @@ class Connection(asyncio.Protocol):
                 observer(reply, elapsed)
             except Exception:  # statistics must never cost a reply
                 log.exception("request observer failed")
+        if reply.response == "failed" or wire:
+            self._log_reply(reply, wire)
+
+    def _log_reply(self, reply: Reply, wire: bool) -> None:
+        """Log a failed reply as an error, and any reply at WIRE when ``wire``."""
         if reply.response == "failed":
             log.error(
                 "%s from %s failed: %s",
