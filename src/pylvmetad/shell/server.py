@@ -704,24 +704,14 @@ class Connection(asyncio.Protocol):
                 return
             elapsed = perf_counter() - began
             reply, data = answer, None
-        observer = server.observer
-        if observer is not None:  # server.observe, inline
-            try:
-                observer(reply, elapsed)
-            except Exception:  # statistics must never cost a reply
-                log.exception("request observer failed")
-        if reply.response == "failed" or wire:
-            self._log_reply(reply, wire)
+        self._answered(reply, elapsed, wire)
         if data is None:  # not encoded by the handler (the memo's replies are)
             body = reply.body
             if len(body) > STEP_THRESHOLD:
                 self._start_job(self._stepped_write(body))
                 return
             data = encode_reply(body)
-        server.stats.bytes_out += len(data)  # _write, inline
-        transport = self.transport
-        assert transport is not None
-        transport.write(data)
+        self._write(data)
 
     def _send_reply(self, reply: Reply, elapsed: float, wire: bool) -> None:
         self._answered(reply, elapsed, wire)
