@@ -964,9 +964,257 @@ static PyTypeObject AsciiJoinerType = {
     .tp_new = joiner_new,
 };
 
+/* ---- compare_trees(a, b): LVM's compare_config (codec._compare_trees_py, the reference) ----
+ *
+ * The same walk as the reference, step by step: two Sections of equal lazy
+ * text are equal unheard, two exact ints or two exact strs of one type are
+ * decided here, a Section orders before a value, two Sections recurse into
+ * their children (when both have any), and every other pair of values is
+ * decided by the Python codec._compare_values given to configure_compare(),
+ * so the rules for floats, lists and mixed types live in one place.  A
+ * Section's ``raw`` and children are read as Python reads them: an exact
+ * Section's slots directly (its ``items`` property only when the children are
+ * not built yet, which builds them), any subclass's through its attributes.
+ * Recursion is bounded by Py_EnterRecursiveCall; errors propagate.
+ */
+static PyObject *compare_values_fn; /* codec._compare_values */
+static PyObject *str_items, *str_raw, *int_one;
+
+/* a Section's raw (new reference) */
+static PyObject *section_raw(PyObject *s) {
+    if (Py_TYPE(s) == (PyTypeObject *)section_type)
+        return Py_TYPE(raw_descr)->tp_descr_get(raw_descr, s, section_type);
+    return PyObject_GetAttr(s, str_raw);
+}
+
+/* a Section's children (new reference): s.items */
+static PyObject *section_items(PyObject *s) {
+    if (Py_TYPE(s) == (PyTypeObject *)section_type) {
+        PyObject *items = Py_TYPE(items_descr)->tp_descr_get(items_descr, s, section_type);
+        if (items != Py_None) return items; /* built (or NULL: the error) */
+        Py_DECREF(items);
+    }
+    return PyObject_GetAttr(s, str_items);
+}
+
+/* x == y for two texts: 1, 0, or -1 (an error) */
+static int same_text(PyObject *x, PyObject *y) {
+    if (x == y) return 1;
+    if (PyUnicode_CheckExact(x) && PyUnicode_CheckExact(y)) {
+        Py_ssize_t n = PyUnicode_GET_LENGTH(x);
+        return n == PyUnicode_GET_LENGTH(y) && PyUnicode_KIND(x) == PyUnicode_KIND(y) &&
+               memcmp(PyUnicode_DATA(x), PyUnicode_DATA(y), (size_t)n * PyUnicode_KIND(x)) == 0;
+    }
+    return PyObject_RichCompareBool(x, y, Py_EQ);
+}
+
+/* the value of a (key, value) pair: pair[1] (new reference) */
+static PyObject *pair_value(PyObject *pair) {
+    if (PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) >= 2) return Py_NewRef(PyTuple_GET_ITEM(pair, 1));
+    return PyObject_GetItem(pair, int_one);
+}
+
+/* two scalars of one type, int or str: -1, 0, 1, or -2 (an error) */
+static int compare_scalars(PyObject *x, PyObject *y) {
+    if (PyUnicode_CheckExact(x)) {
+        int r = same_text(x, y);
+        if (r != 0) return r < 0 ? -2 : 0;
+        r = PyUnicode_Compare(x, y);
+        return r == -1 && PyErr_Occurred() ? -2 : r;
+    }
+    int r = PyObject_RichCompareBool(x, y, Py_EQ);
+    if (r != 0) return r < 0 ? -2 : 0;
+    r = PyObject_RichCompareBool(x, y, Py_LT);
+    return r < 0 ? -2 : (r ? -1 : 1);
+}
+
+static int compare_lists(PyObject *a, PyObject *b, PyObject **result);
+
+/* two Sections' order as the reference's loop decides it; 0 with *result set, or -1 (an error) */
+static int compare_sections(PyObject *va, PyObject *vb, PyObject **result) {
+    PyObject *ra = section_raw(va);
+    if (ra == NULL) return -1;
+    if (ra != Py_None) {
+        PyObject *rb = section_raw(vb);
+        if (rb == NULL) {
+            Py_DECREF(ra);
+            return -1;
+        }
+        int same = same_text(ra, rb);
+        Py_DECREF(rb);
+        if (same < 0) {
+            Py_DECREF(ra);
+            return -1;
+        }
+        if (same) { /* equal lazy texts: equal, neither parsed */
+            Py_DECREF(ra);
+            *result = NULL;
+            return 0;
+        }
+    }
+    Py_DECREF(ra);
+    PyObject *ca = section_items(va);
+    if (ca == NULL) return -1;
+    PyObject *cb = section_items(vb);
+    if (cb == NULL) {
+        Py_DECREF(ca);
+        return -1;
+    }
+    int rc = 0;
+    *result = NULL;
+    int ta = PyObject_IsTrue(ca), tb = ta > 0 ? PyObject_IsTrue(cb) : 0;
+    if (ta < 0 || tb < 0)
+        rc = -1;
+    else if (ta && tb)
+        rc = compare_lists(ca, cb, result);
+    Py_DECREF(ca);
+    Py_DECREF(cb);
+    return rc;
+}
+
+/* the reference's loop over two lists of pairs: 0 with *result a new reference to the
+ * order, or NULL for 0 (equal); -1 on an error */
+static int compare_lists(PyObject *a, PyObject *b, PyObject **result) {
+    *result = NULL;
+    if (!PyList_Check(a) || !PyList_Check(b)) {
+        PyErr_SetString(PyExc_AssertionError, "compare_trees: lists of pairs or Sections");
+        return -1;
+    }
+    if (Py_EnterRecursiveCall(" in compare_trees")) return -1;
+    int rc = 0;
+    Py_ssize_t la = PyList_GET_SIZE(a), lb = PyList_GET_SIZE(b);
+    for (Py_ssize_t i = 0; i < la && i < lb; i++) {
+        if (i >= PyList_GET_SIZE(a) || i >= PyList_GET_SIZE(b)) { /* shrunk under a callback */
+            PyErr_SetString(PyExc_IndexError, "list index out of range");
+            rc = -1;
+            break;
+        }
+        PyObject *va = pair_value(PyList_GET_ITEM(a, i));
+        if (va == NULL) {
+            rc = -1;
+            break;
+        }
+        PyObject *vb = pair_value(PyList_GET_ITEM(b, i));
+        if (vb == NULL) {
+            Py_DECREF(va);
+            rc = -1;
+            break;
+        }
+        PyTypeObject *tv = Py_TYPE(va);
+        if ((tv == &PyLong_Type || tv == &PyUnicode_Type) && Py_TYPE(vb) == tv) {
+            int r = compare_scalars(va, vb);
+            Py_DECREF(va);
+            Py_DECREF(vb);
+            if (r == -2) {
+                rc = -1;
+                break;
+            }
+            if (r == 0) continue;
+            *result = PyLong_FromLong(r);
+            rc = *result == NULL ? -1 : 0;
+            break;
+        }
+        int a_sec = PyObject_TypeCheck(va, (PyTypeObject *)section_type);
+        int b_sec = PyObject_TypeCheck(vb, (PyTypeObject *)section_type);
+        PyObject *r = NULL;
+        if (!a_sec && !b_sec) {
+            r = PyObject_CallFunctionObjArgs(compare_values_fn, va, vb, NULL);
+            if (r == NULL) rc = -1;
+        } else if (a_sec != b_sec) {
+            r = PyLong_FromLong(a_sec ? -1 : 1);
+            if (r == NULL) rc = -1;
+        } else {
+            rc = compare_sections(va, vb, &r);
+        }
+        Py_DECREF(va);
+        Py_DECREF(vb);
+        if (rc < 0) break;
+        if (r != NULL) {
+            int nonzero = PyObject_IsTrue(r); /* the reference's ``r != 0`` on an int */
+            if (nonzero < 0) {
+                Py_DECREF(r);
+                rc = -1;
+                break;
+            }
+            if (nonzero) {
+                *result = r;
+                break;
+            }
+            Py_DECREF(r);
+        }
+    }
+    Py_LeaveRecursiveCall();
+    if (rc < 0 || *result != NULL) return rc;
+    if (la != lb) {
+        *result = PyLong_FromLong(la > lb ? 1 : -1);
+        if (*result == NULL) return -1;
+    }
+    return 0;
+}
+
+static PyObject *compare_trees(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "compare_trees(a, b)");
+        return NULL;
+    }
+    if (section_type == NULL || compare_values_fn == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_ccodec.configure() and configure_compare() were not called");
+        return NULL;
+    }
+    PyObject *a = args[0], *b = args[1], *result = NULL;
+    int rc;
+    if (PyObject_TypeCheck(a, (PyTypeObject *)section_type) && PyObject_TypeCheck(b, (PyTypeObject *)section_type)) {
+        PyObject *ra = section_raw(a);
+        if (ra == NULL) return NULL;
+        if (ra != Py_None) {
+            PyObject *rb = section_raw(b);
+            if (rb == NULL) {
+                Py_DECREF(ra);
+                return NULL;
+            }
+            int same = same_text(ra, rb);
+            Py_DECREF(rb);
+            Py_DECREF(ra);
+            if (same < 0) return NULL;
+            if (same) return PyLong_FromLong(0);
+        } else {
+            Py_DECREF(ra);
+        }
+        PyObject *ca = section_items(a);
+        if (ca == NULL) return NULL;
+        PyObject *cb = section_items(b);
+        if (cb == NULL) {
+            Py_DECREF(ca);
+            return NULL;
+        }
+        rc = compare_lists(ca, cb, &result);
+        Py_DECREF(ca);
+        Py_DECREF(cb);
+    } else {
+        rc = compare_lists(a, b, &result);
+    }
+    if (rc < 0) {
+        Py_XDECREF(result);
+        return NULL;
+    }
+    return result != NULL ? result : PyLong_FromLong(0);
+}
+
+/* configure_compare(_compare_values): the reference's rule for the pairs decided in Python */
+static PyObject *configure_compare(PyObject *self, PyObject *fn) {
+    if (!PyCallable_Check(fn)) {
+        PyErr_SetString(PyExc_TypeError, "configure_compare: a callable");
+        return NULL;
+    }
+    Py_XSETREF(compare_values_fn, Py_NewRef(fn));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"build", (PyCFunction)(void (*)(void))build, METH_FASTCALL, "The fast path's tree of a text cut around its lazy bodies, or None."},
+    {"compare_trees", (PyCFunction)(void (*)(void))compare_trees, METH_FASTCALL, "LVM's compare_config of two Sections or lists of pairs."},
     {"configure", configure, METH_VARARGS, "configure(Section, Section._items, Section.raw)"},
+    {"configure_compare", configure_compare, METH_O, "configure_compare(codec._compare_values)"},
     {"first_value", (PyCFunction)(void (*)(void))first_value, METH_FASTCALL, "The first pair's value for key, or None."},
     {"lazy_body_end", lazy_body_end, METH_VARARGS, "End of the canonical lazy body at start, -1, or -2."},
     {NULL, NULL, 0, NULL},
@@ -976,6 +1224,10 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ccodec", "The codec
 
 PyMODINIT_FUNC PyInit__ccodec(void) {
     init_classes();
+    str_items = PyUnicode_InternFromString("items");
+    str_raw = PyUnicode_InternFromString("raw");
+    int_one = PyLong_FromLong(1);
+    if (str_items == NULL || str_raw == NULL || int_one == NULL) return NULL;
     if (PyType_Ready(&AsciiDecoderType) < 0 || PyType_Ready(&AsciiJoinerType) < 0 || PyType_Ready(&SpanMemoType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);

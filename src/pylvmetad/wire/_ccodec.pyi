@@ -1,5 +1,10 @@
 # The C fast path of pylvmetad.wire.codec (see _ccodec.c).
+from collections.abc import Callable
+from typing import Any
+
 def configure(section_type: type, items: object, raw: object, /) -> None: ...
+def configure_compare(compare_values: Callable[[Any, Any], int], /) -> None: ...
+def compare_trees(a: Any, b: Any, /) -> int: ...
 def build(
     pieces: list[str],
     raws: list[str],

@@ -1451,14 +1451,16 @@ def _compare_values(x: Value, y: Value) -> int:
 
 
 @overload
-def compare_trees(a: Section, b: Section) -> int: ...
+def _compare_trees_py(a: Section, b: Section) -> int: ...
 @overload
-def compare_trees(a: list[tuple[str, Node]], b: list[tuple[str, Node]]) -> int: ...
-def compare_trees(a: Section | list[tuple[str, Node]], b: Section | list[tuple[str, Node]]) -> int:
+def _compare_trees_py(a: list[tuple[str, Node]], b: list[tuple[str, Node]]) -> int: ...
+def _compare_trees_py(a: Section | list[tuple[str, Node]], b: Section | list[tuple[str, Node]]) -> int:
     """LVM's ``compare_config``: 0 means "the same" by its (loose) rules.
 
     Keys are not compared, a longer list equals its own prefix, and a node's
     children override its value comparison (docs/protocol.md §2, comparison).
+    This is the reference; :func:`compare_trees` is ``_ccodec.compare_trees``
+    when the accelerator is in use (tests/wire/test_compare_accel.py).
     """
     if isinstance(a, Section) and isinstance(b, Section):
         if a.raw is not None and a.raw == b.raw:
@@ -1490,7 +1492,7 @@ def compare_trees(a: Section | list[tuple[str, Node]], b: Section | list[tuple[s
             if raw is None or raw != vb.raw:  # type: ignore[union-attr]
                 ca, cb = va.items, vb.items  # type: ignore[union-attr]
                 if ca and cb:
-                    r = compare_trees(ca, cb)
+                    r = _compare_trees_py(ca, cb)
         if r != 0:
             return r
         i += 1
@@ -1499,3 +1501,12 @@ def compare_trees(a: Section | list[tuple[str, Node]], b: Section | list[tuple[s
     if la < lb:
         return -1
     return 0
+
+
+#: LVM's ``compare_config`` (see :func:`_compare_trees_py`, the reference): the same walk in C
+#: when the accelerator is in use, with every value pair other than two ints or two strs
+#: handed back to :func:`_compare_values`
+compare_trees = _compare_trees_py
+if _accel is not None:
+    _accel.configure_compare(_compare_values)
+    compare_trees = _accel.compare_trees
