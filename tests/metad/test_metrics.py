@@ -470,3 +470,23 @@ def test_json_formatter_keeps_its_own_keys() -> None:
     assert entry["msg"] == "two\nlines x" and entry["level"] == "error"
     assert entry["request"] == "vg_update" and entry["path"] == "/x"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", str(entry["ts"]))
+
+
+def test_the_servers_observer_counts_as_observe_does() -> None:
+    """Metrics.observer (the closure the server calls) and Metrics.observe keep the same figures."""
+    replies = [
+        (reply("vg_lookup"), 0.0001),
+        (reply("vg_lookup", "unknown", "VG not found"), 0.003),
+        (reply("no_such_request"), 0.2),
+        (reply("pv_found", "failed", "internal error: KeyError: 'x'"), 1e9),
+        (reply("hello"), BUCKET_BOUNDS[3]),
+    ]
+    by_method, by_hook = Metrics(RequestHandler().state), Metrics(RequestHandler().state)
+    for r, elapsed in replies:
+        by_method.observe(r, elapsed)
+        by_hook.observer(r, elapsed)
+    method, hook = by_method.snapshot(), by_hook.snapshot()
+    assert hook.failures == method.failures and ("pv_found", "internal error: KeyError") in hook.failures
+    assert set(hook.requests) == set(method.requests) == {"vg_lookup", "other", "pv_found", "hello"}
+    for name, figures in method.requests.items():
+        assert hook.requests[name] == figures

@@ -9,7 +9,10 @@ leave nothing counted against the buffer budget.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
+
+import pytest
 
 from pylvmetad.metad.handlers import RequestHandler
 from pylvmetad.metad.metrics import Metrics
@@ -52,7 +55,7 @@ def run(reads: list[bytes], *, unsent: int = 0, max_buffered: int = 1 << 20) -> 
     async def body() -> tuple[Server, Metrics, Sink]:
         handler = RequestHandler()
         metrics = Metrics(handler.state)
-        server = Server(handler, socket.socket(socket.AF_UNIX), observer=metrics.observe, max_buffered=max_buffered)
+        server = Server(handler, socket.socket(socket.AF_UNIX), observer=metrics.observer, max_buffered=max_buffered)
         metrics.attach_server(server)
         sink = Sink()
         sink.unsent = unsent
@@ -94,3 +97,23 @@ def test_a_read_that_would_pass_the_budget_takes_the_general_path_and_is_refused
     server, _, sink = run([big], max_buffered=4096)
     assert server.stats.over_budget == 1
     assert b"daemon buffer budget exceeded" in sink.written[0]
+
+
+def test_wire_logging_follows_level_changes_between_requests(caplog: pytest.LogCaptureFixture) -> None:
+    """The WIRE check is memoised by logging itself; each level change is seen by the next request."""
+    from pylvmetad.shell.logs import WIRE
+
+    async def body() -> list[int]:
+        handler = RequestHandler()
+        server = Server(handler, socket.socket(socket.AF_UNIX))
+        connection = Connection(server)
+        connection.connection_made(Sink())  # type: ignore[arg-type]
+        seen = []
+        for level in (logging.INFO, WIRE, logging.INFO, WIRE):
+            caplog.set_level(level, logger="pylvmetad")
+            caplog.clear()
+            connection.data_received(HELLO)
+            seen.append(sum(r.levelno == WIRE and r.getMessage().startswith(("<- ", "-> ")) for r in caplog.records))
+        return seen
+
+    assert asyncio.run(body()) == [0, 2, 0, 2]

@@ -160,6 +160,8 @@ class Metrics:
         )
         #: the port the metrics endpoint listens on (useful with port 0)
         self.http_port: int | None = None
+        #: :meth:`observe` as a closure over what it reads: the server's observer hook
+        self.observer: Callable[[Reply, float], None] = self._observer()
 
     def attach_server(self, server: Server) -> None:
         self.server = server
@@ -178,6 +180,30 @@ class Metrics:
         figures.sum += elapsed
         if reply.reason is not None:
             self._count_failure(request, reply.reason)
+
+    def _observer(self) -> Callable[[Reply, float], None]:
+        """:meth:`observe` with its look-ups bound once (a third of its cost per request)."""
+        figures_of = self._figures.get  # _figures is never replaced, only added to
+        figures_for = self._figures_for
+        count_failure = self._count_failure
+        bounds = BUCKET_BOUNDS
+        where = bisect_left
+
+        def observe(reply: Reply, elapsed: float) -> None:
+            request = reply.request
+            figures = figures_of(request)
+            if figures is None:
+                request, figures = figures_for(request)
+            responses = figures.responses
+            response = reply.response
+            responses[response] = responses.get(response, 0) + 1
+            figures.buckets[where(bounds, elapsed)] += 1
+            figures.sum += elapsed
+            reason = reply.reason
+            if reason is not None:
+                count_failure(request, reason)
+
+        return observe
 
     def _figures_for(self, request: str) -> tuple[str, RequestFigures]:
         if request not in KNOWN_REQUESTS:

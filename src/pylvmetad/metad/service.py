@@ -40,7 +40,7 @@ async def serve(
         shutdown_grace=shutdown_grace,
         max_buffered=max_buffered,
         allow_uids=allow_uids,
-        observer=metrics.observe,
+        observer=metrics.observer,
     )
     metrics.attach_server(server)
     handler.stats_provider = metrics.stats_section

@@ -94,6 +94,18 @@ log = logging.getLogger("pylvmetad")
 #: bytes of buffers released after which free memory is returned to the system
 TRIM_AFTER = 8 * 1024 * 1024
 
+#: the logger's own memo of ``isEnabledFor`` answers, emptied by :mod:`logging`
+#: whenever a level changes (every ``setLevel`` and ``logging.disable``: -l's
+#: set-up in logs.py, tests' caplog), so a hit is always current; a miss
+#: (or a Python without the memo) asks :meth:`~logging.Logger.isEnabledFor`
+_ENABLED: dict[int, bool] = getattr(log, "_cache", {})
+
+
+def wire_enabled() -> bool:
+    """``log.isEnabledFor(WIRE)``, a dict hit instead of a method call when the answer is memoised."""
+    enabled = _ENABLED.get(WIRE)
+    return log.isEnabledFor(WIRE) if enabled is None else enabled
+
 
 @dataclass(frozen=True)
 class Peer:
@@ -101,6 +113,10 @@ class Peer:
 
     connection: int
     credentials: PeerCredentials | None
+
+
+#: who a connection is until it is admitted (immutable, so one serves all)
+_NO_PEER = Peer(0, None)
 
 
 class DeferredReply:
@@ -181,6 +197,8 @@ class Server:
         #: the path to unlink on exit (None when systemd owns the socket)
         self.socket_path = socket_path
         self.max_message = max_message
+        #: a connection's Connection.whole_max
+        self.whole_max = min(max_message, STEP_THRESHOLD) + len(TERMINATOR)
         self.idle_timeout = idle_timeout
         #: seconds connected clients are still served after a shutdown request
         self.shutdown_grace = shutdown_grace
@@ -416,11 +434,11 @@ class Connection(asyncio.Protocol):
         self.admitted = False
         self.closing = False
         self.who = "unknown peer"
-        self.peer = Peer(0, None)
+        self.peer = _NO_PEER
         #: this connection's share of Server.buffered, as last counted
         self.held = 0
         #: reads up to this long that hold one whole message take the fast path (data_received)
-        self.whole_max = min(server.max_message, STEP_THRESHOLD) + len(TERMINATOR)
+        self.whole_max = server.whole_max
         # structured fields of error lines, for --log-json (docs/observability.md)
         self.peer_fields: dict[str, int] = {}
 
@@ -438,10 +456,11 @@ class Connection(asyncio.Protocol):
         if peer is not None:
             self.who = f"pid {peer.pid} uid {peer.uid}"
             self.peer_fields = {"peer_pid": peer.pid, "peer_uid": peer.uid}
-        log.log(WIRE, "connection from %s", self.who)
+        if wire_enabled():
+            log.log(WIRE, "connection from %s", self.who)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.admitted:
+        if self.admitted and wire_enabled():
             log.log(WIRE, "connection from %s closed", self.who)
         self.closing = True
         self.pending.clear()
@@ -670,10 +689,10 @@ class Connection(asyncio.Protocol):
                     began = time.perf_counter()
             del text
         if isinstance(reply, DeferredReply):
-            self._defer(reply, time.perf_counter() - elapsed, log.isEnabledFor(WIRE))
+            self._defer(reply, time.perf_counter() - elapsed, wire_enabled())
             return
         elapsed += time.perf_counter() - began
-        self._answered(reply, elapsed, log.isEnabledFor(WIRE))
+        self._answered(reply, elapsed, wire_enabled())
         yield from self._stepped_write(reply.body)
 
     def _stepped_write(self, body: str) -> Generator[None, None, None]:
@@ -686,7 +705,9 @@ class Connection(asyncio.Protocol):
     def _answer(self, message: Message) -> None:
         """Answer one message no longer than STEP_THRESHOLD (the steps of :meth:`_send_reply`, inline)."""
         server = self.server
-        wire = log.isEnabledFor(WIRE)
+        wire = _ENABLED.get(WIRE)  # wire_enabled(), inline
+        if wire is None:
+            wire = log.isEnabledFor(WIRE)
         if wire:
             text = decode(message)
             log.log(WIRE, "%s", "".join(f"<- {line}\n" for line in text.splitlines()).rstrip("\n"))

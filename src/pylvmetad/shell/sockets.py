@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 
+#: SO_PEERCRED's struct ucred: pid, uid, gid
+_UCRED = struct.Struct("3i")
+
+
 class PeerCredentials:
     """A peer's SO_PEERCRED."""
 
@@ -55,10 +59,10 @@ class PeerCredentials:
 def peer_credentials(sock: socket.socket) -> PeerCredentials | None:
     """SO_PEERCRED of a connected UNIX socket, or None where unavailable."""
     try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
     except (OSError, AttributeError):
         return None
-    pid, uid, gid = struct.unpack("3i", raw)
+    pid, uid, gid = _UCRED.unpack(raw)
     return PeerCredentials(pid, uid, gid)
 
 
