@@ -344,3 +344,27 @@ def test_a_memo_hit_is_written_and_counted_as_the_request_it_answers() -> None:
         assert connection.server.stats.bytes_out == 3 * len(want)
     finally:
         close()
+
+
+def test_write_replies_kept_by_the_handler_come_with_their_encoding_and_stay_bounded() -> None:
+    """pv_found's kept replies and vg_update's OK skip the server's encode; the bytes are the same."""
+    handler = filled()
+    for data in (
+        message("pv_found", ("pvmeta", pvmeta("PV1-bbbb"))),
+        message("vg_update", ("vgname", "vg0"), ("metadata", metadata("VG0-aaaa", 2, ["PV0-aaaa"]))),
+    ):
+        reply, encoded = handler.handle_bytes(data, PEER)
+        assert reply.response == "OK"
+        assert encoded == encode_reply(reply.body)
+    # many distinct pv_found replies (one VG name each): the kept encodings stay bounded and right
+    for i in range(200):
+        vgid, name = f"VGX-{i:04d}", f"vgx{i}"
+        data = message(
+            "pv_found", ("pvmeta", pvmeta("PV2-cccc")), ("vgname", name), ("metadata", metadata(vgid, 1, ["PV2-cccc"]))
+        )
+        reply, encoded = handler.handle_bytes(data, PEER)
+        assert reply.response == "OK", reply.body
+        assert encoded is None or encoded == encode_reply(reply.body)
+    assert len(handler._encoded) <= 2 * 64 + 2
+    for reply, data in handler._encoded.values():
+        assert data == encode_reply(reply.body)

@@ -195,6 +195,11 @@ class RequestHandler:
         self.texts = ReplyTexts(self.state)
         #: pv_found's replies by their field values (a reply is immutable, so one object serves all)
         self._pv_found_replies: dict[tuple[str, int, str, str, int, int], Reply] = {}
+        #: the encodings of the kept replies above and VG_UPDATE_OK, by the reply's identity
+        #: (each entry holds its reply, so an id is never reused while it is here); a write
+        #: request answered with one of them skips encoding it (:meth:`handle_bytes`)
+        self._encoded: dict[int, tuple[Reply, bytes]] = {}
+        self._keep_encoded(VG_UPDATE_OK)
         #: the encoded replies of short reads by their message bytes (:mod:`.memo`)
         self.memo = ReplyMemo()
 
@@ -223,7 +228,18 @@ class RequestHandler:
             data = encode_reply(reply.body)
             memo.put(message, reply, data, stamp)
             return reply, data
+        kept = self._encoded.get(id(reply))
+        if kept is not None and kept[0] is reply:
+            return reply, kept[1]
         return reply, None
+
+    def _keep_encoded(self, reply: Reply) -> None:
+        """Keep ``reply``'s encoding for :meth:`handle_bytes` (bounded like the replies kept)."""
+        encoded = self._encoded
+        if len(encoded) > KEPT_PV_FOUND_REPLIES:
+            encoded.clear()
+            encoded[id(VG_UPDATE_OK)] = (VG_UPDATE_OK, encode_reply(VG_UPDATE_OK.body))
+        encoded[id(reply)] = (reply, encode_reply(reply.body))
 
     def _memo_read(self, name: str) -> bool:
         """Whether a request's reply may be kept: a memo read whose token action cannot depend on the time."""
@@ -357,6 +373,7 @@ class RequestHandler:
                 if len(replies) >= KEPT_PV_FOUND_REPLIES:
                     replies.clear()
                 replies[fields] = reply
+                self._keep_encoded(reply)
         return reply
 
     def pv_gone(self, req: Request) -> Reply:
