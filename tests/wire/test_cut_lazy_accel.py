@@ -160,6 +160,78 @@ def test_the_accelerator_cuts_generated_text_as_the_reference_does(
         same_cuts(reference, fast, text, lazy)
 
 
+@st.composite
+def related_bodies(draw: st.DrawFn) -> tuple[int, list[str]]:
+    """A body (a run of chunks of lines) and versions of it with chunks changed, dropped or added."""
+    depth = draw(st.integers(0, 2))
+    chunk = lazy_bodies(depth)
+    chunks = draw(st.lists(chunk, min_size=1, max_size=6))
+    versions = ["".join(chunks)]
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(chunks)))
+        how = draw(st.sampled_from(["change", "change", "drop", "add", "tail"]))
+        if how == "change" and at < len(chunks):
+            chunks[at] = draw(chunk)
+        elif how == "drop" and at < len(chunks):
+            del chunks[at]
+        elif how == "tail":
+            chunks[-1:] = (
+                [chunks[-1] + draw(st.sampled_from(["", "\n", "x", "\t}", "0", "7", ",1]"]))] if chunks else []
+            )
+        else:
+            chunks.insert(at, draw(chunk))
+        versions.append("".join(chunks))
+    return depth, versions
+
+
+@settings(max_examples=400, deadline=None)
+@given(related_bodies(), st.booleans(), st.sampled_from(["}\n", "}", "", " }", "\t}"]))
+def test_a_changed_body_is_checked_as_a_new_one(case: tuple[int, list[str]], small: bool, after: str) -> None:
+    """Bodies checked against a remembered one (only the lines that differ) end where a full check ends."""
+    require_accelerator()
+    depth, versions = case
+    tabs = "\t" * depth
+    reference, fast = (SmallMemo(), SmallMemo()) if small else (Parser(), Parser())
+    for body in versions + versions[::-1]:
+        text = f"{tabs}logical_volumes {{{body}\n{tabs}{after}"
+        same_cuts(reference, fast, text, LAZY)
+        start = len(f"{tabs}logical_volumes {{")
+        want = codec._lazy_body_end(text, start, depth)  # the whole check, no memo
+        assert fast._cut_lazy(text, LAZY, check_head=False)[1] == ([] if want < 0 else [text[start:want]])
+
+
+def test_a_body_with_one_lv_changed_is_cut_as_a_new_one() -> None:
+    require_accelerator()
+
+    def lv(n: int, stamp: int) -> str:
+        return (
+            f'\n\t\tlvol{n} {{\n\t\t\tid="{n:04}"\n\t\t\tcreation_time={stamp}\n\t\t\tname="a\\"\nb"'
+            f'\n\t\t\tsegment1 {{\n\t\t\t\tstripes=["pv0",0]\n\t\t\t}}\n\t\t}}'
+        )
+
+    reference, fast = Parser(), Parser()
+    for changed, stamp in [(0, 1), (4, 2), (4, 3), (7, 3)]:  # strings that hold what would end a line
+        body = "".join(lv(n, stamp if n == changed else 0) for n in range(10))
+        body = body.replace('name="a', 'name="\\"\n\t\t}\n\t\tlv {\n').replace("lvol1 {", 'v="\n\tx=1\n"\n\t\tlvol1 {')
+        text = f"a {{\n\tlogical_volumes {{{body}\n\t}}\n}}\n"
+        assert same_cuts(reference, fast, text, LAZY)[1] == [body + "\n\t"]
+    for changed, stamp in [(0, 1), (0, 1), (0, 2), (5, 3), (9, 44), (9, 5), (3, -1), (3, "x")]:
+        body = "".join(lv(n, stamp if n == changed else 0) for n in range(10))  # type: ignore[arg-type]
+        text = f"a {{\n\tlogical_volumes {{{body}\n\t}}\n}}\n"
+        raws = same_cuts(reference, fast, text, LAZY)[1]
+        assert raws == ([] if stamp == "x" else [body + "\n\t"])
+
+
+def test_a_line_that_grows_at_its_end_is_checked_again() -> None:
+    """The text agrees with the remembered body up to the "\\n" after a value, exclusive."""
+    require_accelerator()
+    reference, fast = SmallMemo(), SmallMemo()
+    for last in ("1", "12", "1", "12x", "12", "120", '"a"', '"a""'):
+        body = f"\n\tn=5\n\tx={last}\n\ty=2"
+        raws = same_cuts(reference, fast, f"logical_volumes {{{body}\n}}\n", LAZY)[1]
+        assert raws == ([] if last in ("12x", '"a""') else [body + "\n"])
+
+
 def test_the_cut_stops_after_nine_bodies_that_are_not_canonical() -> None:
     require_accelerator()
     bad = "logical_volumes {\n\tx = 1\n}\n"

@@ -23,6 +23,8 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
+#include <string.h>
 
 static PyObject *section_type;  /* codec.Section */
 static PyObject *items_descr;   /* Section._items (a slot) */
@@ -657,6 +659,13 @@ static int tabs_at(const Py_UCS1 *s, Py_ssize_t i, Py_ssize_t n, Py_ssize_t coun
     return 1;
 }
 
+#define LINES_END (-2)
+
+/* One line of level ``level`` (see canonical_lines) at ``i``: where it ends (after its value, or
+ * after the "}" of its section), LINES_END when ``i`` is not one of these lines, or -1. */
+static Py_ssize_t canonical_line(const Py_UCS1 *s, Py_ssize_t i, Py_ssize_t n, Py_ssize_t depth, Py_ssize_t level,
+                                 Py_ssize_t levels);
+
 /* The lines of level ``level`` of a lazy body whose head is indented ``depth`` TABs, as
  * codec._writer_body unrolls them for ``levels`` levels: level l < levels has its lines at
  * depth+l+1 TABs, each a key and "=" value or " {" the lines of level l+1 and a closing
@@ -664,26 +673,38 @@ static int tabs_at(const Py_UCS1 *s, Py_ssize_t i, Py_ssize_t n, Py_ssize_t coun
  * values only.  Returns where the lines end (the "\n" of the closing line), or -1. */
 static Py_ssize_t canonical_lines(const Py_UCS1 *s, Py_ssize_t i, Py_ssize_t n, Py_ssize_t depth, Py_ssize_t level,
                                   Py_ssize_t levels) {
-    Py_ssize_t ind = level < levels ? depth + level + 1 : depth + levels;
     for (;;) {
-        if (i >= n || s[i] != '\n' || !tabs_at(s, i + 1, n, ind)) return i; /* not one of these lines: the end */
-        Py_ssize_t k = i + 1 + ind;
-        if (k >= n || !is_key_char(s[k])) return i;
-        while (k < n && is_key_char(s[k])) k++;
-        if (k < n && s[k] == '=') {
-            Py_ssize_t e = canonical_value(s, k + 1, n);
-            if (e < 0) return -1;
-            i = e;
-        } else if (level < levels && k + 1 < n && s[k] == ' ' && s[k + 1] == '{') {
-            Py_ssize_t e = canonical_lines(s, k + 2, n, depth, level + 1, levels);
-            if (e < 0 || e >= n || s[e] != '\n' || !tabs_at(s, e + 1, n, ind) || e + 1 + ind >= n ||
-                s[e + 1 + ind] != '}')
-                return -1;
-            i = e + 1 + ind + 1;
-        } else {
-            return -1;
-        }
+        Py_ssize_t e = canonical_line(s, i, n, depth, level, levels);
+        if (e == LINES_END) return i; /* not one of these lines: the end */
+        if (e < 0) return -1;
+        i = e;
     }
+}
+
+static Py_ssize_t canonical_line(const Py_UCS1 *s, Py_ssize_t i, Py_ssize_t n, Py_ssize_t depth, Py_ssize_t level,
+                                 Py_ssize_t levels) {
+    Py_ssize_t ind = level < levels ? depth + level + 1 : depth + levels;
+    if (i >= n || s[i] != '\n' || !tabs_at(s, i + 1, n, ind)) return LINES_END;
+    Py_ssize_t k = i + 1 + ind;
+    if (k >= n || !is_key_char(s[k])) return LINES_END;
+    while (k < n && is_key_char(s[k])) k++;
+    if (k < n && s[k] == '=') return canonical_value(s, k + 1, n);
+    if (level < levels && k + 1 < n && s[k] == ' ' && s[k + 1] == '{') {
+        Py_ssize_t e = canonical_lines(s, k + 2, n, depth, level + 1, levels);
+        if (e < 0 || e >= n || s[e] != '\n' || !tabs_at(s, e + 1, n, ind) || e + 1 + ind >= n || s[e + 1 + ind] != '}')
+            return -1;
+        return e + 1 + ind + 1;
+    }
+    return -1;
+}
+
+/* the body's closing line at ``e``: "\n", depth TABs, then "}" (looked at, not taken); the
+ * body's end, or -1 */
+static Py_ssize_t close_body(const Py_UCS1 *s, Py_ssize_t n, Py_ssize_t e, Py_ssize_t depth) {
+    if (e < 0 || e >= n || s[e] != '\n' || !tabs_at(s, e + 1, n, depth) || e + 1 + depth >= n ||
+        s[e + 1 + depth] != '}')
+        return -1;
+    return e + 1 + depth;
 }
 
 /* where the canonical body at ``start`` ends (before its "}"), or -1: lazy_body_end's answer
@@ -692,12 +713,92 @@ static Py_ssize_t canonical_body_end(const Py_UCS1 *s, Py_ssize_t n, Py_ssize_t 
                                      Py_ssize_t levels, Py_ssize_t endpos) {
     if (endpos < n) n = endpos;
     if (start < 0 || start > n || levels < 1) return -1;
-    Py_ssize_t e = canonical_lines(s, start, n, depth, 0, levels);
-    /* the closing line: "\n", depth TABs, then "}" (looked at, not taken) */
-    if (e < 0 || e >= n || s[e] != '\n' || !tabs_at(s, e + 1, n, depth) || e + 1 + depth >= n ||
-        s[e + 1 + depth] != '}')
+    return close_body(s, n, canonical_lines(s, start, n, depth, 0, levels), depth);
+}
+
+/* ---- checking a body against one checked before ("per-line verification") ----
+ *
+ * A body that arrives again with one LV changed would be checked whole, character by character
+ * (~10 instructions each).  The check is a left-to-right loop over the body's top lines
+ * (canonical_lines at level 0) whose only state between lines is the position, and a line's
+ * check reads only its own characters and the character after it (the next line's "\n", or the
+ * "}" after the body's closing line).  So, given a body R the check accepted at the same depth
+ * (a memo entry: only accepted bodies are remembered):
+ *
+ * - where the text agrees with R up to and including the start of one of R's top lines, the
+ *   check of the text reaches that line's start exactly as the check of R did: it resumes there;
+ * - where the text from a line start on is R's rest from one of R's line starts followed by "}",
+ *   the check from there goes as R's did, to R's end: the body ends there.
+ *
+ * So only the lines between are checked: the changed ones.  R's line starts are found by
+ * skip_line, which relies on R being canonical (outside strings a "\n" only starts a line). */
+
+/* In a body the check accepted, the end of the top line at ``b`` ("\n", ind TABs, a key),
+ * where canonical_line ends it (after its value or its section's "}"); -1 if b is not one. */
+static Py_ssize_t skip_line(const Py_UCS1 *r, Py_ssize_t n, Py_ssize_t b, Py_ssize_t ind) {
+    if (b >= n || r[b] != '\n' || !tabs_at(r, b + 1, n, ind) || b + 1 + ind >= n || !is_key_char(r[b + 1 + ind]))
         return -1;
-    return e + 1 + depth;
+    Py_ssize_t j = b + 1 + ind;
+    while (j < n && is_key_char(r[j])) j++;
+    int section = j < n && r[j] == ' ';
+    for (;;) {
+        const Py_UCS1 *nl = memchr(r + j, '\n', (size_t)(n - j));
+        Py_ssize_t q = nl == NULL ? n : nl - r;
+        const Py_UCS1 *quote = memchr(r + j, '"', (size_t)(q - j));
+        if (quote != NULL) { /* a string, which may hold a "\n": past it */
+            j = canonical_string(r, quote - r, n);
+            if (j < 0) return -1;
+            continue;
+        }
+        if (q >= n) return -1;
+        if (!section) return q; /* a value's line ends at the first "\n" outside strings */
+        /* a section's lines are deeper, but for its closing line: "\n", ind TABs, "}" */
+        if (tabs_at(r, q + 1, n, ind) && q + 1 + ind < n && r[q + 1 + ind] == '}') return q + 1 + ind + 1;
+        j = q + 1;
+    }
+}
+
+/* how many of the first n characters of a and b agree */
+static Py_ssize_t common_prefix(const Py_UCS1 *a, const Py_UCS1 *b, Py_ssize_t n) {
+    Py_ssize_t i = 0;
+    while (i + 8 <= n) {
+        uint64_t x, y;
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        if (x != y) break;
+        i += 8;
+    }
+    while (i < n && a[i] == b[i]) i++;
+    return i;
+}
+
+/* canonical_body_end(s, n, start, depth, levels, endpos), given a body ``r`` (``rl`` characters)
+ * the check accepted at this depth and with these levels (see above) */
+static Py_ssize_t body_end_like(const Py_UCS1 *s, Py_ssize_t n, Py_ssize_t start, Py_ssize_t depth,
+                                Py_ssize_t levels, Py_ssize_t endpos, const Py_UCS1 *r, Py_ssize_t rl) {
+    if (endpos < n) n = endpos;
+    if (start < 0 || start > n || levels < 1) return -1;
+    Py_ssize_t ind = depth + 1; /* level 0's lines (levels >= 1) */
+    Py_ssize_t same = common_prefix(s + start, r, rl < n - start ? rl : n - start);
+    /* the last of R's line starts up to which the text agrees (0: the body's start) */
+    Py_ssize_t b = 0;
+    for (;;) {
+        Py_ssize_t next = skip_line(r, rl, b, ind);
+        if (next < 0 || next >= same) break;
+        b = next;
+    }
+    Py_ssize_t i = start + b;
+    for (int tries = 0; tries < 2; tries++) {
+        Py_ssize_t e = canonical_line(s, i, n, depth, 0, levels);
+        if (e == LINES_END) return close_body(s, n, i, depth);
+        if (e < 0) return -1;
+        i = e;
+        b = skip_line(r, rl, b, ind); /* R's line after the one that differs */
+        if (b < 0) break;
+        Py_ssize_t rest = rl - b;
+        if (rest < n - i && memcmp(s + i, r + b, (size_t)rest) == 0 && s[i + rest] == '}') return i + rest;
+    }
+    return close_body(s, n, canonical_lines(s, i, n, depth, 0, levels), depth);
 }
 
 /* lazy_body_end(text, start, depth, levels, endpos): the end of the canonical body that
@@ -799,6 +900,22 @@ static PyObject *recently_verified(PyObject *verified, const Py_UCS1 *s, Py_ssiz
     return NULL;
 }
 
+/* the body of the first remembered (depth, body) of this depth, for body_end_like (borrowed), or NULL */
+static PyObject *similar_body(PyObject *verified, Py_ssize_t depth) {
+    for (Py_ssize_t v = 0; v < PyList_GET_SIZE(verified); v++) {
+        PyObject *item = PyList_GET_ITEM(verified, v);
+        PyObject *raw = PyTuple_GET_ITEM(item, 1);
+        if (PyUnicode_KIND(raw) != PyUnicode_1BYTE_KIND) continue;
+        Py_ssize_t seen = PyLong_AsSsize_t(PyTuple_GET_ITEM(item, 0));
+        if (seen == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            continue;
+        }
+        if (seen == depth) return raw;
+    }
+    return NULL;
+}
+
 /* Parser._remember_verified: (depth, raw) first, then the list cut to its budgets */
 static int remember_verified(PyObject *verified, PyObject *raw, Py_ssize_t depth, Py_ssize_t min_chars,
                              Py_ssize_t one_max, Py_ssize_t count_max, Py_ssize_t chars_max) {
@@ -889,7 +1006,11 @@ static PyObject *cut_lazy(PyObject *self, PyObject *const *args, Py_ssize_t narg
             if (raw != NULL) {
                 Py_INCREF(raw);
             } else {
-                Py_ssize_t body = canonical_body_end(s, h.n, start, depth, levels, start + max_chars + depth + 1);
+                PyObject *like = similar_body(verified, depth);
+                Py_ssize_t endpos = start + max_chars + depth + 1;
+                Py_ssize_t body = like == NULL ? canonical_body_end(s, h.n, start, depth, levels, endpos)
+                                               : body_end_like(s, h.n, start, depth, levels, endpos,
+                                                               PyUnicode_1BYTE_DATA(like), PyUnicode_GET_LENGTH(like));
                 if (body < 0) {
                     if (++misses > 8) break; /* not LVM's writer: stop, or many heads cost O(n^2) */
                     continue;

@@ -1035,7 +1035,11 @@ class Parser:
         It is the reference's loop in one call (the same head search, memo, body
         check and cut-off; tests/wire/test_cut_lazy_accel.py checks the pieces, the
         bodies and the memo afterwards are the same); NotImplemented (wider
-        characters) leaves the text to the reference.
+        characters) leaves the text to the reference.  A body that is not in the
+        memo is checked against the memo's latest body of its depth: only the top
+        lines that differ from it are checked (a vg_update that changes one LV
+        checks that LV; see "per-line verification" in _ccodec.c), with the
+        result of checking it whole.
         """
         if not check_head and _accel is not None:
             cut: tuple[list[str], list[str]] = _accel.cut_lazy(
