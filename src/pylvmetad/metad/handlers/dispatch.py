@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING
 
-from ...wire.codec import DEFAULT_PARSER, Node, ParseError, Section, format_tree, parse, release_steps
+from ...wire.codec import DEFAULT_PARSER, Node, ParseError, Section, first_values, format_tree, parse, release_steps
 from ...wire.framing import decode, encode_reply
 from ...wire.replies import Reply, failed, ok, simple, unknown
 from ..cache import CacheState, GlobalFlag
@@ -138,22 +138,17 @@ class Request:
                 fields.get_int("update_timeout", 0),
                 error,
             )
-        # one dict of the top level, the first pair of each key winning (what the getters
-        # read); a plain str or 32-bit int is the getters' answer, anything else asks them
-        first = dict(reversed(items)).get
-        name = first("request")
+        # the first value of each field in one walk of the top level (what the getters read);
+        # a plain str or 32-bit int is the getters' answer, anything else asks them
+        name, token, pid, cmd, timeout = first_values(items, REQUEST_FIELDS)
         if type(name) is not str:
             name = fields.get_str("request")
-        token = first("token")
         if type(token) is not str:
             token = fields.get_str("token")
-        pid = first("pid")
         if type(pid) is not int or not _INT32_MIN <= pid <= _INT32_MAX:
             pid = fields.get_int("pid", 0)
-        cmd = first("cmd")
         if type(cmd) is not str:
             cmd = fields.get_str("cmd")
-        timeout = first("update_timeout")
         if type(timeout) is not int or not _INT32_MIN <= timeout <= _INT32_MAX:
             timeout = fields.get_int("update_timeout", 0)
         return cls(tree, name or "NONE", token or "NONE", pid, cmd or "NONE", timeout, error)
