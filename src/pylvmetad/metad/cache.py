@@ -63,7 +63,7 @@ from dataclasses import dataclass, field
 from enum import IntFlag
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from ..wire.codec import Section, compare_trees, same_trees
+from ..wire.codec import Node, Section, accelerated_function, compare_trees, same_trees
 from .journal import Journal, MutableValueTable, Table
 from .protocol import UPDATE_IN_PROGRESS
 from .tokens import Action, decide
@@ -246,11 +246,20 @@ def strip_device_hints(metadata: Section) -> list[str]:
     ``device`` second, so in practice every hint goes.  Only ``device``
     pairs go, so the uuids read in the same walk are those listed after it.
     """
-    pvids: list[str] = []
     pvs = metadata.find("physical_volumes")
     if not isinstance(pvs, Section):
-        return pvids
-    for _, pv in pvs.items:
+        return []
+    if _strip_accel is not None:
+        pvids = _strip_accel(pvs.items)
+        if pvids is not NotImplemented:
+            return pvids  # type: ignore[return-value]
+    return _strip_device_hints_py(pvs.items)
+
+
+def _strip_device_hints_py(pvs: list[tuple[str, Node]]) -> list[str]:
+    """:func:`strip_device_hints` of the pairs of a ``physical_volumes`` (the reference of the C walk)."""
+    pvids: list[str] = []
+    for _, pv in pvs:
         if not isinstance(pv, Section):
             continue
         pvid = _pv_id(pv)
@@ -270,6 +279,9 @@ def strip_device_hints(metadata: Section) -> list[str]:
             i += 1
     return pvids
 
+
+#: the same walk in C (``_ccodec.strip_device_hints``; NotImplemented: the reference decides)
+_strip_accel: Callable[[list[tuple[str, Node]]], object] | None = accelerated_function("strip_device_hints")
 
 K = TypeVar("K")
 V = TypeVar("V")

@@ -1370,6 +1370,105 @@ static PyObject *first_values(PyObject *self, PyObject *const *args, Py_ssize_t 
     return out;
 }
 
+/* strip_device_hints(items): the cache's walk of a VG's ``physical_volumes`` pairs
+ * (metad.cache._strip_device_hints_py, the reference), in C.  For each child Section (exact
+ * type): its uuid (the first pair, ("id", str); an empty one is left out) goes into the list
+ * returned, and its "device" pairs go as the reference's cursor drops them: never the first
+ * pair, nor one right after a dropped one.  A section that loses a pair is touched (its raw
+ * text no longer describes it).  Every shape is checked before anything changes: any pair that
+ * is not a 2-tuple with an exact str key, a child of a Section subclass, or a PV whose first
+ * pair is not ("id", str) gives NotImplemented with nothing changed (the reference decides). */
+static PyObject *str_device, *str_id;
+
+static int plain_pairs(PyObject *items) {
+    if (!PyList_CheckExact(items)) return 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+        PyObject *pair = PyList_GET_ITEM(items, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(pair, 0)))
+            return 0;
+    }
+    return 1;
+}
+
+static int key_is(PyObject *pair, PyObject *key) {
+    PyObject *k = PyTuple_GET_ITEM(pair, 0);
+    return k == key || (PyUnicode_GET_LENGTH(k) == PyUnicode_GET_LENGTH(key) && PyUnicode_KIND(k) == PyUnicode_KIND(key) &&
+                        memcmp(PyUnicode_DATA(k), PyUnicode_DATA(key), (size_t)PyUnicode_GET_LENGTH(k) * PyUnicode_KIND(k)) == 0);
+}
+
+static PyObject *strip_device_hints(PyObject *self, PyObject *items) {
+    if (section_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_ccodec.configure() was not called");
+        return NULL;
+    }
+    if (!plain_pairs(items)) Py_RETURN_NOTIMPLEMENTED;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    /* first pass: build every PV's children (as the reference does) and check their shapes */
+    PyObject *children = PyList_New(0); /* each PV's items, in order, or None for a non-Section */
+    if (children == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1);
+        PyObject *pv_items;
+        if (!PyObject_TypeCheck(v, (PyTypeObject *)section_type)) {
+            pv_items = Py_NewRef(Py_None);
+        } else if (Py_TYPE(v) != (PyTypeObject *)section_type) {
+            Py_DECREF(children);
+            Py_RETURN_NOTIMPLEMENTED;
+        } else {
+            pv_items = section_items(v);
+            if (pv_items == NULL) {
+                Py_DECREF(children);
+                return NULL;
+            }
+            if (!plain_pairs(pv_items) || PyList_GET_SIZE(pv_items) == 0 ||
+                !key_is(PyList_GET_ITEM(pv_items, 0), str_id) ||
+                !PyUnicode_CheckExact(PyTuple_GET_ITEM(PyList_GET_ITEM(pv_items, 0), 1))) {
+                Py_DECREF(pv_items);
+                Py_DECREF(children);
+                Py_RETURN_NOTIMPLEMENTED;
+            }
+        }
+        int rc = PyList_Append(children, pv_items);
+        Py_DECREF(pv_items);
+        if (rc < 0) {
+            Py_DECREF(children);
+            return NULL;
+        }
+    }
+    if (PyList_GET_SIZE(items) != n) { /* changed while building (a lazy parse): the reference */
+        Py_DECREF(children);
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    /* second pass: the uuids, and the hints dropped */
+    PyObject *pvids = PyList_New(0);
+    if (pvids == NULL) {
+        Py_DECREF(children);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pv_items = PyList_GET_ITEM(children, i);
+        if (pv_items == Py_None) continue;
+        PyObject *pvid = PyTuple_GET_ITEM(PyList_GET_ITEM(pv_items, 0), 1);
+        if (PyUnicode_GET_LENGTH(pvid) > 0 && PyList_Append(pvids, pvid) < 0) goto error;
+        int touched = 0;
+        for (Py_ssize_t j = 0; j + 1 < PyList_GET_SIZE(pv_items); j++) {
+            if (!key_is(PyList_GET_ITEM(pv_items, j + 1), str_device)) continue;
+            if (!touched) {
+                PyObject *v = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1);
+                if (Py_TYPE(raw_descr)->tp_descr_set(raw_descr, v, Py_None) < 0) goto error;
+                touched = 1;
+            }
+            if (PyList_SetSlice(pv_items, j + 1, j + 2, NULL) < 0) goto error;
+        }
+    }
+    Py_DECREF(children);
+    return pvids;
+error:
+    Py_DECREF(children);
+    Py_DECREF(pvids);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"build", (PyCFunction)(void (*)(void))build, METH_FASTCALL, "The fast path's tree of a text cut around its lazy bodies, or None."},
     {"compare_trees", (PyCFunction)(void (*)(void))compare_trees, METH_FASTCALL, "LVM's compare_config of two Sections or lists of pairs."},
@@ -1377,6 +1476,7 @@ static PyMethodDef methods[] = {
     {"configure_compare", configure_compare, METH_O, "configure_compare(codec._compare_values)"},
     {"first_value", (PyCFunction)(void (*)(void))first_value, METH_FASTCALL, "The first pair's value for key, or None."},
     {"first_values", (PyCFunction)(void (*)(void))first_values, METH_FASTCALL, "first_value for each of a tuple of keys."},
+    {"strip_device_hints", strip_device_hints, METH_O, "The cache's device hints dropped from PV sections; their uuids."},
     {"same_trees", (PyCFunction)(void (*)(void))same_trees, METH_FASTCALL, "Whether two Sections are the same tree exactly."},
     {"lazy_body_end", lazy_body_end, METH_VARARGS, "End of the canonical lazy body at start, -1, or -2."},
     {NULL, NULL, 0, NULL},
@@ -1389,7 +1489,9 @@ PyMODINIT_FUNC PyInit__ccodec(void) {
     str_items = PyUnicode_InternFromString("items");
     str_raw = PyUnicode_InternFromString("raw");
     int_one = PyLong_FromLong(1);
-    if (str_items == NULL || str_raw == NULL || int_one == NULL) return NULL;
+    str_device = PyUnicode_InternFromString("device");
+    str_id = PyUnicode_InternFromString("id");
+    if (str_items == NULL || str_raw == NULL || int_one == NULL || str_device == NULL || str_id == NULL) return NULL;
     if (PyType_Ready(&AsciiDecoderType) < 0 || PyType_Ready(&AsciiJoinerType) < 0 || PyType_Ready(&SpanMemoType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);

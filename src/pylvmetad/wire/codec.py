@@ -66,6 +66,7 @@ __all__ = [
     "Parser",
     "Section",
     "Value",
+    "accelerated_function",
     "compare_trees",
     "first_values",
     "format_atom",
@@ -1328,6 +1329,16 @@ if _accel is not None:
     first_values = _first_values_c
 #: whether the C fast path is in use
 ACCELERATED = _accel is not None
+
+
+def accelerated_function(name: str) -> Callable[..., object] | None:
+    """The accelerator's function ``name`` when the C fast path is in use, else None.
+
+    For the layers above with a walk of parsed trees done in C (each keeps
+    its Python reference and a test of both).
+    """
+    return getattr(_accel, name) if _accel is not None else None
+
 
 #: the parser :func:`parse` uses (and lazy sections, when they build their children)
 DEFAULT_PARSER = Parser()
