@@ -686,6 +686,20 @@ static Py_ssize_t canonical_lines(const Py_UCS1 *s, Py_ssize_t i, Py_ssize_t n, 
     }
 }
 
+/* where the canonical body at ``start`` ends (before its "}"), or -1: lazy_body_end's answer
+ * for a text of one-byte characters */
+static Py_ssize_t canonical_body_end(const Py_UCS1 *s, Py_ssize_t n, Py_ssize_t start, Py_ssize_t depth,
+                                     Py_ssize_t levels, Py_ssize_t endpos) {
+    if (endpos < n) n = endpos;
+    if (start < 0 || start > n || levels < 1) return -1;
+    Py_ssize_t e = canonical_lines(s, start, n, depth, 0, levels);
+    /* the closing line: "\n", depth TABs, then "}" (looked at, not taken) */
+    if (e < 0 || e >= n || s[e] != '\n' || !tabs_at(s, e + 1, n, depth) || e + 1 + depth >= n ||
+        s[e + 1 + depth] != '}')
+        return -1;
+    return e + 1 + depth;
+}
+
 /* lazy_body_end(text, start, depth, levels, endpos): the end of the canonical body that
  * starts at ``start`` (after "name {" indented ``depth`` TABs), -1 if there is none before
  * ``endpos``, or -2 when the text has wider characters (ask the regex). */
@@ -694,16 +708,219 @@ static PyObject *lazy_body_end(PyObject *self, PyObject *args) {
     Py_ssize_t start, depth, levels, endpos;
     if (!PyArg_ParseTuple(args, "Unnnn", &text, &start, &depth, &levels, &endpos)) return NULL;
     if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND) return PyLong_FromLong(-2);
-    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(text);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
-    if (endpos < n) n = endpos;
-    if (start < 0 || start > n || levels < 1) return PyLong_FromLong(-1);
-    Py_ssize_t e = canonical_lines(s, start, n, depth, 0, levels);
-    /* the closing line: "\n", depth TABs, then "}" (looked at, not taken) */
-    if (e < 0 || e >= n || s[e] != '\n' || !tabs_at(s, e + 1, n, depth) || e + 1 + depth >= n ||
-        s[e + 1 + depth] != '}')
-        return PyLong_FromLong(-1);
-    return PyLong_FromSsize_t(e + 1 + depth);
+    return PyLong_FromSsize_t(
+        canonical_body_end(PyUnicode_1BYTE_DATA(text), PyUnicode_GET_LENGTH(text), start, depth, levels, endpos));
+}
+
+/* ---- cutting a text around its lazy bodies (codec.Parser._cut_lazy_py with check_head=False) ---- */
+
+/* the first occurrence of w[0:m] in s[from:n], or -1 (str.find) */
+static Py_ssize_t find_word(const Py_UCS1 *s, Py_ssize_t n, Py_ssize_t from, const Py_UCS1 *w, Py_ssize_t m) {
+    if (m == 0) return from <= n ? from : -1;
+    const Py_UCS1 *end = s + n, *p = s + from;
+    while (end - p >= m) {
+        p = memchr(p, w[0], (size_t)(end - p - m + 1));
+        if (p == NULL) return -1;
+        if (memcmp(p + 1, w + 1, (size_t)(m - 1)) == 0) return p - s;
+        p++;
+    }
+    return -1;
+}
+
+#define CUT_NAMES_MAX 16
+
+typedef struct {
+    const Py_UCS1 *s;
+    Py_ssize_t n, count;
+    const Py_UCS1 *name[CUT_NAMES_MAX];
+    Py_ssize_t len[CUT_NAMES_MAX];
+    Py_ssize_t next[CUT_NAMES_MAX]; /* each name's first occurrence at or after the last search, -1: none */
+} Heads;
+
+/* codec._lazy_head's search from ``p``: ``^([ \t]*+)(?:names)([ \t]*+)\{`` (multi-line), its
+ * alternatives tried in the order of h->name (sorted, as the regex has them).  Only a line start
+ * at or after p can match ("^" at p needs p to start a line), and only the line of a name's
+ * occurrence (as in codec._search_head), so the search goes from one such line to the next.
+ * Returns 1 and the match's start, the end of group 1, the end of the name and the match's end,
+ * or 0. */
+static int search_head(Heads *h, Py_ssize_t p, Py_ssize_t *start, Py_ssize_t *g1, Py_ssize_t *g2s, Py_ssize_t *end) {
+    const Py_UCS1 *s = h->s;
+    Py_ssize_t n = h->n;
+    for (;;) {
+        Py_ssize_t f = -1;
+        for (Py_ssize_t i = 0; i < h->count; i++) {
+            if (h->next[i] >= 0 && h->next[i] < p) h->next[i] = find_word(s, n, p, h->name[i], h->len[i]);
+            if (h->next[i] >= 0 && (f < 0 || h->next[i] < f)) f = h->next[i];
+        }
+        if (f < 0) return 0;
+        Py_ssize_t q = f;
+        while (q > p && s[q - 1] != '\n') q--;
+        if (q > p || p == 0 || s[p - 1] == '\n') {
+            Py_ssize_t j = q;
+            while (j < n && (s[j] == ' ' || s[j] == '\t')) j++;
+            for (Py_ssize_t i = 0; i < h->count; i++) {
+                Py_ssize_t m = h->len[i];
+                if (m > n - j || memcmp(s + j, h->name[i], (size_t)m) != 0) continue;
+                Py_ssize_t k = j + m;
+                while (k < n && (s[k] == ' ' || s[k] == '\t')) k++;
+                if (k < n && s[k] == '{') {
+                    *start = q;
+                    *g1 = j;
+                    *g2s = j + m;
+                    *end = k + 1;
+                    return 1;
+                }
+            }
+        }
+        const Py_UCS1 *eol = memchr(s + f, '\n', (size_t)(n - f));
+        if (eol == NULL) return 0;
+        p = eol - s + 1;
+    }
+}
+
+/* Parser._recently_verified: the first remembered (depth, body) of this depth whose body
+ * stands at ``start`` followed by "}" (borrowed), or NULL */
+static PyObject *recently_verified(PyObject *verified, const Py_UCS1 *s, Py_ssize_t n, Py_ssize_t start,
+                                   Py_ssize_t depth) {
+    Py_ssize_t count = PyList_GET_SIZE(verified);
+    for (Py_ssize_t v = 0; v < count; v++) {
+        PyObject *item = PyList_GET_ITEM(verified, v);
+        PyObject *raw = PyTuple_GET_ITEM(item, 1);
+        Py_ssize_t len = PyUnicode_GET_LENGTH(raw);
+        if (PyUnicode_KIND(raw) != PyUnicode_1BYTE_KIND || len >= n - start) continue; /* cannot stand there */
+        Py_ssize_t seen = PyLong_AsSsize_t(PyTuple_GET_ITEM(item, 0));
+        if (seen == -1 && PyErr_Occurred()) {
+            PyErr_Clear(); /* too big for any depth */
+            continue;
+        }
+        if (seen == depth && memcmp(s + start, PyUnicode_1BYTE_DATA(raw), (size_t)len) == 0 && s[start + len] == '}')
+            return raw;
+    }
+    return NULL;
+}
+
+/* Parser._remember_verified: (depth, raw) first, then the list cut to its budgets */
+static int remember_verified(PyObject *verified, PyObject *raw, Py_ssize_t depth, Py_ssize_t min_chars,
+                             Py_ssize_t one_max, Py_ssize_t count_max, Py_ssize_t chars_max) {
+    Py_ssize_t len = PyUnicode_GET_LENGTH(raw);
+    if (len < min_chars || len > one_max) return 0;
+    PyObject *d = PyLong_FromSsize_t(depth);
+    if (d == NULL) return -1;
+    PyObject *item = PyTuple_Pack(2, d, raw);
+    Py_DECREF(d);
+    if (item == NULL) return -1;
+    int rc = PyList_Insert(verified, 0, item);
+    Py_DECREF(item);
+    if (rc < 0) return -1;
+    Py_ssize_t total = 0, count = PyList_GET_SIZE(verified);
+    for (Py_ssize_t v = 0; v < count; v++) {
+        total += PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(PyList_GET_ITEM(verified, v), 1));
+        if (v >= count_max || total > chars_max) return PyList_SetSlice(verified, v, count, NULL);
+    }
+    return 0;
+}
+
+static int append_new(PyObject *list, PyObject *obj) {
+    if (obj == NULL) return -1;
+    int rc = PyList_Append(list, obj);
+    Py_DECREF(obj);
+    return rc;
+}
+
+/* cut_lazy(text, names, verified, min_chars, one_max, count_max, chars_max, levels, max_chars):
+ * Parser._cut_lazy_py(text, lazy, check_head=False) in one call: (pieces, raws), with
+ * ``verified`` (the Parser's memo) read and updated as the reference does.  ``names`` is
+ * sorted(lazy), ``one_max`` VERIFIED_CHARS // 2, ``levels`` LAZY_MAX_DEPTH, ``max_chars``
+ * LAZY_MAX_CHARS.  NotImplemented (nothing read or changed) when the text or a name has
+ * wider characters, there are more than CUT_NAMES_MAX names or the memo holds anything but
+ * (int, str) pairs: the reference decides. */
+static PyObject *cut_lazy(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "cut_lazy takes 9 arguments");
+        return NULL;
+    }
+    PyObject *text = args[0], *names = args[1], *verified = args[2];
+    if (!PyUnicode_Check(text) || !PyTuple_Check(names) || !PyList_Check(verified)) {
+        PyErr_SetString(PyExc_TypeError, "cut_lazy(str, tuple, list, int, ...)");
+        return NULL;
+    }
+    Py_ssize_t num[6];
+    for (int a = 0; a < 6; a++) {
+        num[a] = PyLong_AsSsize_t(args[3 + a]);
+        if (num[a] == -1 && PyErr_Occurred()) return NULL;
+    }
+    Py_ssize_t min_chars = num[0], one_max = num[1], count_max = num[2], chars_max = num[3], levels = num[4],
+               max_chars = num[5];
+    Heads h;
+    h.count = PyTuple_GET_SIZE(names);
+    if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND || h.count > CUT_NAMES_MAX) Py_RETURN_NOTIMPLEMENTED;
+    for (Py_ssize_t v = 0; v < PyList_GET_SIZE(verified); v++) {
+        PyObject *item = PyList_GET_ITEM(verified, v);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 || !PyLong_Check(PyTuple_GET_ITEM(item, 0)) ||
+            !PyUnicode_Check(PyTuple_GET_ITEM(item, 1)))
+            Py_RETURN_NOTIMPLEMENTED;
+    }
+    h.s = PyUnicode_1BYTE_DATA(text);
+    h.n = PyUnicode_GET_LENGTH(text);
+    int any = 0;
+    for (Py_ssize_t i = 0; i < h.count; i++) {
+        PyObject *name = PyTuple_GET_ITEM(names, i);
+        if (!PyUnicode_Check(name) || PyUnicode_KIND(name) != PyUnicode_1BYTE_KIND) Py_RETURN_NOTIMPLEMENTED;
+        h.name[i] = PyUnicode_1BYTE_DATA(name);
+        h.len[i] = PyUnicode_GET_LENGTH(name);
+        h.next[i] = find_word(h.s, h.n, 0, h.name[i], h.len[i]);
+        any |= h.next[i] >= 0;
+    }
+    PyObject *pieces = PyList_New(0), *raws = PyList_New(0);
+    if (pieces == NULL || raws == NULL) goto error;
+    Py_ssize_t pos = 0;
+    if (any) {
+        const Py_UCS1 *s = h.s;
+        Py_ssize_t search_at = 0, hs, g1, g2s, end;
+        int misses = 0; /* heads whose body is not canonical; each costs a scan of the text */
+        while (search_head(&h, search_at, &hs, &g1, &g2s, &end)) {
+            Py_ssize_t start = search_at = end;
+            if (end - 1 - g2s != 1 || s[g2s] != ' ') continue; /* not the writer's layout */
+            Py_ssize_t x = hs;
+            while (x < g1 && s[x] == '\t') x++;
+            if (x < g1) continue;
+            Py_ssize_t depth = g1 - hs;
+            PyObject *raw = recently_verified(verified, s, h.n, start, depth);
+            if (raw != NULL) {
+                Py_INCREF(raw);
+            } else {
+                Py_ssize_t body = canonical_body_end(s, h.n, start, depth, levels, start + max_chars + depth + 1);
+                if (body < 0) {
+                    if (++misses > 8) break; /* not LVM's writer: stop, or many heads cost O(n^2) */
+                    continue;
+                }
+                raw = PyUnicode_Substring(text, start, body);
+                if (raw == NULL) goto error;
+                if (remember_verified(verified, raw, depth, min_chars, one_max, count_max, chars_max) < 0) {
+                    Py_DECREF(raw);
+                    goto error;
+                }
+            }
+            PyObject *piece = PyUnicode_Substring(text, pos, start);
+            if (piece == NULL || PyList_Append(pieces, piece) < 0 || PyList_Append(raws, raw) < 0) {
+                Py_XDECREF(piece);
+                Py_DECREF(raw);
+                goto error;
+            }
+            Py_DECREF(piece);
+            pos = search_at = start + PyUnicode_GET_LENGTH(raw);
+            Py_DECREF(raw);
+        }
+    }
+    if (append_new(pieces, PyUnicode_Substring(text, pos, h.n)) < 0) goto error;
+    PyObject *result = PyTuple_Pack(2, pieces, raws);
+    Py_DECREF(pieces);
+    Py_DECREF(raws);
+    return result;
+error:
+    Py_XDECREF(pieces);
+    Py_XDECREF(raws);
+    return NULL;
 }
 
 /* first_value(items, key): the value of the first (key, value) pair of ``items`` whose key
@@ -1478,6 +1695,7 @@ static PyMethodDef methods[] = {
     {"first_values", (PyCFunction)(void (*)(void))first_values, METH_FASTCALL, "first_value for each of a tuple of keys."},
     {"strip_device_hints", strip_device_hints, METH_O, "The cache's device hints dropped from PV sections; their uuids."},
     {"same_trees", (PyCFunction)(void (*)(void))same_trees, METH_FASTCALL, "Whether two Sections are the same tree exactly."},
+    {"cut_lazy", (PyCFunction)(void (*)(void))cut_lazy, METH_FASTCALL, "Parser._cut_lazy_py without the head check, in one call."},
     {"lazy_body_end", lazy_body_end, METH_VARARGS, "End of the canonical lazy body at start, -1, or -2."},
     {NULL, NULL, 0, NULL},
 };

@@ -22,6 +22,18 @@ def build(
     spans: SpanMemo | None = None,
     /,
 ) -> object: ...
+def cut_lazy(
+    text: str,
+    names: tuple[str, ...],
+    verified: list[tuple[int, str]],
+    min_chars: int,
+    one_max: int,
+    count_max: int,
+    chars_max: int,
+    levels: int,
+    max_chars: int,
+    /,
+) -> Any: ...
 def lazy_body_end(text: str, start: int, depth: int, levels: int, endpos: int, /) -> int: ...
 
 class SpanMemo:

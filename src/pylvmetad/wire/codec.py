@@ -781,6 +781,19 @@ def _lazy_head(lazy: frozenset[str]) -> re.Pattern[str]:
     return re.compile(r"(?m)^([ \t]*+)(?:" + names + r")([ \t]*+)\{")
 
 
+_SORTED_NAMES: dict[frozenset[str], tuple[str, ...]] = {}
+
+
+def _sorted_names(lazy: frozenset[str]) -> tuple[str, ...]:
+    """``sorted(lazy)``: the order of the head regex's alternatives (which the accelerator tries in turn)."""
+    names = _SORTED_NAMES.get(lazy)
+    if names is None:
+        names = tuple(sorted(lazy))
+        if len(_SORTED_NAMES) < 8:  # callers use one or two fixed sets
+            _SORTED_NAMES[lazy] = names
+    return names
+
+
 def _search_head(head: re.Pattern[str], lazy: frozenset[str], text: str, pos: int) -> re.Match[str] | None:
     """``head.search(text, pos)``, started at the line of the first lazy name at or after ``pos``.
 
@@ -1038,7 +1051,31 @@ class Parser:
         return head
 
     def _cut_lazy(self, text: str, lazy: frozenset[str], check_head: bool) -> tuple[list[str], list[str]]:
-        """Split ``text`` around the canonical bodies of ``lazy`` sections.
+        """:meth:`_cut_lazy_py`'s result: without the head check, the accelerator's ``cut_lazy``.
+
+        It is the reference's loop in one call (the same head search, memo, body
+        check and cut-off; tests/wire/test_cut_lazy_accel.py checks the pieces, the
+        bodies and the memo afterwards are the same); NotImplemented (wider
+        characters) leaves the text to the reference.
+        """
+        if not check_head and _accel is not None:
+            cut: tuple[list[str], list[str]] = _accel.cut_lazy(
+                text,
+                _sorted_names(lazy),
+                self.verified,
+                self.VERIFIED_MIN_CHARS,
+                self.VERIFIED_CHARS // 2,
+                self.VERIFIED_MAX,
+                self.VERIFIED_CHARS,
+                LAZY_MAX_DEPTH,
+                LAZY_MAX_CHARS,
+            )
+            if cut is not NotImplemented:
+                return cut
+        return self._cut_lazy_py(text, lazy, check_head)
+
+    def _cut_lazy_py(self, text: str, lazy: frozenset[str], check_head: bool) -> tuple[list[str], list[str]]:
+        """Split ``text`` around the canonical bodies of ``lazy`` sections (the reference).
 
         Returns the pieces between the bodies (``len(raws) + 1`` of them; piece
         i ends with the ``{`` of the section whose body is ``raws[i]``, piece

@@ -1,0 +1,215 @@
+"""The accelerator's ``cut_lazy`` cuts a text exactly as ``Parser._cut_lazy_py`` does.
+
+``Parser._cut_lazy`` without the head check (the fast paths') is one C call;
+the Python loop beside it is the reference.  Both are run from the same memo
+state and must give the same pieces and bodies and leave the same memo
+(``Parser.verified``: its order, its depths, its bodies), on every recorded
+request and reply (cold and with the memo warmed by the traffic before it)
+and under hypothesis: heads in odd layouts (spaces, no space, a space before
+the name, a longer name that ends with a lazy one, a head inside a string),
+canonical and nearly canonical bodies, several heads, more than eight bodies
+that are not canonical (the cut-off), and small memo budgets, so that its
+trimming runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pylvmetad.wire import codec
+from pylvmetad.wire.codec import Parser
+from support.ccodec import accelerator
+from wire.test_codec_accel import lazy_bodies, require_accelerator
+from wire.test_codec_fast import LAZY, corpus_texts
+
+Cut = tuple[list[str], list[str]]
+
+
+class SmallMemo(Parser):
+    """Budgets small enough that generated bodies fill the memo and get trimmed."""
+
+    VERIFIED_MAX = 2
+    VERIFIED_CHARS = 80
+    VERIFIED_MIN_CHARS = 4
+
+
+@contextmanager
+def accelerated() -> Iterator[None]:
+    saved, codec._accel = codec._accel, accelerator()
+    try:
+        yield
+    finally:
+        codec._accel = saved
+
+
+def same_cuts(reference: Parser, fast: Parser, text: str, lazy: frozenset[str]) -> Cut:
+    """Cut ``text`` with both parsers (equal memos before); assert the same result and memo after."""
+    assert reference.verified == fast.verified
+    want = reference._cut_lazy_py(text, lazy, check_head=False)
+    with accelerated():
+        assert codec._accel is not None
+        direct = codec._accel.cut_lazy(text, tuple(sorted(lazy)), list(fast.verified), *budgets(fast))
+        got = fast._cut_lazy(text, lazy, check_head=False)
+    if direct is NotImplemented:  # wider characters: the reference ran
+        assert any(ord(c) > 255 for c in text + "".join(lazy))
+    else:
+        assert tuple(direct) == want
+    assert (list(got[0]), list(got[1])) == (list(want[0]), list(want[1])), text[:300]
+    assert fast.verified == reference.verified
+    assert "".join(p + r for p, r in zip(got[0], got[1] + [""], strict=True)) == text
+    return got
+
+
+def budgets(parser: Parser) -> tuple[int, ...]:
+    return (
+        parser.VERIFIED_MIN_CHARS,
+        parser.VERIFIED_CHARS // 2,
+        parser.VERIFIED_MAX,
+        parser.VERIFIED_CHARS,
+        codec.LAZY_MAX_DEPTH,
+        codec.LAZY_MAX_CHARS,
+    )
+
+
+def test_the_accelerator_cuts_recorded_traffic_as_the_reference_does() -> None:
+    require_accelerator()
+    warm_reference, warm_fast = Parser(), Parser()
+    small_reference, small_fast = SmallMemo(), SmallMemo()
+    bodies = 0
+    for text in corpus_texts():
+        text = text.split("\0")[0]
+        for lazy in (LAZY, frozenset({"logical_volumes"}), frozenset({"physical_volumes", "segment1"})):
+            same_cuts(Parser(), Parser(), text, lazy)
+        _, raws = same_cuts(warm_reference, warm_fast, text, LAZY)
+        same_cuts(warm_reference, warm_fast, text, LAZY)  # again: from the memo
+        same_cuts(small_reference, small_fast, text, LAZY)
+        bodies += len(raws)
+    assert bodies > 100
+    assert warm_fast.verified  # the memo was used
+
+
+head_name = st.sampled_from(
+    ["logical_volumes", "historical_logical_volumes", "xlogical_volumes", "logical_volumes_", "lv", "logical"]
+)
+head_gap = st.sampled_from([" ", " ", " ", "", "  ", "\t", " \t"])
+head_indent = st.sampled_from(["", "\t", "\t\t", " ", "\t ", " \t", "x "])
+
+
+@st.composite
+def sections(draw: st.DrawFn) -> str:
+    """A head (in the writer's layout, mostly) and a body (canonical, mostly) at some depth."""
+    depth = draw(st.integers(0, 3))
+    indent = "\t" * depth if draw(st.integers(0, 3)) else draw(head_indent)
+    body = draw(lazy_bodies(depth))
+    close = "\n" + "\t" * depth + draw(st.sampled_from(["}", "}", "}", " }", ""]))
+    return f"{indent}{draw(head_name)}{draw(head_gap)}{{{body}{close}"
+
+
+filler = st.sampled_from(
+    [
+        "\n",
+        "\t",
+        "a=1\n",
+        "x {\n",
+        "}\n",
+        '"\nlogical_volumes {\n"\n',
+        'k="logical_volumes {"\n',
+        "logical_volumes",
+        "logical_volumes{",
+        "logical_volumes {",
+        "\tlogical_volumes {x",
+        "{",
+        "}",
+        "# logical_volumes {\n",
+        "é",
+        "\u20ac",
+    ]
+)
+
+
+@st.composite
+def documents(draw: st.DrawFn) -> str:
+    parts = draw(st.lists(st.one_of(sections(), filler, filler), max_size=16))
+    return "\n".join(parts) if draw(st.booleans()) else "".join(parts)
+
+
+names = st.sampled_from(
+    [
+        LAZY,
+        frozenset({"logical_volumes"}),
+        frozenset({"logical", "logical_volumes"}),
+        frozenset({"lv", "xlogical_volumes", "logical_volumes_"}),
+        frozenset({"historical_logical_volumes"}),
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(documents(), min_size=1, max_size=4), names, st.booleans())
+def test_the_accelerator_cuts_generated_text_as_the_reference_does(
+    texts: list[str], lazy: frozenset[str], small: bool
+) -> None:
+    require_accelerator()
+    make = SmallMemo if small else Parser
+    reference, fast = make(), make()
+    for text in texts + texts:  # the second round meets the memo the first one left
+        same_cuts(reference, fast, text, lazy)
+
+
+def test_the_cut_stops_after_nine_bodies_that_are_not_canonical() -> None:
+    require_accelerator()
+    bad = "logical_volumes {\n\tx = 1\n}\n"
+    good = "logical_volumes {\n\tx=1\n}\n"
+    for misses in (8, 9):
+        _, raws = same_cuts(Parser(), Parser(), bad * misses + good, LAZY)
+        assert raws == (["\n\tx=1\n"] if misses == 8 else [])
+
+
+def test_a_head_counts_only_at_the_start_of_its_line() -> None:
+    """After a head that is not cut, the search goes on from its brace, in the middle of a line."""
+    require_accelerator()
+    for text in ("logical_volumes{logical_volumes {\n\tx=1\n}\n", "logical_volumes {logical_volumes {\n\tx=1\n}\n"):
+        assert same_cuts(Parser(), Parser(), text, LAZY)[1] == []
+    text = "logical_volumes{\nlogical_volumes {\n\tx=1\n}\n"
+    assert same_cuts(Parser(), Parser(), text, LAZY)[1] == ["\n\tx=1\n"]
+
+
+def test_a_remembered_body_is_found_only_at_its_depth_and_before_its_brace() -> None:
+    require_accelerator()
+    body = "".join(f"\n\t\tlv{n}=1" for n in range(60))
+    text = f"a {{\n\tlogical_volumes {{{body}\n\t}}\n}}\n"
+    reference, fast = Parser(), Parser()
+    _, raws = same_cuts(reference, fast, text, LAZY)
+    assert raws == [body + "\n\t"]
+    assert fast.verified == [(1, body + "\n\t")]
+    # the same characters one level deeper are not the remembered body (its depth differs)
+    deeper = text.replace("\n\t", "\n\t\t").replace("a {", "a {\n\tb {") + "}\n"
+    same_cuts(reference, fast, deeper, LAZY)
+    assert [d for d, _ in fast.verified] == [2, 1]
+    # a remembered body followed by more lines is not the body
+    longer = text.replace("\n\t}", "\n\t\tlv_extra=2\n\t}")
+    _, raws = same_cuts(reference, fast, longer, LAZY)
+    assert raws == [body + "\n\t\tlv_extra=2\n\t"]
+
+
+def test_the_memo_keeps_its_budgets() -> None:
+    require_accelerator()
+    reference, fast = Parser(), Parser()
+    for n in range(3 * Parser.VERIFIED_MAX):
+        body = "".join(f"\n\tlv{n}_{k}=1" for k in range(80))
+        same_cuts(reference, fast, f"logical_volumes {{{body}\n}}\n", LAZY)
+    assert len(fast.verified) == Parser.VERIFIED_MAX
+    assert fast.verified[0][1].startswith(f"\n\tlv{3 * Parser.VERIFIED_MAX - 1}_0=1")
+
+
+def test_the_head_check_keeps_the_reference() -> None:
+    """The general path's cut (check_head) tokenises before each head: Python only."""
+    require_accelerator()
+    text = 'k="\nlogical_volumes {\n\tx=1\n}\n"\n'
+    with accelerated():
+        assert Parser()._cut_lazy(text, LAZY, check_head=True) == ([text], [])
+        assert Parser()._cut_lazy(text, LAZY, check_head=False)[1] == ["\n\tx=1\n"]
