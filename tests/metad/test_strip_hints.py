@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pylvmetad.metad import cache
-from pylvmetad.metad.handlers.dispatch import LAZY_SECTIONS
+from pylvmetad.metad.protocol import LAZY_SECTIONS
 from pylvmetad.wire import codec
 from pylvmetad.wire.codec import ParseError, Section
 from support.ccodec import accelerator
@@ -67,9 +67,9 @@ def test_examples() -> None:
     stripped = c_pvs[0][1]
     assert isinstance(stripped, Section) and stripped.raw is None and stripped.keys() == ["id", "status"]
     # the cursor: never the first pair, nor a device right after a dropped one
-    odd = [("pv0", pv(("id", "B"), ("device", 1), ("device", 2), ("device", 3), ("x", 0), ("device", 4)))]
+    odd: list[Any] = [("pv0", pv(("id", "B"), ("device", 1), ("device", 2), ("device", 3), ("x", 0), ("device", 4)))]
     assert both(odd) == ["B"]
-    assert cache._strip_device_hints_py(odd) == ["B"] and odd[0][1].keys() == ["id", "device", "x"]  # type: ignore[union-attr]
+    assert cache._strip_device_hints_py(odd) == ["B"] and odd[0][1].keys() == ["id", "device", "x"]
     kept = [("pv0", pv(("id", "C"), ("status", "x"), raw=True))]
     assert both(kept) == ["C"]
     untouched = copy.deepcopy(kept)
