@@ -71,7 +71,7 @@ class Steps:
     def __init__(self, n_pvs: int) -> None:
         self.handler = RequestHandler()
         metrics = Metrics(self.handler.state)
-        self.server = Server(self.handler, socket.socket(socket.AF_UNIX), observer=metrics.observe)
+        self.server = Server(self.handler, socket.socket(socket.AF_UNIX), observer=metrics.observer)
         metrics.attach_server(self.server)
         self.sink = _Sink()
         self.connection = Connection(self.server)
@@ -177,6 +177,8 @@ async def run(args: argparse.Namespace) -> None:
             new_pv = steps.makers("pv_found new")[0]
             for _ in range(args.pvs):  # the harness's order: every PV found first
                 steps.send(new_pv())
+            if args.only == "vg_lookup 10":  # the VG it looks up must be stored
+                steps.send(steps.makers("vg_update 10")[0]())
         for _ in range(args.ops):
             for make in makers:
                 steps.send(make())

@@ -15,6 +15,7 @@ import pytest
 from pylvmetad.metad.cache import ORPHAN, CacheState, VGInfo
 from pylvmetad.wire.codec import Section, Value
 from support.lvm_requests import (
+    PV_DEV_SIZE,
     PVRef,
     Session,
     atoms,
@@ -493,3 +494,37 @@ def test_replacing_a_vg_with_the_same_pvs_ends_as_the_general_path(
             assert s.state.check_invariants() == []
             states.append((_tables(s.state), s.dump(), s.send('request="pv_list"\n').body))
     assert states[0] == states[1]
+
+
+# ---------------------------------------------------------------------------
+# a rescan that finds every PV as it is stored changes nothing (cache.same_trees)
+# ---------------------------------------------------------------------------
+def test_a_known_pv_found_again_as_stored_changes_nothing(s: Session) -> None:
+    scanned(s)
+    state = s.handler.state
+    stored = state.pvid_to_pvmeta[PV1]
+    before = _tables(state)
+    again = s.fields(pv_found(PV1, D1))
+    assert again["changed"] == 0 and again["status"] == "complete"
+    assert _tables(state) == before  # the generation too: kept reply texts stay valid
+    assert state.pvid_to_pvmeta[PV1] is stored
+    md = vg_metadata(VG, 1, (PV1, PV2))
+    with_md = s.fields(pv_found(PV1, D1, vgname="vg0", metadata=md))
+    assert with_md["changed"] == 0 and with_md["seqno_before"] == with_md["seqno_after"] == 1
+    assert _tables(state) == before
+
+
+def test_a_known_pv_found_with_another_record_is_stored_even_when_it_compares_equal(s: Session) -> None:
+    scanned(s)
+    state = s.handler.state
+    generation = state.generation
+    # LVM's comparison does not compare keys: a renamed field is "not changed", yet stored
+    text = pv_found(PV1, D1).replace("dev_size", "dev_size2")
+    assert "dev_size2" in text
+    assert s.fields(text)["changed"] == 0
+    assert state.pvid_to_pvmeta[PV1].child("dev_size2") is not None
+    assert state.generation > generation
+    generation = state.generation
+    assert s.fields(pv_found(PV1, D1, dev_size=PV_DEV_SIZE + 512))["changed"] == 1
+    assert state.pvid_to_pvmeta[PV1].get_int64("dev_size") == PV_DEV_SIZE + 512
+    assert state.generation > generation

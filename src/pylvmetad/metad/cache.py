@@ -63,7 +63,7 @@ from dataclasses import dataclass, field
 from enum import IntFlag
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from ..wire.codec import Section, compare_trees
+from ..wire.codec import Node, Section, accelerated_function, compare_trees, same_trees
 from .journal import Journal, MutableValueTable, Table
 from .protocol import UPDATE_IN_PROGRESS
 from .tokens import Action, decide
@@ -246,11 +246,20 @@ def strip_device_hints(metadata: Section) -> list[str]:
     ``device`` second, so in practice every hint goes.  Only ``device``
     pairs go, so the uuids read in the same walk are those listed after it.
     """
-    pvids: list[str] = []
     pvs = metadata.find("physical_volumes")
     if not isinstance(pvs, Section):
-        return pvids
-    for _, pv in pvs.items:
+        return []
+    if _strip_accel is not None:
+        pvids = _strip_accel(pvs.items)
+        if pvids is not NotImplemented:
+            return pvids  # type: ignore[return-value]
+    return _strip_device_hints_py(pvs.items)
+
+
+def _strip_device_hints_py(pvs: list[tuple[str, Node]]) -> list[str]:
+    """:func:`strip_device_hints` of the pairs of a ``physical_volumes`` (the reference of the C walk)."""
+    pvids: list[str] = []
+    for _, pv in pvs:
         if not isinstance(pv, Section):
             continue
         pvid = _pv_id(pv)
@@ -270,6 +279,9 @@ def strip_device_hints(metadata: Section) -> list[str]:
             i += 1
     return pvids
 
+
+#: the same walk in C (``_ccodec.strip_device_hints``; NotImplemented: the reference decides)
+_strip_accel: Callable[[list[tuple[str, Node]]], object] | None = accelerated_function("strip_device_hints")
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -588,7 +600,9 @@ class CacheState:
             old_seq <= 0
             or (pvid is None and (new_seq < old_seq or (new_seq == old_seq and compare_trees(metadata, old) != 0)))
         )
-        self._changed()
+        if not (pvid is not None and kind == "same" and not purge and new_seq == old_seq):
+            # (a PV's copy of the stored metadata, the same seqno and tree: nothing changes)
+            self._changed()
         if purge:
             self.purge(vgid, name)
             old, kind = None, "new"
@@ -654,13 +668,19 @@ class CacheState:
         old_device = old_device or 0
         device_pvid = self.device_to_pvid.get(device)
         changed = 0
+        stored = False  # whether the PV is stored exactly as sent already: nothing changes
         prev: str | None = None
         prev_vgid: str | None = None
 
         if device_pvid is not None and old_device != 0 and device == old_device and device_pvid == pvid:
             assert old is not None
-            changed = int(compare_trees(pvmeta, old) != 0)
-            self._set_pvmeta(pvid, pvmeta)
+            if same_trees(pvmeta, old):
+                # what pvscan --cache sends of every known PV: storing it would change nothing
+                # (and move the generation, so every kept reply text would be built again)
+                stored = True
+            else:
+                changed = int(compare_trees(pvmeta, old) != 0)
+                self._set_pvmeta(pvid, pvmeta)
         elif device_pvid is None and old_device == 0:
             changed = 1
             self.device_to_pvid[device] = pvid
@@ -684,7 +704,8 @@ class CacheState:
             return PVFoundResult(failed="Ignore duplicate PV")
         else:
             return PVFoundResult(failed="Ignore PV for unknown state")
-        self._changed()
+        if not stored:
+            self._changed()
 
         result = PVFoundResult(changed=changed)
         found_vgid: str | None

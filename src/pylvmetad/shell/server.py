@@ -725,14 +725,25 @@ class Connection(asyncio.Protocol):
                 return
             elapsed = perf_counter() - began
             reply, data = answer, None
-        self._answered(reply, elapsed, wire)
+        # self._answered(reply, elapsed, wire) and self._write(data), inline: this runs per request
+        observer = server.observer
+        if observer is not None:
+            try:
+                observer(reply, elapsed)
+            except Exception:  # statistics must never cost a reply
+                log.exception("request observer failed")
+        if wire or reply.response == "failed":
+            self._log_reply(reply, wire)
         if data is None:  # not encoded by the handler (the memo's replies are)
             body = reply.body
             if len(body) > STEP_THRESHOLD:
                 self._start_job(self._stepped_write(body))
                 return
             data = encode_reply(body)
-        self._write(data)
+        transport = self.transport
+        assert transport is not None
+        server.stats.bytes_out += len(data)
+        transport.write(data)
 
     def _send_reply(self, reply: Reply, elapsed: float, wire: bool) -> None:
         self._answered(reply, elapsed, wire)

@@ -1548,12 +1548,274 @@ static PyObject *configure_compare(PyObject *self, PyObject *fn) {
     Py_RETURN_NONE;
 }
 
+/* ---------------------------------------------------------------------------
+ * same_trees(a, b): whether two Sections are the same tree exactly (codec._same_trees_py,
+ * the reference).  Conservative: 1 only when every key is an exact str equal to the other's
+ * and every value is of the very same type as the other's with the same value (floats: the
+ * same repr; lists: the same atoms; Sections: the same trees, or the same lazy text); 0 for
+ * anything else, objects of types it does not know included.  Lazy children are built as
+ * the reference builds them (Section.items); recursion is bounded like compare_trees'.
+ * ------------------------------------------------------------------------- */
+static int same_nodes(PyObject *a, PyObject *b);
+
+static int same_atoms(PyObject *va, PyObject *vb) {
+    if (va == vb) return 1;
+    PyTypeObject *t = Py_TYPE(va);
+    if (Py_TYPE(vb) != t) return 0;
+    if (t == &PyUnicode_Type) return same_text(va, vb);
+    if (t == &PyLong_Type) return PyObject_RichCompareBool(va, vb, Py_EQ);
+    if (t == &PyFloat_Type) {
+        PyObject *ra = PyObject_Repr(va);
+        if (ra == NULL) return -1;
+        PyObject *rb = PyObject_Repr(vb);
+        if (rb == NULL) {
+            Py_DECREF(ra);
+            return -1;
+        }
+        int r = same_text(ra, rb);
+        Py_DECREF(ra);
+        Py_DECREF(rb);
+        return r;
+    }
+    if (t == (PyTypeObject *)section_type) return same_nodes(va, vb);
+    if (PyList_Check(va)) {
+        Py_ssize_t n = PyList_GET_SIZE(va);
+        if (PyList_GET_SIZE(vb) != n) return 0;
+        if (Py_EnterRecursiveCall(" in same_trees")) return -1;
+        int r = 1;
+        for (Py_ssize_t i = 0; i < n && r == 1; i++) {
+            if (i >= PyList_GET_SIZE(va) || i >= PyList_GET_SIZE(vb)) { /* shrunk under a callback */
+                r = 0;
+                break;
+            }
+            PyObject *x = Py_NewRef(PyList_GET_ITEM(va, i)), *y = Py_NewRef(PyList_GET_ITEM(vb, i));
+            r = same_atoms(x, y);
+            Py_DECREF(x);
+            Py_DECREF(y);
+        }
+        Py_LeaveRecursiveCall();
+        return r;
+    }
+    return 0;
+}
+
+/* two Sections (exact type): 1, 0, or -1 (an error) */
+static int same_nodes(PyObject *a, PyObject *b) {
+    if (a == b) return 1;
+    if (Py_TYPE(a) != (PyTypeObject *)section_type || Py_TYPE(b) != (PyTypeObject *)section_type) return 0;
+    PyObject *ra = section_raw(a);
+    if (ra == NULL) return -1;
+    PyObject *rb = section_raw(b);
+    if (rb == NULL) {
+        Py_DECREF(ra);
+        return -1;
+    }
+    int same = ra != Py_None && rb != Py_None ? same_text(ra, rb) : 0;
+    Py_DECREF(ra);
+    Py_DECREF(rb);
+    if (same != 0) return same;
+    PyObject *ia = section_items(a);
+    if (ia == NULL) return -1;
+    PyObject *ib = section_items(b);
+    if (ib == NULL) {
+        Py_DECREF(ia);
+        return -1;
+    }
+    int r = 1;
+    if (!PyList_Check(ia) || !PyList_Check(ib) || PyList_GET_SIZE(ia) != PyList_GET_SIZE(ib)) r = 0;
+    if (r == 1 && Py_EnterRecursiveCall(" in same_trees")) r = -1;
+    if (r == 1) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(ia) && r == 1; i++) {
+            if (i >= PyList_GET_SIZE(ib)) { /* shrunk under a callback */
+                r = 0;
+                break;
+            }
+            PyObject *pa = Py_NewRef(PyList_GET_ITEM(ia, i)), *pb = Py_NewRef(PyList_GET_ITEM(ib, i));
+            if (!PyTuple_CheckExact(pa) || PyTuple_GET_SIZE(pa) != 2 || !PyTuple_CheckExact(pb) ||
+                PyTuple_GET_SIZE(pb) != 2 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(pa, 0)) ||
+                !PyUnicode_CheckExact(PyTuple_GET_ITEM(pb, 0)))
+                r = 0;
+            else {
+                r = same_text(PyTuple_GET_ITEM(pa, 0), PyTuple_GET_ITEM(pb, 0));
+                if (r == 1) r = same_atoms(PyTuple_GET_ITEM(pa, 1), PyTuple_GET_ITEM(pb, 1));
+            }
+            Py_DECREF(pa);
+            Py_DECREF(pb);
+        }
+        Py_LeaveRecursiveCall();
+    }
+    Py_DECREF(ia);
+    Py_DECREF(ib);
+    return r;
+}
+
+static PyObject *same_trees(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "same_trees(a, b)");
+        return NULL;
+    }
+    if (section_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_ccodec.configure() was not called");
+        return NULL;
+    }
+    int r = same_nodes(args[0], args[1]);
+    if (r < 0) return NULL;
+    return PyBool_FromLong(r);
+}
+
+/* first_values(items, keys): for each key of the tuple ``keys`` the value of the first pair
+ * of ``items`` named so, or None (codec._first_values_py, the reference: first_value per
+ * key), in one walk that stops once every key is found; NotImplemented when an item is not
+ * a 2-tuple with an exact str key (the reference decides) */
+static PyObject *first_values(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyList_Check(args[0]) || !PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "first_values(items: list, keys: tuple)");
+        return NULL;
+    }
+    PyObject *items = args[0], *keys = args[1];
+    Py_ssize_t nk = PyTuple_GET_SIZE(keys);
+    if (nk > 16) {
+        PyErr_SetString(PyExc_ValueError, "first_values: 16 keys at most");
+        return NULL;
+    }
+    for (Py_ssize_t j = 0; j < nk; j++)
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(keys, j))) {
+            PyErr_SetString(PyExc_TypeError, "first_values: keys are str");
+            return NULL;
+        }
+    PyObject *found[16] = {NULL};
+    Py_ssize_t left = nk;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items) && left > 0; i++) {
+        PyObject *pair = PyList_GET_ITEM(items, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(pair, 0)))
+            Py_RETURN_NOTIMPLEMENTED; /* the reference's loops */
+        PyObject *k = PyTuple_GET_ITEM(pair, 0);
+        Py_ssize_t len = PyUnicode_GET_LENGTH(k);
+        for (Py_ssize_t j = 0; j < nk; j++) {
+            PyObject *key = PyTuple_GET_ITEM(keys, j);
+            if (found[j] != NULL) continue;
+            if (k == key || (PyUnicode_GET_LENGTH(key) == len && PyUnicode_KIND(k) == PyUnicode_KIND(key) &&
+                             memcmp(PyUnicode_DATA(k), PyUnicode_DATA(key), (size_t)len * PyUnicode_KIND(k)) == 0)) {
+                found[j] = PyTuple_GET_ITEM(pair, 1);
+                left--;
+                break; /* the keys differ, so no other one is this key */
+            }
+        }
+    }
+    PyObject *out = PyTuple_New(nk);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t j = 0; j < nk; j++) PyTuple_SET_ITEM(out, j, Py_NewRef(found[j] != NULL ? found[j] : Py_None));
+    return out;
+}
+
+/* strip_device_hints(items): the cache's walk of a VG's ``physical_volumes`` pairs
+ * (metad.cache._strip_device_hints_py, the reference), in C.  For each child Section (exact
+ * type): its uuid (the first pair, ("id", str); an empty one is left out) goes into the list
+ * returned, and its "device" pairs go as the reference's cursor drops them: never the first
+ * pair, nor one right after a dropped one.  A section that loses a pair is touched (its raw
+ * text no longer describes it).  Every shape is checked before anything changes: any pair that
+ * is not a 2-tuple with an exact str key, a child of a Section subclass, or a PV whose first
+ * pair is not ("id", str) gives NotImplemented with nothing changed (the reference decides). */
+static PyObject *str_device, *str_id;
+
+static int plain_pairs(PyObject *items) {
+    if (!PyList_CheckExact(items)) return 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+        PyObject *pair = PyList_GET_ITEM(items, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(pair, 0)))
+            return 0;
+    }
+    return 1;
+}
+
+static int key_is(PyObject *pair, PyObject *key) {
+    PyObject *k = PyTuple_GET_ITEM(pair, 0);
+    return k == key || (PyUnicode_GET_LENGTH(k) == PyUnicode_GET_LENGTH(key) && PyUnicode_KIND(k) == PyUnicode_KIND(key) &&
+                        memcmp(PyUnicode_DATA(k), PyUnicode_DATA(key), (size_t)PyUnicode_GET_LENGTH(k) * PyUnicode_KIND(k)) == 0);
+}
+
+static PyObject *strip_device_hints(PyObject *self, PyObject *items) {
+    if (section_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_ccodec.configure() was not called");
+        return NULL;
+    }
+    if (!plain_pairs(items)) Py_RETURN_NOTIMPLEMENTED;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    /* first pass: build every PV's children (as the reference does) and check their shapes */
+    PyObject *children = PyList_New(0); /* each PV's items, in order, or None for a non-Section */
+    if (children == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1);
+        PyObject *pv_items;
+        if (!PyObject_TypeCheck(v, (PyTypeObject *)section_type)) {
+            pv_items = Py_NewRef(Py_None);
+        } else if (Py_TYPE(v) != (PyTypeObject *)section_type) {
+            Py_DECREF(children);
+            Py_RETURN_NOTIMPLEMENTED;
+        } else {
+            pv_items = section_items(v);
+            if (pv_items == NULL) {
+                Py_DECREF(children);
+                return NULL;
+            }
+            if (!plain_pairs(pv_items) || PyList_GET_SIZE(pv_items) == 0 ||
+                !key_is(PyList_GET_ITEM(pv_items, 0), str_id) ||
+                !PyUnicode_CheckExact(PyTuple_GET_ITEM(PyList_GET_ITEM(pv_items, 0), 1))) {
+                Py_DECREF(pv_items);
+                Py_DECREF(children);
+                Py_RETURN_NOTIMPLEMENTED;
+            }
+        }
+        int rc = PyList_Append(children, pv_items);
+        Py_DECREF(pv_items);
+        if (rc < 0) {
+            Py_DECREF(children);
+            return NULL;
+        }
+    }
+    if (PyList_GET_SIZE(items) != n) { /* changed while building (a lazy parse): the reference */
+        Py_DECREF(children);
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    /* second pass: the uuids, and the hints dropped */
+    PyObject *pvids = PyList_New(0);
+    if (pvids == NULL) {
+        Py_DECREF(children);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pv_items = PyList_GET_ITEM(children, i);
+        if (pv_items == Py_None) continue;
+        PyObject *pvid = PyTuple_GET_ITEM(PyList_GET_ITEM(pv_items, 0), 1);
+        if (PyUnicode_GET_LENGTH(pvid) > 0 && PyList_Append(pvids, pvid) < 0) goto error;
+        int touched = 0;
+        for (Py_ssize_t j = 0; j + 1 < PyList_GET_SIZE(pv_items); j++) {
+            if (!key_is(PyList_GET_ITEM(pv_items, j + 1), str_device)) continue;
+            if (!touched) {
+                PyObject *v = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1);
+                if (Py_TYPE(raw_descr)->tp_descr_set(raw_descr, v, Py_None) < 0) goto error;
+                touched = 1;
+            }
+            if (PyList_SetSlice(pv_items, j + 1, j + 2, NULL) < 0) goto error;
+        }
+    }
+    Py_DECREF(children);
+    return pvids;
+error:
+    Py_DECREF(children);
+    Py_DECREF(pvids);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"build", (PyCFunction)(void (*)(void))build, METH_FASTCALL, "The fast path's tree of a text cut around its lazy bodies, or None."},
     {"compare_trees", (PyCFunction)(void (*)(void))compare_trees, METH_FASTCALL, "LVM's compare_config of two Sections or lists of pairs."},
     {"configure", configure, METH_VARARGS, "configure(Section, Section._items, Section.raw)"},
     {"configure_compare", configure_compare, METH_O, "configure_compare(codec._compare_values)"},
     {"first_value", (PyCFunction)(void (*)(void))first_value, METH_FASTCALL, "The first pair's value for key, or None."},
+    {"first_values", (PyCFunction)(void (*)(void))first_values, METH_FASTCALL, "first_value for each of a tuple of keys."},
+    {"strip_device_hints", strip_device_hints, METH_O, "The cache's device hints dropped from PV sections; their uuids."},
+    {"same_trees", (PyCFunction)(void (*)(void))same_trees, METH_FASTCALL, "Whether two Sections are the same tree exactly."},
     {"cut_lazy", (PyCFunction)(void (*)(void))cut_lazy, METH_FASTCALL, "Parser._cut_lazy_py without the head check, in one call."},
     {"lazy_body_end", lazy_body_end, METH_VARARGS, "End of the canonical lazy body at start, -1, or -2."},
     {NULL, NULL, 0, NULL},
@@ -1566,7 +1828,9 @@ PyMODINIT_FUNC PyInit__ccodec(void) {
     str_items = PyUnicode_InternFromString("items");
     str_raw = PyUnicode_InternFromString("raw");
     int_one = PyLong_FromLong(1);
-    if (str_items == NULL || str_raw == NULL || int_one == NULL) return NULL;
+    str_device = PyUnicode_InternFromString("device");
+    str_id = PyUnicode_InternFromString("id");
+    if (str_items == NULL || str_raw == NULL || int_one == NULL || str_device == NULL || str_id == NULL) return NULL;
     if (PyType_Ready(&AsciiDecoderType) < 0 || PyType_Ready(&AsciiJoinerType) < 0 || PyType_Ready(&SpanMemoType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);

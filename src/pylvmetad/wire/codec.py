@@ -66,7 +66,9 @@ __all__ = [
     "Parser",
     "Section",
     "Value",
+    "accelerated_function",
     "compare_trees",
+    "first_values",
     "format_atom",
     "format_key",
     "format_simple",
@@ -75,6 +77,7 @@ __all__ = [
     "parse",
     "quote",
     "release_steps",
+    "same_trees",
 ]
 
 Atom = str | int | float
@@ -323,6 +326,24 @@ def _first_value_c(items: list[tuple[str, Node]], key: str) -> Node | None:
 #: :func:`_first_value_py`, or the accelerator's through :func:`_first_value_c` (set below)
 _first_value: Callable[[list[tuple[str, Node]], str], Node | None] = _first_value_py
 _first_value_accel: Callable[[list[tuple[str, Node]], str], object] = _first_value_py
+
+
+def _first_values_py(items: list[tuple[str, Node]], keys: tuple[str, ...]) -> tuple[Node | None, ...]:
+    """:func:`_first_value_py` of each of ``keys`` (the reference of the C one)."""
+    return tuple(_first_value_py(items, key) for key in keys)
+
+
+def _first_values_c(items: list[tuple[str, Node]], keys: tuple[str, ...]) -> tuple[Node | None, ...]:
+    """:func:`_first_values_py` by the accelerator (``_ccodec.first_values``): one walk, the same values."""
+    values = _first_values_accel(items, keys)
+    if values is NotImplemented:  # an item that is not a (str, value) pair: the reference decides
+        return _first_values_py(items, keys)
+    return values  # type: ignore[return-value]
+
+
+_first_values_accel: Callable[[list[tuple[str, Node]], tuple[str, ...]], object] = _first_values_py
+#: the first value of each of a few keys in one walk (:func:`_first_values_py`, or the accelerator's)
+first_values: Callable[[list[tuple[str, Node]], tuple[str, ...]], tuple[Node | None, ...]] = _first_values_py
 
 
 def _first_atom(node: Node | None) -> Atom | None:
@@ -1345,8 +1366,20 @@ if _accel is not None:
     # of a pv_found; the NotImplemented check costs one comparison)
     _first_value_accel = _accel.first_value
     _first_value = _first_value_c
+    _first_values_accel = _accel.first_values
+    first_values = _first_values_c
 #: whether the C fast path is in use
 ACCELERATED = _accel is not None
+
+
+def accelerated_function(name: str) -> Callable[..., object] | None:
+    """The accelerator's function ``name`` when the C fast path is in use, else None.
+
+    For the layers above with a walk of parsed trees done in C (each keeps
+    its Python reference and a test of both).
+    """
+    return getattr(_accel, name) if _accel is not None else None
+
 
 #: the parser :func:`parse` uses (and lazy sections, when they build their children)
 DEFAULT_PARSER = Parser()
@@ -1544,6 +1577,58 @@ def _compare_trees_py(a: Section | list[tuple[str, Node]], b: Section | list[tup
     return 0
 
 
+def _same_trees_py(a: object, b: object) -> bool:
+    """Whether ``a`` and ``b`` are the same :class:`Section` tree exactly (the reference of the C one).
+
+    Stricter than ``==`` and than :func:`compare_trees`: the same keys in the
+    same order, each value of the very same type as the other's (a
+    :class:`MarkedList` is not a list, a float is not an int) and equal
+    (floats by their ``repr``); lazy sections of the same text are the same
+    without being parsed.  What any reply shows of one, it shows of the
+    other, so a store of one over the other changes nothing.  Conservative:
+    an object of a type it does not know (a subclass, a pair that is not a
+    2-tuple with a str key) makes it answer False.
+    """
+    if a is b:
+        return True
+    if type(a) is not Section or type(b) is not Section:
+        return False
+    if a.raw is not None and b.raw is not None and a.raw == b.raw:
+        return True
+    ia, ib = a.items, b.items
+    if len(ia) != len(ib):
+        return False
+    for pa, pb in zip(ia, ib, strict=True):
+        if type(pa) is not tuple or type(pb) is not tuple or len(pa) != 2 or len(pb) != 2:
+            return False
+        ka, va = pa
+        kb, vb = pb
+        if type(ka) is not str or type(kb) is not str or ka != kb or not _same_atoms(va, vb):
+            return False
+    return True
+
+
+def _same_atoms(va: object, vb: object) -> bool:
+    if va is vb:
+        return True
+    t = type(va)
+    if type(vb) is not t:
+        return False
+    if t is str or t is int:
+        return va == vb
+    if t is float:
+        return repr(va) == repr(vb)
+    if t is Section:
+        return _same_trees_py(va, vb)
+    if isinstance(va, list):
+        assert isinstance(vb, list)
+        return len(va) == len(vb) and all(_same_atoms(x, y) for x, y in zip(va, vb, strict=True))
+    return False
+
+
+#: whether two trees are the same exactly (:func:`_same_trees_py`, or the same walk in C)
+same_trees: Callable[[object, object], bool] = _same_trees_py
+
 #: LVM's ``compare_config`` (see :func:`_compare_trees_py`, the reference): the same walk in C
 #: when the accelerator is in use, with every value pair other than two ints or two strs
 #: handed back to :func:`_compare_values`
@@ -1551,3 +1636,4 @@ compare_trees = _compare_trees_py
 if _accel is not None:
     _accel.configure_compare(_compare_values)
     compare_trees = _accel.compare_trees
+    same_trees = _accel.same_trees

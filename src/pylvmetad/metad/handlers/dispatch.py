@@ -37,12 +37,12 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING
 
-from ...wire.codec import DEFAULT_PARSER, Node, ParseError, Section, format_tree, parse, release_steps
+from ...wire.codec import DEFAULT_PARSER, Node, ParseError, Section, first_values, format_tree, release_steps
 from ...wire.framing import decode, encode_reply
 from ...wire.replies import Reply, failed, ok, simple, unknown
 from ..cache import CacheState, GlobalFlag
 from ..protocol import LAZY_SECTIONS, PROTOCOL, PROTOCOL_VERSION, UPDATE_IN_PROGRESS
-from ..tokens import Action
+from ..tokens import Action, decide
 from .dump import format_dump
 from .memo import MEMO_MAX_MESSAGE, MEMO_REQUESTS, ReplyMemo
 from .texts import ReplyTexts, pv_vg_lines
@@ -63,6 +63,9 @@ VG_UPDATE_OK = ok("vg_update")
 KEPT_PV_FOUND_CHARS = 512
 #: the top-level keys every request is read for (:meth:`Request.from_tree`)
 REQUEST_FIELDS = ("request", "token", "pid", "cmd", "update_timeout")
+#: the sections of a pv_found, and the fields of its ``pvmeta`` (:meth:`RequestHandler.pv_found`)
+PV_FOUND_SECTIONS = ("pvmeta", "metadata")
+PV_FIELDS = ("id", "device")
 #: top-level pairs up to which :meth:`Request.from_tree` reads the fields from one dict of them
 FIRSTS_MAX = 64
 _INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
@@ -86,7 +89,7 @@ class Request:
     def from_text(cls, text: str) -> Request:
         """Parse a message; text that does not parse reads as an empty request."""
         try:
-            tree = parse(text, LAZY_SECTIONS)
+            tree = DEFAULT_PARSER.parse(text, LAZY_SECTIONS)  # parse(), a call less per request
         except ParseError as exc:
             return cls.from_tree(Section(), exc)
         except RecursionError:
@@ -138,22 +141,17 @@ class Request:
                 fields.get_int("update_timeout", 0),
                 error,
             )
-        # one dict of the top level, the first pair of each key winning (what the getters
-        # read); a plain str or 32-bit int is the getters' answer, anything else asks them
-        first = dict(reversed(items)).get
-        name = first("request")
+        # the first value of each field in one walk of the top level (what the getters read);
+        # a plain str or 32-bit int is the getters' answer, anything else asks them
+        name, token, pid, cmd, timeout = first_values(items, REQUEST_FIELDS)
         if type(name) is not str:
             name = fields.get_str("request")
-        token = first("token")
         if type(token) is not str:
             token = fields.get_str("token")
-        pid = first("pid")
         if type(pid) is not int or not _INT32_MIN <= pid <= _INT32_MAX:
             pid = fields.get_int("pid", 0)
-        cmd = first("cmd")
         if type(cmd) is not str:
             cmd = fields.get_str("cmd")
-        timeout = first("update_timeout")
         if type(timeout) is not int or not _INT32_MIN <= timeout <= _INT32_MAX:
             timeout = fields.get_int("update_timeout", 0)
         return cls(tree, name or "NONE", token or "NONE", pid, cmd or "NONE", timeout, error)
@@ -222,7 +220,12 @@ class RequestHandler:
             if hit is not None:
                 return hit
         req = Request.from_text(decode(message))
-        memo_read = short and self._memo_read(req.name)  # decided on the token state before the request
+        name = req.name  # memo_read: self._memo_read(name) (inline), decided on the token state before the request
+        memo_read = (
+            short
+            and name in MEMO_REQUESTS
+            and (name != "get_global_info" or self.state.tokens.token != UPDATE_IN_PROGRESS)
+        )
         reply = self.handle(req)
         if memo_read and reply.response != "failed" and self.state.generation == stamp:
             data = encode_reply(reply.body)
@@ -273,24 +276,21 @@ class RequestHandler:
             memo = self.memo
             if memo.entries:
                 memo.clear()  # it may change the cache or the token: nothing kept survives it
-        try:
-            return self._dispatch(req)
+        try:  # the dispatch, in the same frame: this runs for every request
+            if name == "hello":
+                return ok("hello", ("protocol", PROTOCOL), ("version", PROTOCOL_VERSION))
+            state = self.state
+            action = decide(state.tokens, name, req.token, req.pid, state.now)  # state.token_action(), inline
+            if action is _SERVE or action is _CANCEL:
+                if action is _CANCEL:
+                    state.apply_token_action(action, req.token, req.pid, req.cmd, req.update_timeout)
+                handler = self._handlers.get(name)
+                if handler is None:
+                    return failed(name, "request not implemented")
+                return handler(req)
+            return self._token_reply(req, action)
         except Exception as exc:  # a bug must cost one request, not the daemon
-            return failed(req.name, f"internal error: {type(exc).__name__}: {exc}")
-
-    def _dispatch(self, req: Request) -> Reply:
-        if req.name == "hello":
-            return ok("hello", ("protocol", PROTOCOL), ("version", PROTOCOL_VERSION))
-        state = self.state
-        action = state.token_action(req.name, req.token, req.pid)
-        if action is _SERVE or action is _CANCEL:
-            if action is _CANCEL:
-                state.apply_token_action(action, req.token, req.pid, req.cmd, req.update_timeout)
-            handler = self._handlers.get(req.name)
-            if handler is None:
-                return failed(req.name, "request not implemented")
-            return handler(req)
-        return self._token_reply(req, action)
+            return failed(name, f"internal error: {type(exc).__name__}: {exc}")
 
     def _token_reply(self, req: Request, action: Action) -> Reply:
         """The reply of every token-table action but SERVE (docs/protocol.md §4)."""
@@ -333,16 +333,23 @@ class RequestHandler:
     # -- PVs --------------------------------------------------------------
     def pv_found(self, req: Request) -> Reply:
         tree = req.tree
-        pvmeta = tree.child("pvmeta")
+        # the two sections, then the PV's uuid and device, each pair in one walk (a plain str
+        # or int is the getter's answer, anything else asks it)
+        pvmeta, metadata = first_values(tree.items, PV_FOUND_SECTIONS)
         if pvmeta is None:
             return failed("pv_found", "Ignore PV without PV metadata")
         # section.get_*(k) is tree.get_*("section/k"): the path walk takes the first child too
-        if not isinstance(pvmeta, Section) or (pvid := pvmeta.get_str("id")) is None:
+        if not isinstance(pvmeta, Section):
             return failed("pv_found", "Ignore PV without PV UUID")
-        device = pvmeta.get_int64("device")
-        if device is None:
-            return failed("pv_found", "Ignore PV without device")
-        metadata = tree.child("metadata")
+        pvid, device = first_values(pvmeta.items, PV_FIELDS)
+        if type(pvid) is not str:
+            pvid = pvmeta.get_str("id")
+        if not pvid:
+            return failed("pv_found", "Ignore PV without PV UUID")
+        if type(device) is not int:
+            device = pvmeta.get_int64("device")
+            if device is None:
+                return failed("pv_found", "Ignore PV without device")
         vgname = vgid = None
         if metadata is not None:
             vgname = tree.get_str("vgname")
