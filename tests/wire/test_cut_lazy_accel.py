@@ -203,20 +203,22 @@ def test_a_changed_body_is_checked_as_a_new_one(case: tuple[int, list[str]], sma
 def test_a_body_with_one_lv_changed_is_cut_as_a_new_one() -> None:
     require_accelerator()
 
-    def lv(n: int, stamp: int) -> str:
+    def lv(n: int, stamp: int | str) -> str:
         return (
             f'\n\t\tlvol{n} {{\n\t\t\tid="{n:04}"\n\t\t\tcreation_time={stamp}\n\t\t\tname="a\\"\nb"'
             f'\n\t\t\tsegment1 {{\n\t\t\t\tstripes=["pv0",0]\n\t\t\t}}\n\t\t}}'
         )
 
     reference, fast = Parser(), Parser()
-    for changed, stamp in [(0, 1), (4, 2), (4, 3), (7, 3)]:  # strings that hold what would end a line
+    first: list[tuple[int, int | str]] = [(0, 1), (4, 2), (4, 3), (7, 3)]
+    for changed, stamp in first:  # strings that hold what would end a line
         body = "".join(lv(n, stamp if n == changed else 0) for n in range(10))
         body = body.replace('name="a', 'name="\\"\n\t\t}\n\t\tlv {\n').replace("lvol1 {", 'v="\n\tx=1\n"\n\t\tlvol1 {')
         text = f"a {{\n\tlogical_volumes {{{body}\n\t}}\n}}\n"
         assert same_cuts(reference, fast, text, LAZY)[1] == [body + "\n\t"]
-    for changed, stamp in [(0, 1), (0, 1), (0, 2), (5, 3), (9, 44), (9, 5), (3, -1), (3, "x")]:
-        body = "".join(lv(n, stamp if n == changed else 0) for n in range(10))  # type: ignore[arg-type]
+    then: list[tuple[int, int | str]] = [(0, 1), (0, 1), (0, 2), (5, 3), (9, 44), (9, 5), (3, -1), (3, "x")]
+    for changed, stamp in then:
+        body = "".join(lv(n, stamp if n == changed else 0) for n in range(10))
         text = f"a {{\n\tlogical_volumes {{{body}\n\t}}\n}}\n"
         raws = same_cuts(reference, fast, text, LAZY)[1]
         assert raws == ([] if stamp == "x" else [body + "\n\t"])
