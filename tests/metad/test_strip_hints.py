@@ -10,7 +10,6 @@ reference decides; on the recorded traffic and under hypothesis.
 from __future__ import annotations
 
 import copy
-from types import ModuleType
 from typing import Any
 
 from hypothesis import given, settings
@@ -20,17 +19,8 @@ from pylvmetad.metad import cache
 from pylvmetad.metad.protocol import LAZY_SECTIONS
 from pylvmetad.wire import codec
 from pylvmetad.wire.codec import ParseError, Section
-from support.ccodec import accelerator
-from support.skips import unavailable
+from support.ccodec import required_accelerator
 from wire.test_codec_fast import corpus_texts
-
-
-def c_module() -> ModuleType:
-    c = accelerator()
-    if c is None:
-        unavailable("no C compiler to build the accelerator (_ccodec.c)")
-    assert c is not None
-    return c
 
 
 def state_of(pvs: list[Any]) -> object:
@@ -43,7 +33,7 @@ def both(pvs: list[Any]) -> list[str]:
     py_pvs, c_pvs = copy.deepcopy(pvs), copy.deepcopy(pvs)
     expected = cache._strip_device_hints_py(py_pvs)
     before = state_of(copy.deepcopy(c_pvs))
-    got = c_module().strip_device_hints(c_pvs)
+    got = required_accelerator().strip_device_hints(c_pvs)
     if got is NotImplemented:
         assert state_of(c_pvs) == before
         got = cache._strip_device_hints_py(c_pvs)
@@ -63,7 +53,7 @@ def test_examples() -> None:
     lvm = [("pv0", pv(("id", "A"), ("device", "/dev/sda"), ("status", ["ALLOCATABLE"]), raw=True))]
     assert both(lvm) == ["A"]
     c_pvs = copy.deepcopy(lvm)
-    assert c_module().strip_device_hints(c_pvs) == ["A"]
+    assert required_accelerator().strip_device_hints(c_pvs) == ["A"]
     stripped = c_pvs[0][1]
     assert isinstance(stripped, Section) and stripped.raw is None and stripped.keys() == ["id", "status"]
     # the cursor: never the first pair, nor a device right after a dropped one
@@ -73,7 +63,7 @@ def test_examples() -> None:
     kept = [("pv0", pv(("id", "C"), ("status", "x"), raw=True))]
     assert both(kept) == ["C"]
     untouched = copy.deepcopy(kept)
-    c_module().strip_device_hints(untouched)
+    required_accelerator().strip_device_hints(untouched)
     assert untouched[0][1].raw is not None  # type: ignore[union-attr]  # nothing dropped: its text still holds
     assert both([("pv0", pv(("id", ""), ("device", 1)))]) == []  # an empty uuid is not listed
     assert both([("pv0", 5), ("pv1", pv(("id", "D")))]) == ["D"]
@@ -84,7 +74,7 @@ def test_shapes_it_leaves_to_the_reference() -> None:
     class Sub(Section):
         __slots__ = ()
 
-    c = c_module()
+    c = required_accelerator()
     odd: list[list[Any]] = [
         [("pv0", pv(("device", 1), ("id", "A")))],  # id not first
         [("pv0", pv(("id", ["A"]), ("device", 1)))],  # id not a str
@@ -101,7 +91,7 @@ def test_shapes_it_leaves_to_the_reference() -> None:
 
 
 def test_the_traffics_physical_volumes() -> None:
-    c_module()
+    required_accelerator()
     seen = 0
     for text in corpus_texts():
         try:

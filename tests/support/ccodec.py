@@ -18,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 from pylvmetad.wire import codec
+from support.skips import unavailable
 
 SOURCE = Path(codec.__file__).with_name("_ccodec.c")
 _built: list[ModuleType] = []
@@ -49,3 +50,12 @@ def accelerator() -> ModuleType | None:
                 return None
             # the loaded module stays mapped after its file is removed
     return _built[0]
+
+
+def required_accelerator() -> ModuleType:
+    """:func:`accelerator`, or the test skips (fails under CI) without a compiler."""
+    c = accelerator()
+    if c is None:
+        unavailable("no C compiler to build the accelerator (_ccodec.c)")
+    assert c is not None
+    return c

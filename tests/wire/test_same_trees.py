@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from types import ModuleType
 from typing import Any
 
 from hypothesis import given, settings
@@ -20,24 +19,15 @@ from hypothesis import strategies as st
 
 from pylvmetad.wire import codec
 from pylvmetad.wire.codec import MarkedList, Section
-from support.ccodec import accelerator
-from support.skips import unavailable
+from support.ccodec import required_accelerator
 from wire.test_compare_accel import built, lazy_copy, near_pairs, nodes, sections, trees
 
 __all__ = ["sections"]  # the fixture, imported to be used here
 
 
-def c_module() -> ModuleType:
-    c = accelerator()
-    if c is None:
-        unavailable("no C compiler to build the accelerator (_ccodec.c)")
-    assert c is not None
-    return c
-
-
 def both_same(a: Any, b: Any) -> bool:
     """same_trees both ways on fresh copies: the same answer and the same lazy sections built."""
-    c: Callable[[Any, Any], bool] = c_module().same_trees
+    c: Callable[[Any, Any], bool] = required_accelerator().same_trees
     pa, pb = copy.deepcopy(a), copy.deepcopy(b)
     python = codec._same_trees_py(pa, pb)
     ca, cb = copy.deepcopy(a), copy.deepcopy(b)
@@ -80,7 +70,7 @@ def test_lazy_sections_of_one_text_are_the_same_unparsed() -> None:
     text = codec.format_tree(Section([("device", 2049), ("format", "lvm2")]), 1)
     copied = "".join(list(text))  # an equal text, another object
     assert copied == text and copied is not text
-    for fn in (codec._same_trees_py, c_module().same_trees):
+    for fn in (codec._same_trees_py, required_accelerator().same_trees):
         x, y = Section(raw=text), Section(raw=copied)
         assert fn(x, y) and x._items is None and y._items is None  # neither parsed
     lazy = Section(raw=text)
@@ -101,7 +91,7 @@ def test_unknown_shapes_are_not_the_same() -> None:
         (loose([("a", 1, 2)]), loose([("a", 1, 2)])),  # nor a 2-tuple
         (loose([(1, 1)]), loose([(1, 1)])),  # a key that is not a str
     ]
-    c = c_module()
+    c = required_accelerator()
     for a, b in odd:
         assert codec._same_trees_py(a, b) is False
         assert c.same_trees(a, b) is False
@@ -112,7 +102,7 @@ def test_deep_trees_raise_recursion_error_both_ways() -> None:
     b: Section = Section([("v", 1)])
     for _ in range(100_000):
         a, b = Section([("s", a)]), Section([("s", b)])
-    c = c_module()
+    c = required_accelerator()
     for fn in (codec._same_trees_py, c.same_trees):
         try:
             fn(a, b)
@@ -155,7 +145,7 @@ KEYS = ("request", "token", "pid", "cmd", "update_timeout")
 def both_firsts(items: list[Any], keys: tuple[str, ...] = KEYS) -> tuple[object, ...]:
     python = codec._first_values_py(items, keys)
     assert python == tuple(codec._first_value_py(items, k) for k in keys)
-    accelerated = c_module().first_values(items, keys)
+    accelerated = required_accelerator().first_values(items, keys)
     if accelerated is NotImplemented:  # the reference decides: only for pairs that are not (str, value)
         assert any(type(p) is not tuple or len(p) != 2 or type(p[0]) is not str for p in items)
     else:

@@ -1690,12 +1690,9 @@ static PyObject *first_values(PyObject *self, PyObject *const *args, Py_ssize_t 
         if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(pair, 0)))
             Py_RETURN_NOTIMPLEMENTED; /* the reference's loops */
         PyObject *k = PyTuple_GET_ITEM(pair, 0);
-        Py_ssize_t len = PyUnicode_GET_LENGTH(k);
         for (Py_ssize_t j = 0; j < nk; j++) {
-            PyObject *key = PyTuple_GET_ITEM(keys, j);
             if (found[j] != NULL) continue;
-            if (k == key || (PyUnicode_GET_LENGTH(key) == len && PyUnicode_KIND(k) == PyUnicode_KIND(key) &&
-                             memcmp(PyUnicode_DATA(k), PyUnicode_DATA(key), (size_t)len * PyUnicode_KIND(k)) == 0)) {
+            if (same_text(k, PyTuple_GET_ITEM(keys, j))) { /* two exact strs: 1 or 0, never an error */
                 found[j] = PyTuple_GET_ITEM(pair, 1);
                 left--;
                 break; /* the keys differ, so no other one is this key */
@@ -1728,11 +1725,8 @@ static int plain_pairs(PyObject *items) {
     return 1;
 }
 
-static int key_is(PyObject *pair, PyObject *key) {
-    PyObject *k = PyTuple_GET_ITEM(pair, 0);
-    return k == key || (PyUnicode_GET_LENGTH(k) == PyUnicode_GET_LENGTH(key) && PyUnicode_KIND(k) == PyUnicode_KIND(key) &&
-                        memcmp(PyUnicode_DATA(k), PyUnicode_DATA(key), (size_t)PyUnicode_GET_LENGTH(k) * PyUnicode_KIND(k)) == 0);
-}
+/* a pair's key is ``key`` (both exact strs, plain_pairs checked it): 1 or 0 */
+static int key_is(PyObject *pair, PyObject *key) { return same_text(PyTuple_GET_ITEM(pair, 0), key); }
 
 static PyObject *strip_device_hints(PyObject *self, PyObject *items) {
     if (section_type == NULL) {

@@ -66,7 +66,7 @@ REQUEST_FIELDS = ("request", "token", "pid", "cmd", "update_timeout")
 #: the sections of a pv_found, and the fields of its ``pvmeta`` (:meth:`RequestHandler.pv_found`)
 PV_FOUND_SECTIONS = ("pvmeta", "metadata")
 PV_FIELDS = ("id", "device")
-#: top-level pairs up to which :meth:`Request.from_tree` reads the fields from one dict of them
+#: top-level pairs up to which :meth:`Request.from_tree` reads the fields in one walk of them
 FIRSTS_MAX = 64
 _INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
 #: top-level pairs looked at per step when a long message's fields are read
