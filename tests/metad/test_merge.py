@@ -476,10 +476,20 @@ def _pv_gone(s: Session) -> None:
     s.fields(request("pv_gone", uuid=PV2))
 
 
-@pytest.mark.parametrize("setup", [_pv_elsewhere, _pv_unmapped, _pv_listed_twice, _pv_gone])
+def _pvs_without_mapping(s: Session) -> None:
+    """vg0 lists PV1 and PV2 with no pvid_to_vgid entry: other PVs took their devices; PV3 keeps vg0."""
+    scanned(s, pvs=(PV1, PV2, PV3))
+    s.fields(pv_found(pvid(4), D1))
+    s.fields(pv_found(pvid(5), D2))
+    assert PV1 not in s.state.pvid_to_vgid and PV2 not in s.state.pvid_to_vgid
+
+
+@pytest.mark.parametrize("reorder", [False, True], ids=["same order", "reversed"])
+@pytest.mark.parametrize("setup", [_pv_elsewhere, _pv_unmapped, _pv_listed_twice, _pv_gone, _pvs_without_mapping])
 def test_replacing_a_vg_with_the_same_pvs_ends_as_the_general_path(
-    setup: Callable[[Session], None], monkeypatch: pytest.MonkeyPatch
+    setup: Callable[[Session], None], reorder: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Also when the new metadata lists them in another order: PVs without a mapping are inserted in the old one."""
     states = []
     for general in (False, True):
         with monkeypatch.context() as m:
@@ -489,6 +499,8 @@ def test_replacing_a_vg_with_the_same_pvs_ends_as_the_general_path(
             setup(s)
             pv_sections = s.state.vgid_to_metadata[VG].section("physical_volumes") or Section()
             listed = [str(pv.get_str("id")) for _, pv in pv_sections.sections()]
+            if reorder:
+                listed.reverse()
             seqno = stored_seqno(s) or 0
             assert s.fields(vg_update("vg0", vg_metadata(VG, seqno + 1, listed))) == {"response": "OK"}
             assert s.state.check_invariants() == []

@@ -210,7 +210,7 @@ class PVFoundResult:
     seqno_after: int = -1
 
 
-@dataclass
+@dataclass(slots=True)
 class MergeResult:
     ok: bool
     seqno_before: int
@@ -561,7 +561,7 @@ class CacheState:
         is marked outdated (the original does this before refusing).
         """
         known_name = self.vgid_to_vgname.get(vgid)
-        paired = self.name_has_vgid(name, vgid)
+        paired = vgid in dict.get(self.vgname_to_vgid, name, ())  # name_has_vgid, inlined
         old: Section | None = None
         needs_repair = False
         if known_name is None and not paired:
@@ -583,19 +583,20 @@ class CacheState:
         old_seq = old.get_int("seqno", -1) if old is not None else -1
         reported = old_seq if old is not None else new_seq
 
-        if new_seq <= 0 or metadata.get_str("id") != vgid or needs_repair:
+        if new_seq <= 0 or needs_repair or metadata.get_str("id") != vgid:
             return MergeResult(False, reported)
-        if pvid is not None and old_seq > 0 and new_seq < old_seq:
-            self.mark_outdated(vgid, pvid)
-            self._changed()
-            return MergeResult(False, reported)
-        if pvid is not None and old_seq > 0 and new_seq > old_seq:
-            assert old is not None
-            for old_pvid in vg_pvids(old):
-                self.mark_outdated(vgid, old_pvid)
-                self._map_pv(old_pvid, vgid)
-        if pvid is not None and old is not None and new_seq == old_seq and compare_trees(metadata, old) != 0:
-            return MergeResult(False, reported)
+        if pvid is not None:  # the PV's copy: older is refused, newer marks the old PVs outdated
+            if old_seq > 0 and new_seq < old_seq:
+                self.mark_outdated(vgid, pvid)
+                self._changed()
+                return MergeResult(False, reported)
+            if old_seq > 0 and new_seq > old_seq:
+                assert old is not None
+                for old_pvid in vg_pvids(old):
+                    self.mark_outdated(vgid, old_pvid)
+                    self._map_pv(old_pvid, vgid)
+            if old is not None and new_seq == old_seq and compare_trees(metadata, old) != 0:
+                return MergeResult(False, reported)
         purge = old is not None and (
             old_seq <= 0
             or (pvid is None and (new_seq < old_seq or (new_seq == old_seq and compare_trees(metadata, old) != 0)))
@@ -624,7 +625,7 @@ class CacheState:
             self.assign_pvs(metadata, vgid, remove_empty=True)
         elif new_seq != old_seq:
             assert old is not None
-            if vgid != ORPHAN and pvids == list(vg_pvids(old)):
+            if vgid != ORPHAN and self._lists_same_pvs(vgid, old, pvids):
                 self._replace_metadata(vgid, metadata, pvids)
             else:
                 self.assign_pvs(old, ORPHAN, remove_empty=False)
@@ -632,21 +633,39 @@ class CacheState:
                 self.assign_pvs(metadata, vgid, remove_empty=True)
         return MergeResult(True, reported)
 
+    def _lists_same_pvs(self, vgid: str, old: Section, pvids: list[str]) -> bool:
+        """Whether ``pvids`` (new metadata of stored ``vgid``) lets :meth:`_replace_metadata` stand for the general path.
+
+        It does when they are the old metadata's PVs in the same order.  The
+        order matters only where a PV has no ``pvid_to_vgid`` entry (the
+        general path inserts those in the old order, the one pass in the
+        new): when every one has an entry the same set is enough, and that
+        is the stored ``_listed`` -- no walk of the old metadata.
+        """
+        new = frozenset(pvids)
+        if new != self._listed.get(vgid):
+            return False
+        if new <= self.pvid_to_vgid.keys():
+            return True
+        return pvids == list(vg_pvids(old))
+
     def _replace_metadata(self, vgid: str, metadata: Section, pvids: list[str]) -> None:
-        """A stored VG's new metadata listing the same PVs in the same order (most updates).
+        """A stored VG's new metadata listing the same PVs (most updates; :meth:`_lists_same_pvs`).
 
         The same end state as the general path -- orphan the old PVs, store,
         map the new ones back, drop the VGs left without a PV -- in one pass:
-        every listed PV ends mapped to ``vgid`` (a PV the old path re-inserts
-        is re-inserted in the same order), the listed set and so the
+        every listed PV ends mapped to ``vgid`` (a PV the general path
+        re-inserts is re-inserted in the same order), the listed set and so the
         ``missing`` count are unchanged, ``present`` moves with each PV that
         was mapped elsewhere, and the only VG the general path would check
         for removal is ``#orphan`` (every PV was mapped there in between).
         """
         self.vgid_to_metadata[vgid] = metadata
+        mapping = self.pvid_to_vgid
         for pvid in pvids:
-            self._map_pv(pvid, vgid)
-        if pvids:
+            if mapping.get(pvid) != vgid:  # (_map_pv's own first test: most are mapped to vgid already)
+                self._map_pv(pvid, vgid)
+        if pvids and ORPHAN in self.vgid_to_metadata:
             self.remove_vg_if_missing(ORPHAN, orphan=False)
 
     # ------------------------------------------------------------------
