@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 from ...wire.codec import DEFAULT_PARSER, Node, ParseError, Section, first_values, format_tree, release_steps
 from ...wire.framing import decode, encode_reply
 from ...wire.replies import Reply, failed, ok, simple, unknown
-from ..cache import CacheState, GlobalFlag
+from ..cache import CacheState, GlobalFlag, PVFoundResult
 from ..protocol import LAZY_SECTIONS, PROTOCOL, PROTOCOL_VERSION, UPDATE_IN_PROGRESS
 from ..tokens import Action, decide
 from .dump import format_dump
@@ -66,8 +66,6 @@ REQUEST_FIELDS = ("request", "token", "pid", "cmd", "update_timeout")
 #: the sections of a pv_found, and the fields of its ``pvmeta`` (:meth:`RequestHandler.pv_found`)
 PV_FOUND_SECTIONS = ("pvmeta", "metadata")
 PV_FIELDS = ("id", "device")
-#: top-level pairs up to which :meth:`Request.from_tree` reads the fields in one walk of them
-FIRSTS_MAX = 64
 _INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
 #: top-level pairs looked at per step when a long message's fields are read
 FIELD_STEP = 16 * 1024  # ~1.5 ms a step (64 Ki pairs were ~6 ms)
@@ -131,16 +129,6 @@ class Request:
         """The request in ``tree``; its fields are read from ``view`` when given (the first of each)."""
         fields = tree if view is None else view
         items = fields.items
-        if len(items) > FIRSTS_MAX:
-            return cls(
-                tree,
-                fields.get_str("request") or "NONE",
-                fields.get_str("token") or "NONE",
-                fields.get_int("pid", 0),
-                fields.get_str("cmd") or "NONE",
-                fields.get_int("update_timeout", 0),
-                error,
-            )
         # the first value of each field in one walk of the top level (what the getters read);
         # a plain str or 32-bit int is the getters' answer, anything else asks them
         name, token, pid, cmd, timeout = first_values(items, REQUEST_FIELDS)
@@ -192,7 +180,7 @@ class RequestHandler:
         #: the kept texts of pv_list, vg_list and vg_lookup
         self.texts = ReplyTexts(self.state)
         #: pv_found's replies by their field values (a reply is immutable, so one object serves all)
-        self._pv_found_replies: dict[tuple[str, int, str, str, int, int], Reply] = {}
+        self._pv_found_replies: dict[PVFoundResult, Reply] = {}
         #: the encodings of the kept replies above and VG_UPDATE_OK, by the reply's identity
         #: (each entry holds its reply, so an id is never reused while it is here); a write
         #: request answered with one of them skips encoding it (:meth:`handle_bytes`)
@@ -362,9 +350,8 @@ class RequestHandler:
         result = self.state.pv_found(pvmeta, pvid, device, vgname, vgid, metadata)
         if result.failed is not None:
             return failed("pv_found", result.failed)
-        fields = (result.status, result.changed, result.vgid, result.vgname, result.seqno_before, result.seqno_after)
         replies = self._pv_found_replies
-        reply = replies.get(fields)
+        reply = replies.get(result)  # a result is a tuple of the reply's fields
         if reply is None:
             # a rescan answers thousands of pv_founds with a handful of distinct replies
             reply = ok(
@@ -379,7 +366,7 @@ class RequestHandler:
             if len(reply.body) <= KEPT_PV_FOUND_CHARS:  # a client-chosen VG name may be long
                 if len(replies) >= KEPT_PV_FOUND_REPLIES:
                     replies.clear()
-                replies[fields] = reply
+                replies[result] = reply
                 self._keep_encoded(reply)
         return reply
 
