@@ -61,7 +61,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import IntFlag
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 from ..wire.codec import Node, Section, accelerated_function, compare_trees, same_trees
 from .journal import Journal, MutableValueTable, Table
@@ -197,9 +197,12 @@ def _truncate(text: str, max_bytes: int) -> str:
     return raw[:max_bytes].decode("utf-8", "surrogateescape")
 
 
-@dataclass(slots=True)
-class PVFoundResult:
-    """What pv_found reports back (the reply fields of docs/protocol.md §5)."""
+class PVFoundResult(NamedTuple):
+    """What pv_found reports back (the reply fields of docs/protocol.md §5).
+
+    Immutable, so one object may serve many requests (:data:`UNCHANGED_ORPHAN`)
+    and the handler keeps its replies by it.
+    """
 
     failed: str | None = None
     status: str = "orphan"
@@ -208,6 +211,10 @@ class PVFoundResult:
     vgname: str = ORPHAN
     seqno_before: int = -1
     seqno_after: int = -1
+
+
+#: pv_found of an orphan PV stored exactly as sent: nothing changes (:meth:`CacheState.pv_found`)
+UNCHANGED_ORPHAN = PVFoundResult()
 
 
 @dataclass(slots=True)
@@ -671,7 +678,6 @@ class CacheState:
     # ------------------------------------------------------------------
     # PV requests
     # ------------------------------------------------------------------
-    @all_or_nothing
     def pv_found(
         self,
         pvmeta: Section,
@@ -681,7 +687,35 @@ class CacheState:
         vgid: str | None = None,
         metadata: Section | None = None,
     ) -> PVFoundResult:
-        """A device carries PV ``pvid`` (and maybe VG metadata); docs/protocol.md §5 pv_found."""
+        """A device carries PV ``pvid`` (and maybe VG metadata); docs/protocol.md §5 pv_found.
+
+        ``device`` is ``pvmeta``'s own device field (what the handler reads there).
+        """
+        if metadata is None and device:
+            # what pvscan --cache sends of every known orphan PV: stored exactly as sent on its
+            # device (same trees: the same device field), so nothing would change and no
+            # operation is opened; _store_pv_found's path for it, reads only
+            old = self.pvid_to_pvmeta.get(pvid)
+            if (
+                old is not None
+                and self.device_to_pvid.get(device) == pvid
+                and pvid not in self.pvid_to_vgid
+                and same_trees(pvmeta, old)
+            ):
+                return UNCHANGED_ORPHAN
+        return self._store_pv_found(pvmeta, pvid, device, vgname, vgid, metadata)
+
+    @all_or_nothing
+    def _store_pv_found(
+        self,
+        pvmeta: Section,
+        pvid: str,
+        device: int,
+        vgname: str | None,
+        vgid: str | None,
+        metadata: Section | None,
+    ) -> PVFoundResult:
+        """:meth:`pv_found`, all or nothing."""
         old = self.pvid_to_pvmeta.get(pvid)
         old_device = old.get_int64("device", 0) if old is not None else 0
         old_device = old_device or 0
@@ -694,8 +728,8 @@ class CacheState:
         if device_pvid is not None and old_device != 0 and device == old_device and device_pvid == pvid:
             assert old is not None
             if same_trees(pvmeta, old):
-                # what pvscan --cache sends of every known PV: storing it would change nothing
-                # (and move the generation, so every kept reply text would be built again)
+                # storing it would change nothing (and move the generation, so every kept
+                # reply text would be built again)
                 stored = True
             else:
                 changed = int(compare_trees(pvmeta, old) != 0)
@@ -726,37 +760,38 @@ class CacheState:
         if not stored:
             self._changed()
 
-        result = PVFoundResult(changed=changed)
+        seqno_before = -1
         found_vgid: str | None
         found_name: str | None
         if metadata is not None:
             assert vgname is not None and vgid is not None
             merge = self.merge_vg_metadata(vgname, vgid, metadata, pvid)
-            result.seqno_before = merge.seqno_before
+            seqno_before = merge.seqno_before
             if merge.seqno_before != metadata.get_int("seqno", -1):
-                result.changed = 1
+                changed = 1
             found_vgid, found_name = vgid, vgname
         else:
             found_vgid = self.pvid_to_vgid.get(pvid)
             found_name = self.vgid_to_vgname.get(found_vgid) if found_vgid is not None else None
 
+        seqno_after = -1
         if found_vgid is None or found_vgid == ORPHAN:
-            result.status = "orphan"
+            status = "orphan"
         else:
             cached = self.vgid_to_metadata.get(found_vgid)
             if cached is not None:
-                result.status = "complete" if self.vg_is_complete(found_vgid) else "partial"
-                result.seqno_after = cached.get_int("seqno", -1)
+                status = "complete" if self.vg_is_complete(found_vgid) else "partial"
+                seqno_after = cached.get_int("seqno", -1)
             else:
-                result.status = "(null)"
-        result.vgid = found_vgid or ORPHAN
-        result.vgname = found_name or ORPHAN
+                status = "(null)"
 
         if prev is not None and prev_vgid is not None:
             if found_vgid != prev_vgid:
                 self.remove_vg_if_missing(prev_vgid, orphan=True)
             self._unmap_pv(prev)
-        return result
+        return PVFoundResult(
+            None, status, changed, found_vgid or ORPHAN, found_name or ORPHAN, seqno_before, seqno_after
+        )
 
     def pv_gone(self, pvid: str | None, device: int) -> str | None:
         """A device or PV disappeared.  Returns the ``unknown`` reason, or None on success."""

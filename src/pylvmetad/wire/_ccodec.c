@@ -1801,6 +1801,245 @@ error:
     return NULL;
 }
 
+/* ---------------------------------------------------------------------------
+ * format_tree(items_or_section, depth): codec._write's text (the reference, LVM's tree
+ * writer) of a Section's children or of a list of pairs, or None for any shape it does not
+ * write itself (then the reference writes the whole tree).  What it writes: pairs that are
+ * exact 2-tuples with an exact str key (quoted as codec.format_key quotes: when it holds
+ * one of # " ! = , { } [ ] ' or a character str.isspace() -- what the pattern's \s --
+ * matches), each value an exact str (quoted: " and \ escaped), an exact int (not a bool),
+ * an exact list or MarkedList of those atoms (a one-atom list as its atom unless marked;
+ * [] for none) or an exact Section: its kept raw text when that ends with a line end and
+ * the pair's indent (the writer's own text for this depth), else its children one level
+ * deeper.  Indent: min(depth, 32) TABs.  Lazy children are built as the reference builds
+ * them (Section.items); errors (a lazy body that does not parse, an int too long for str,
+ * the recursion limit) propagate, as the reference raises them too.  Floats, bools,
+ * subclasses and anything else give None.  Output through a _PyUnicodeWriter, so any
+ * character is written as it is.
+ * ------------------------------------------------------------------------- */
+static PyObject *marked_list_type; /* codec.MarkedList */
+
+#define FORMAT_MAX_TABS 32
+static const char format_tabs[FORMAT_MAX_TABS + 1] = "\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t";
+#define FORMAT_DONE 0
+#define FORMAT_ERROR (-1)
+#define FORMAT_UNHANDLED (-2)
+
+/* characters that make format_key quote a key, ASCII ones by table */
+static unsigned char key_quote_ascii[128];
+
+static void init_key_quote(void) {
+    const char *special = "#\"!=,{}[]'";
+    for (const char *c = special; *c; c++) key_quote_ascii[(unsigned char)*c] = 1;
+    for (int c = 0; c < 128; c++)
+        if (Py_UNICODE_ISSPACE(c)) key_quote_ascii[c] = 1;
+}
+
+static int key_needs_quotes(PyObject *key) {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(key);
+    if (PyUnicode_IS_ASCII(key)) {
+        const Py_UCS1 *s = PyUnicode_1BYTE_DATA(key);
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (key_quote_ascii[s[i]]) return 1;
+        return 0;
+    }
+    int kind = PyUnicode_KIND(key);
+    const void *data = PyUnicode_DATA(key);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c < 128 ? key_quote_ascii[c] : Py_UNICODE_ISSPACE(c)) return 1;
+    }
+    return 0;
+}
+
+/* codec.quote(s): s in double quotes, each " and \ after a \ */
+static int write_quoted(_PyUnicodeWriter *w, PyObject *s) {
+    if (_PyUnicodeWriter_WriteChar(w, '"') < 0) return -1;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s), from = 0;
+    int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c != '"' && c != '\\') continue;
+        if (i > from && _PyUnicodeWriter_WriteSubstring(w, s, from, i) < 0) return -1;
+        if (_PyUnicodeWriter_WriteChar(w, '\\') < 0) return -1;
+        from = i; /* the character itself starts the next piece */
+    }
+    if (from == 0 && n > 0) {
+        if (_PyUnicodeWriter_WriteStr(w, s) < 0) return -1;
+    } else if (n > from && _PyUnicodeWriter_WriteSubstring(w, s, from, n) < 0)
+        return -1;
+    return _PyUnicodeWriter_WriteChar(w, '"');
+}
+
+/* str(v) of an exact int */
+static int write_int(_PyUnicodeWriter *w, PyObject *v) {
+    int overflow = 0;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (x == -1 && PyErr_Occurred()) return -1;
+    if (overflow) {
+        PyObject *text = PyObject_Str(v); /* past 64 bits: Python's own (and its digit limit) */
+        if (text == NULL) return -1;
+        int rc = _PyUnicodeWriter_WriteStr(w, text);
+        Py_DECREF(text);
+        return rc;
+    }
+    char buf[24];
+    char *end = buf + sizeof buf, *p = end;
+    unsigned long long u = x < 0 ? 0ULL - (unsigned long long)x : (unsigned long long)x;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (x < 0) *--p = '-';
+    return _PyUnicodeWriter_WriteASCIIString(w, p, end - p);
+}
+
+/* one atom of a list: an exact str or int, else FORMAT_UNHANDLED */
+static int write_atom(_PyUnicodeWriter *w, PyObject *a) {
+    if (PyUnicode_CheckExact(a)) return write_quoted(w, a);
+    if (PyLong_CheckExact(a)) return write_int(w, a);
+    return FORMAT_UNHANDLED;
+}
+
+static int write_pairs(_PyUnicodeWriter *w, PyObject *items, long long depth);
+
+static int write_pair(_PyUnicodeWriter *w, PyObject *key, PyObject *value, long long depth) {
+    Py_ssize_t tabs = depth < 0 ? 0 : depth > FORMAT_MAX_TABS ? FORMAT_MAX_TABS : (Py_ssize_t)depth;
+    if (!PyUnicode_CheckExact(key)) return FORMAT_UNHANDLED;
+    PyTypeObject *t = Py_TYPE(value);
+    int list_kind = t == &PyList_Type ? 1 : (PyObject *)t == marked_list_type ? 2 : 0;
+    int is_section = (PyObject *)t == section_type;
+    if (!list_kind && !is_section && t != &PyUnicode_Type && t != &PyLong_Type) return FORMAT_UNHANDLED;
+    if (list_kind) { /* check the atoms first, nothing is written for a list it gives up on */
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(value); i++) {
+            PyTypeObject *at = Py_TYPE(PyList_GET_ITEM(value, i));
+            if (at != &PyUnicode_Type && at != &PyLong_Type) return FORMAT_UNHANDLED;
+        }
+    }
+    if (tabs && _PyUnicodeWriter_WriteASCIIString(w, format_tabs, tabs) < 0) return FORMAT_ERROR;
+    if (key_needs_quotes(key) ? write_quoted(w, key) < 0 : _PyUnicodeWriter_WriteStr(w, key) < 0) return FORMAT_ERROR;
+    if (t == &PyUnicode_Type) {
+        if (_PyUnicodeWriter_WriteChar(w, '=') < 0 || write_quoted(w, value) < 0) return FORMAT_ERROR;
+    } else if (t == &PyLong_Type) {
+        if (_PyUnicodeWriter_WriteChar(w, '=') < 0 || write_int(w, value) < 0) return FORMAT_ERROR;
+    } else if (list_kind) {
+        Py_ssize_t n = PyList_GET_SIZE(value);
+        if (_PyUnicodeWriter_WriteChar(w, '=') < 0) return FORMAT_ERROR;
+        if (n == 1 && list_kind == 1) {
+            if (write_atom(w, PyList_GET_ITEM(value, 0)) < 0) return FORMAT_ERROR;
+        } else {
+            if (_PyUnicodeWriter_WriteChar(w, '[') < 0) return FORMAT_ERROR;
+            for (Py_ssize_t i = 0; i < n; i++) {
+                if (i && _PyUnicodeWriter_WriteChar(w, ',') < 0) return FORMAT_ERROR;
+                if (write_atom(w, PyList_GET_ITEM(value, i)) < 0) return FORMAT_ERROR; /* checked above */
+            }
+            if (_PyUnicodeWriter_WriteChar(w, ']') < 0) return FORMAT_ERROR;
+        }
+    } else { /* a Section */
+        PyObject *raw = section_raw(value);
+        if (raw == NULL) return FORMAT_ERROR;
+        if (raw != Py_None) {
+            if (!PyUnicode_CheckExact(raw)) {
+                Py_DECREF(raw);
+                return FORMAT_UNHANDLED;
+            }
+            /* raw.endswith("\n" + indent) */
+            Py_ssize_t n = PyUnicode_GET_LENGTH(raw);
+            int kind = PyUnicode_KIND(raw);
+            const void *data = PyUnicode_DATA(raw);
+            int ends = n > tabs && PyUnicode_READ(kind, data, n - tabs - 1) == '\n';
+            for (Py_ssize_t i = n - tabs; ends && i < n; i++) ends = PyUnicode_READ(kind, data, i) == '\t';
+            if (ends) { /* kept as the writer's own text for this depth */
+                int rc = _PyUnicodeWriter_WriteASCIIString(w, " {", 2) < 0 || _PyUnicodeWriter_WriteStr(w, raw) < 0 ||
+                                 _PyUnicodeWriter_WriteASCIIString(w, "}\n", 2) < 0
+                             ? FORMAT_ERROR
+                             : FORMAT_DONE;
+                Py_DECREF(raw);
+                return rc;
+            }
+        }
+        Py_DECREF(raw);
+        if (_PyUnicodeWriter_WriteASCIIString(w, " {\n", 3) < 0) return FORMAT_ERROR;
+        PyObject *children = section_items(value);
+        if (children == NULL) return FORMAT_ERROR;
+        int rc = write_pairs(w, children, depth + 1);
+        Py_DECREF(children);
+        if (rc < 0) return rc;
+        if (tabs && _PyUnicodeWriter_WriteASCIIString(w, format_tabs, tabs) < 0) return FORMAT_ERROR;
+        return _PyUnicodeWriter_WriteASCIIString(w, "}\n", 2) < 0 ? FORMAT_ERROR : FORMAT_DONE;
+    }
+    return _PyUnicodeWriter_WriteChar(w, '\n') < 0 ? FORMAT_ERROR : FORMAT_DONE;
+}
+
+static int write_pairs(_PyUnicodeWriter *w, PyObject *items, long long depth) {
+    if (!PyList_CheckExact(items)) return FORMAT_UNHANDLED;
+    if (Py_EnterRecursiveCall(" in format_tree")) return FORMAT_ERROR;
+    int rc = FORMAT_DONE;
+    Py_INCREF(items);
+    for (Py_ssize_t i = 0; rc == FORMAT_DONE && i < PyList_GET_SIZE(items); i++) {
+        PyObject *pair = PyList_GET_ITEM(items, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            rc = FORMAT_UNHANDLED;
+            break;
+        }
+        Py_INCREF(pair); /* a lazy child's parse runs Python code: keep what is being written */
+        rc = write_pair(w, PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1), depth);
+        Py_DECREF(pair);
+    }
+    Py_DECREF(items);
+    Py_LeaveRecursiveCall();
+    return rc;
+}
+
+static PyObject *format_tree(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "format_tree(items_or_section, depth)");
+        return NULL;
+    }
+    if (section_type == NULL || marked_list_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_ccodec.configure() and configure_format() were not called");
+        return NULL;
+    }
+    PyObject *tree = args[0];
+    if (!PyLong_CheckExact(args[1])) Py_RETURN_NONE;
+    int overflow = 0;
+    long long depth = PyLong_AsLongLongAndOverflow(args[1], &overflow);
+    if (depth == -1 && PyErr_Occurred()) return NULL;
+    if (overflow) Py_RETURN_NONE; /* past 64 bits: the reference's "\t" * min(depth, 32) decides */
+    /* only min(depth, 32) matters, and depth grows by one a level (bounded by the recursion limit) */
+    if (depth > FORMAT_MAX_TABS) depth = FORMAT_MAX_TABS;
+    if (depth < -((long long)1 << 40)) depth = -((long long)1 << 40);
+    PyObject *items;
+    if (Py_TYPE(tree) == (PyTypeObject *)section_type) {
+        items = section_items(tree);
+        if (items == NULL) return NULL;
+    } else if (PyList_CheckExact(tree)) {
+        items = Py_NewRef(tree);
+    } else
+        Py_RETURN_NONE;
+    _PyUnicodeWriter w;
+    _PyUnicodeWriter_Init(&w);
+    w.overallocate = 1;
+    int rc = write_pairs(&w, items, depth);
+    Py_DECREF(items);
+    if (rc != FORMAT_DONE) {
+        _PyUnicodeWriter_Dealloc(&w);
+        if (rc == FORMAT_ERROR) return NULL;
+        Py_RETURN_NONE;
+    }
+    return _PyUnicodeWriter_Finish(&w);
+}
+
+static PyObject *configure_format(PyObject *self, PyObject *type) {
+    if (!PyType_Check(type)) {
+        PyErr_SetString(PyExc_TypeError, "configure_format(codec.MarkedList)");
+        return NULL;
+    }
+    Py_XSETREF(marked_list_type, Py_NewRef(type));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"build", (PyCFunction)(void (*)(void))build, METH_FASTCALL, "The fast path's tree of a text cut around its lazy bodies, or None."},
     {"compare_trees", (PyCFunction)(void (*)(void))compare_trees, METH_FASTCALL, "LVM's compare_config of two Sections or lists of pairs."},
@@ -1811,6 +2050,8 @@ static PyMethodDef methods[] = {
     {"strip_device_hints", strip_device_hints, METH_O, "The cache's device hints dropped from PV sections; their uuids."},
     {"same_trees", (PyCFunction)(void (*)(void))same_trees, METH_FASTCALL, "Whether two Sections are the same tree exactly."},
     {"cut_lazy", (PyCFunction)(void (*)(void))cut_lazy, METH_FASTCALL, "Parser._cut_lazy_py without the head check, in one call."},
+    {"format_tree", (PyCFunction)(void (*)(void))format_tree, METH_FASTCALL, "codec._write's text of a Section or list of pairs, or None."},
+    {"configure_format", configure_format, METH_O, "configure_format(codec.MarkedList)"},
     {"lazy_body_end", lazy_body_end, METH_VARARGS, "End of the canonical lazy body at start, -1, or -2."},
     {NULL, NULL, 0, NULL},
 };
@@ -1819,6 +2060,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ccodec", "The codec
 
 PyMODINIT_FUNC PyInit__ccodec(void) {
     init_classes();
+    init_key_quote();
     str_items = PyUnicode_InternFromString("items");
     str_raw = PyUnicode_InternFromString("raw");
     int_one = PyLong_FromLong(1);

@@ -1449,10 +1449,11 @@ def format_key(key: str) -> str:
     return text
 
 
-def _write(section: Section, depth: int, out: list[str]) -> None:
+def _write(items: list[tuple[str, Node]], depth: int, out: list[str]) -> None:
+    """The tree writer, the reference (``_ccodec.format_tree`` must write the same text)."""
     indent = "\t" * min(depth, 32)
     keys = _KEY_TEXTS
-    for key, value in section.items:
+    for key, value in items:
         k = keys.get(key)
         if k is None:
             k = format_key(key)
@@ -1467,7 +1468,7 @@ def _write(section: Section, depth: int, out: list[str]) -> None:
                 out.append(f"{indent}{k} {{{value.raw}}}\n")
                 continue
             out.append(f"{indent}{k} {{\n")
-            _write(value, depth + 1, out)
+            _write(value.items, depth + 1, out)
             out.append(f"{indent}}}\n")
         elif kind is list and len(value) != 1:  # type: ignore[arg-type]
             atoms = [quote(a) if type(a) is str else format_atom(a) for a in value]  # type: ignore[union-attr]
@@ -1476,11 +1477,33 @@ def _write(section: Section, depth: int, out: list[str]) -> None:
             out.append(f"{indent}{k}={format_value(value)}\n")
 
 
-def format_tree(tree: Section, depth: int = 0) -> str:
-    """LVM's tree writer: TAB indentation, ``key=value``, one node per line."""
+def _format_tree_py(tree: Section | list[tuple[str, Node]], depth: int = 0) -> str:
+    """:func:`format_tree` in Python, the reference of the accelerator's."""
     out: list[str] = []
-    _write(tree, depth, out)
+    _write(tree.items if isinstance(tree, Section) else tree, depth, out)
     return "".join(out)
+
+
+#: ``_ccodec.format_tree`` when the accelerator is in use: the reference's text, or None for a
+#: shape it leaves to the reference (anything but exact str, int, list, MarkedList, Section)
+_format_tree_accel: Callable[[Section | list[tuple[str, Node]], int], str | None] | None = None
+if _accel is not None:
+    _accel.configure_format(MarkedList)
+    _format_tree_accel = _accel.format_tree
+
+
+def format_tree(tree: Section | list[tuple[str, Node]], depth: int = 0) -> str:
+    """LVM's tree writer: TAB indentation, ``key=value``, one node per line.
+
+    ``tree`` is a Section or its children (a list of pairs, written as a
+    Section's would be).  The accelerator writes it when it can
+    (tests/wire/test_format_accel.py), else :func:`_format_tree_py`.
+    """
+    if _format_tree_accel is not None:
+        text = _format_tree_accel(tree, depth)
+        if text is not None:
+            return text
+    return _format_tree_py(tree, depth)
 
 
 def format_simple(response: str, fields: Iterable[tuple[str, Atom]] = ()) -> str:

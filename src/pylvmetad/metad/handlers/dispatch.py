@@ -35,12 +35,21 @@ import os
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ...wire.codec import DEFAULT_PARSER, Node, ParseError, Section, first_values, format_tree, release_steps
-from ...wire.framing import decode, encode_reply
+from ...wire.codec import (
+    DEFAULT_PARSER,
+    Node,
+    ParseError,
+    Section,
+    accelerated_function,
+    first_values,
+    format_tree,
+    release_steps,
+)
+from ...wire.framing import encode_reply
 from ...wire.replies import Reply, failed, ok, simple, unknown
-from ..cache import CacheState, GlobalFlag
+from ..cache import CacheState, GlobalFlag, PVFoundResult
 from ..protocol import LAZY_SECTIONS, PROTOCOL, PROTOCOL_VERSION, UPDATE_IN_PROGRESS
 from ..tokens import Action, decide
 from .dump import format_dump
@@ -66,9 +75,13 @@ REQUEST_FIELDS = ("request", "token", "pid", "cmd", "update_timeout")
 #: the sections of a pv_found, and the fields of its ``pvmeta`` (:meth:`RequestHandler.pv_found`)
 PV_FOUND_SECTIONS = ("pvmeta", "metadata")
 PV_FIELDS = ("id", "device")
-#: top-level pairs up to which :meth:`Request.from_tree` reads the fields in one walk of them
-FIRSTS_MAX = 64
 _INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
+#: :func:`~pylvmetad.wire.codec.first_values` without its wrapper's frame (three calls a pv_found):
+#: the accelerator's walk itself where it is built; its NotImplemented (a pair that is not a
+#: (str, value) tuple) leaves the pairs to first_values
+_first_values: Callable[[list[tuple[str, Node]], tuple[str, ...]], Any] = (
+    accelerated_function("first_values") or first_values
+)
 #: top-level pairs looked at per step when a long message's fields are read
 FIELD_STEP = 16 * 1024  # ~1.5 ms a step (64 Ki pairs were ~6 ms)
 
@@ -131,19 +144,12 @@ class Request:
         """The request in ``tree``; its fields are read from ``view`` when given (the first of each)."""
         fields = tree if view is None else view
         items = fields.items
-        if len(items) > FIRSTS_MAX:
-            return cls(
-                tree,
-                fields.get_str("request") or "NONE",
-                fields.get_str("token") or "NONE",
-                fields.get_int("pid", 0),
-                fields.get_str("cmd") or "NONE",
-                fields.get_int("update_timeout", 0),
-                error,
-            )
         # the first value of each field in one walk of the top level (what the getters read);
         # a plain str or 32-bit int is the getters' answer, anything else asks them
-        name, token, pid, cmd, timeout = first_values(items, REQUEST_FIELDS)
+        values = _first_values(items, REQUEST_FIELDS)
+        if values is NotImplemented:
+            values = first_values(items, REQUEST_FIELDS)
+        name, token, pid, cmd, timeout = values
         if type(name) is not str:
             name = fields.get_str("request")
         if type(token) is not str:
@@ -192,7 +198,7 @@ class RequestHandler:
         #: the kept texts of pv_list, vg_list and vg_lookup
         self.texts = ReplyTexts(self.state)
         #: pv_found's replies by their field values (a reply is immutable, so one object serves all)
-        self._pv_found_replies: dict[tuple[str, int, str, str, int, int], Reply] = {}
+        self._pv_found_replies: dict[PVFoundResult, Reply] = {}
         #: the encodings of the kept replies above and VG_UPDATE_OK, by the reply's identity
         #: (each entry holds its reply, so an id is never reused while it is here); a write
         #: request answered with one of them skips encoding it (:meth:`handle_bytes`)
@@ -215,11 +221,11 @@ class RequestHandler:
         memo = self.memo
         short = len(message) <= MEMO_MAX_MESSAGE
         stamp = self.state.generation
-        if short:
+        if short and memo.entries:  # an empty memo holds no answer, whatever its stamp
             hit = memo.get(message, stamp)
             if hit is not None:
                 return hit
-        req = Request.from_text(decode(message))
+        req = Request.from_text(message.decode("utf-8", "surrogateescape"))  # framing.decode(), inline
         name = req.name  # memo_read: self._memo_read(name) (inline), decided on the token state before the request
         memo_read = (
             short
@@ -335,13 +341,21 @@ class RequestHandler:
         tree = req.tree
         # the two sections, then the PV's uuid and device, each pair in one walk (a plain str
         # or int is the getter's answer, anything else asks it)
-        pvmeta, metadata = first_values(tree.items, PV_FOUND_SECTIONS)
+        items = tree.items
+        sections = _first_values(items, PV_FOUND_SECTIONS)
+        if sections is NotImplemented:
+            sections = first_values(items, PV_FOUND_SECTIONS)
+        pvmeta, metadata = sections
         if pvmeta is None:
             return failed("pv_found", "Ignore PV without PV metadata")
         # section.get_*(k) is tree.get_*("section/k"): the path walk takes the first child too
         if not isinstance(pvmeta, Section):
             return failed("pv_found", "Ignore PV without PV UUID")
-        pvid, device = first_values(pvmeta.items, PV_FIELDS)
+        items = pvmeta.items
+        fields = _first_values(items, PV_FIELDS)
+        if fields is NotImplemented:
+            fields = first_values(items, PV_FIELDS)
+        pvid, device = fields
         if type(pvid) is not str:
             pvid = pvmeta.get_str("id")
         if not pvid:
@@ -362,9 +376,8 @@ class RequestHandler:
         result = self.state.pv_found(pvmeta, pvid, device, vgname, vgid, metadata)
         if result.failed is not None:
             return failed("pv_found", result.failed)
-        fields = (result.status, result.changed, result.vgid, result.vgname, result.seqno_before, result.seqno_after)
         replies = self._pv_found_replies
-        reply = replies.get(fields)
+        reply = replies.get(result)  # a result is a tuple of the reply's fields
         if reply is None:
             # a rescan answers thousands of pv_founds with a handful of distinct replies
             reply = ok(
@@ -379,7 +392,7 @@ class RequestHandler:
             if len(reply.body) <= KEPT_PV_FOUND_CHARS:  # a client-chosen VG name may be long
                 if len(replies) >= KEPT_PV_FOUND_REPLIES:
                     replies.clear()
-                replies[fields] = reply
+                replies[result] = reply
                 self._keep_encoded(reply)
         return reply
 

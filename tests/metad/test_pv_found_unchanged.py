@@ -1,0 +1,116 @@
+"""pv_found's read-only path for a known orphan PV sent again is the general path's answer.
+
+:meth:`CacheState.pv_found` answers a PV stored exactly as sent (no VG
+metadata, not in a VG) without opening an operation; every other pv_found
+goes through the all-or-nothing ``_store_pv_found``.  Driven side by side
+with a cache that always takes the general path, the replies and the cache
+must be the same after every request.
+"""
+
+from __future__ import annotations
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from pylvmetad.metad.cache import UNCHANGED_ORPHAN, CacheState
+from support.lvm_requests import Session, new_session, pv_found, pvid, request, vg_metadata, vg_update, vgid
+
+PV1, PV2 = pvid(1), pvid(2)
+D1, D2 = 2048, 2064
+
+
+def general(session: Session) -> Session:
+    """``session`` with pv_found always on the general path (its fast path never taken)."""
+    state = session.state
+    setattr(state, "pv_found", state._store_pv_found)  # noqa: B010 (an instance attribute over the method)
+    return session
+
+
+def test_known_orphan_opens_no_operation() -> None:
+    s = new_session()
+    s.populate(pv_found(PV1, D1), pv_found(PV2, D2))
+    state = s.state
+    generation = state.generation
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("the general path was taken")
+
+    setattr(state, "_store_pv_found", refuse)  # noqa: B010
+    found = s.fields(pv_found(PV1, D1))
+    assert found["status"] == "orphan" and found["changed"] == 0, found
+    assert state.generation == generation and not state.journal.open
+    assert state.pv_found(state.pvid_to_pvmeta[PV2], PV2, D2) is UNCHANGED_ORPHAN
+
+
+def test_not_taken_when_something_differs() -> None:
+    """A changed record, another device, a PV in a VG: each goes the general path."""
+    s = new_session()
+    s.populate(pv_found(PV1, D1), pv_found(PV2, D2, vgname="vg1", metadata=vg_metadata(vgid(1), 1, [PV2])))
+    taken: list[str] = []
+    store = s.state._store_pv_found
+
+    def counted(*args: object) -> object:
+        taken.append(str(args[1]))
+        return store(*args)  # type: ignore[arg-type]
+
+    setattr(s.state, "_store_pv_found", counted)  # noqa: B010
+    assert s.fields(pv_found(PV1, D1, dev_size=1 << 30))["changed"] == 1
+    assert s.fields(pv_found(PV2, D2))["status"] == "complete"
+    assert s.fields(pv_found(PV1, D2 + 16))["response"] == "failed"  # a known PV on another device
+    assert taken == [PV1, PV2, PV1]
+
+
+PVS = [pvid(i) for i in range(3)]
+DEVICES = [2048, 2064, 2080, 0]
+STEP = st.one_of(
+    st.builds(
+        lambda pv, dev, size: pv_found(pv, dev, dev_size=size),
+        st.sampled_from(PVS),
+        st.sampled_from(DEVICES),
+        st.sampled_from([1 << 20, 1 << 30]),
+    ),
+    st.builds(
+        lambda pv, dev, seqno, listed: pv_found(
+            pv, dev, vgname="vg0", metadata=vg_metadata(vgid(0), seqno, [pv, *listed])
+        ),
+        st.sampled_from(PVS),
+        st.sampled_from(DEVICES),
+        st.integers(1, 3),
+        st.lists(st.sampled_from(PVS), max_size=2, unique=True),
+    ),
+    st.builds(lambda pv: request("pv_gone", uuid=pv), st.sampled_from(PVS)),
+    st.builds(lambda dev: request("pv_gone", device=dev), st.sampled_from(DEVICES)),
+    # the original drops the request's device entry, even another PV's: that PV's is then missing
+    st.builds(lambda pv, dev: request("pv_gone", uuid=pv, device=dev), st.sampled_from(PVS), st.sampled_from(DEVICES)),
+    st.builds(
+        lambda seqno, listed: vg_update("vg0", vg_metadata(vgid(0), seqno, listed)),
+        st.integers(1, 4),
+        st.lists(st.sampled_from(PVS), min_size=1, max_size=3, unique=True),
+    ),
+    st.just(request("vg_remove", uuid=vgid(0))),
+)
+
+
+def tables(state: CacheState) -> list[object]:
+    return [list(table.items()) for table in state.tables()] + [state.flags, state.generation]
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=st.lists(STEP, max_size=14))
+@example(  # PVS[1]'s device entry dropped by another PV's pv_gone: its record alone is no longer enough
+    [
+        pv_found(PVS[0], 2048),
+        pv_found(PVS[1], 2064),
+        request("pv_gone", uuid=PVS[0], device=2064),
+        pv_found(PVS[1], 2064),
+    ]
+)
+@example([pv_found(PVS[0], 2048), pv_found(PVS[0], 2048)])
+def test_same_as_the_general_path(steps: list[str]) -> None:
+    fast, slow = new_session(), general(new_session())
+    for s in (fast, slow):
+        s.populate()
+    for body in steps:
+        assert fast.send(body).body == slow.send(body).body, body
+        assert tables(fast.state) == tables(slow.state), body
+        assert not fast.state.journal.open
