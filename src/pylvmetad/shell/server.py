@@ -537,9 +537,15 @@ class Connection(asyncio.Protocol):
                 transport = self.transport
                 assert transport is not None
                 # what holding() counts: nothing is buffered or waiting here, so only unsent replies
-                if server.account(self, transport.get_write_buffer_size(), len(message)):
+                held = transport.get_write_buffer_size()
+                if held == self.held:  # server.account(self, held, len(message))'s usual case, inline
+                    released = server._released = server._released + len(message)
+                    if released >= TRIM_AFTER and not server._trim_scheduled:
+                        server.release(0)
+                elif server.account(self, held, len(message)):
                     self._drop_replies()
-                elif server.draining and self.idle:
+                    return
+                if server.draining and self.idle:
                     self.close()  # shutting down: answered, so it goes (its replies are flushed first)
                 return
         try:
