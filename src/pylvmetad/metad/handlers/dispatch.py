@@ -86,7 +86,7 @@ _first_values: Callable[[list[tuple[str, Node]], tuple[str, ...]], Any] = (
 FIELD_STEP = 16 * 1024  # ~1.5 ms a step (64 Ki pairs were ~6 ms)
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     """The fields every request is read for (docs/protocol.md §4)."""
 
@@ -143,7 +143,9 @@ class Request:
     def from_tree(cls, tree: Section, error: ParseError | None = None, view: Section | None = None) -> Request:
         """The request in ``tree``; its fields are read from ``view`` when given (the first of each)."""
         fields = tree if view is None else view
-        items = fields.items
+        items = fields._items  # fields.items without the property's frame when they are built (a
+        if items is None:  # lazy section's are built on first access), as Section's getters read them
+            items = fields.items
         # the first value of each field in one walk of the top level (what the getters read);
         # a plain str or 32-bit int is the getters' answer, anything else asks them
         values = _first_values(items, REQUEST_FIELDS)
@@ -341,7 +343,9 @@ class RequestHandler:
         tree = req.tree
         # the two sections, then the PV's uuid and device, each pair in one walk (a plain str
         # or int is the getter's answer, anything else asks it)
-        items = tree.items
+        items = tree._items  # tree.items, read as in Request.from_tree
+        if items is None:
+            items = tree.items
         sections = _first_values(items, PV_FOUND_SECTIONS)
         if sections is NotImplemented:
             sections = first_values(items, PV_FOUND_SECTIONS)
@@ -351,7 +355,9 @@ class RequestHandler:
         # section.get_*(k) is tree.get_*("section/k"): the path walk takes the first child too
         if not isinstance(pvmeta, Section):
             return failed("pv_found", "Ignore PV without PV UUID")
-        items = pvmeta.items
+        items = pvmeta._items  # pvmeta.items, read as in Request.from_tree
+        if items is None:
+            items = pvmeta.items
         fields = _first_values(items, PV_FIELDS)
         if fields is NotImplemented:
             fields = first_values(items, PV_FIELDS)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ...wire.codec import MarkedList, Node, Section, atoms, format_key, format_tree, quote
+from ...wire.codec import MarkedList, Node, Section, atoms, first_values, format_key, format_tree, quote
 from ...wire.replies import Reply
 from ..cache import CacheState
 
@@ -62,6 +62,9 @@ def pvmeta_for_vg(pvmeta: Section) -> list[tuple[str, Node]]:
 def present_pv_items(pv: Section) -> list[tuple[str, Node]]:
     """A present PV's own children as vg_lookup returns them: any ``MISSING`` status word dropped."""
     items = pv.items
+    (status,) = first_values(items, ("status",))
+    if type(status) is str and status != "MISSING":  # the common case: nothing to drop
+        return items
     status_at = next((i for i, (k, _) in enumerate(items) if k == "status"), None)
     if status_at is not None:
         status = atoms(items[status_at][1])
@@ -185,17 +188,14 @@ class ReplyTexts:
         kept = self.vg_texts.get(vgid)
         if kept is not None and kept[0] is metadata:
             return kept[1], kept[2], kept[3]
-        before: list[tuple[str, Node]] = []
-        after: list[tuple[str, Node]] = []
+        items = metadata.items
         pvs: Section | None = None
-        for key, value in metadata.items:
-            if pvs is None and key == "physical_volumes" and isinstance(value, Section):
-                pvs = value
-            elif pvs is None:
-                before.append((key, value))
-            else:
-                after.append((key, value))
-        texts = format_tree(Section(before), 1), format_tree(Section(after), 1)
+        at = len(items)
+        for i, (key, value) in enumerate(items):
+            if key == "physical_volumes" and isinstance(value, Section):
+                pvs, at = value, i
+                break
+        texts = format_tree(items[:at], 1), format_tree(items[at + 1 :], 1)
         self.vg_texts[vgid] = (metadata, texts[0], texts[1], pvs)
         cached_vgs = self.state.vgid_to_metadata
         if len(self.vg_texts) > 2 * len(cached_vgs) + 16:
@@ -212,7 +212,7 @@ class ReplyTexts:
         kept = self.pvmeta_texts.get(pvid)
         if kept is not None and kept[0] is pvmeta:
             return kept[1]
-        text = format_tree(Section(pvmeta_for_vg(pvmeta)), 3)
+        text = format_tree(pvmeta_for_vg(pvmeta), 3)
         pvmetas = self.state.pvid_to_pvmeta
         if len(self.pvmeta_texts) > 2 * len(pvmetas) + 16:
             # drop the texts of PVs that are gone or changed, so churn cannot grow this
@@ -246,11 +246,11 @@ class ReplyTexts:
                         # the merged section's text is the pvmeta's part then the PV's own
                         parts.append(f"\t\t{format_key(key)} {{\n")
                         parts.append(self._pvmeta_text(pv_id, pvmeta))
-                        parts.append(format_tree(Section(present_pv_items(pv)), 3))
+                        parts.append(format_tree(present_pv_items(pv), 3))
                         parts.append("\t\t}\n")
                         continue
                     pv = edit_pv_section(pv, None)
-                parts.append(format_tree(Section([(key, pv)]), 2))
+                parts.append(format_tree([(key, pv)], 2))
             parts.append("\t}\n")
         parts.append(after)
         parts.append("}\n")
