@@ -652,7 +652,7 @@ class CacheState:
         new = frozenset(pvids)
         if new != self._listed.get(vgid):
             return False
-        if new <= self.pvid_to_vgid.keys():
+        if self.pvid_to_vgid.keys() >= new:
             return True
         return pvids == list(vg_pvids(old))
 

@@ -185,9 +185,9 @@ class Table(dict[K, V]):
         saved = self._saved
         if saved is None:
             if self._journal.open:  # the table's first change in the operation
-                self._keep(key)
+                self._join()[key] = dict.get(self, key, _ABSENT)
         elif key not in saved:  # the first change of the key: keep its value
-            self._keep(key)
+            saved[key] = dict.get(self, key, _ABSENT)
         keys = self._keys
         if keys is not None and key not in self:  # a new key: its entry in the key list
             if len(keys) > 2 * len(self) + _SLACK and self._mark is None:
@@ -266,6 +266,10 @@ class MutableValueTable(Table[K, V]):
         if key not in saved:
             value = dict.get(self, key, _ABSENT)
             saved[key] = value if value is _ABSENT else self._copy_value(value)
+
+    def __setitem__(self, key: K, value: V) -> None:
+        self._keep(key)  # a copy, which Table.__setitem__ (its save inlined) would not take
+        super().__setitem__(key, value)
 
     def __getitem__(self, key: K) -> V:
         saved = self._saved
