@@ -16,7 +16,10 @@ Rules of this module:
   tables are journaled, :mod:`pylvmetad.metad.journal`; they share one
   :class:`~pylvmetad.metad.journal.Journal`, so opening an operation costs
   the same however many tables there are, and closing it visits only the
-  tables it changed).
+  tables it changed).  Two pv_founds a scan sends thousands of skip the
+  operation: a known orphan PV sent again as stored (reads only), and an
+  orphan PV never seen on a free device, which is two insertions that
+  :meth:`CacheState.pv_found` undoes itself if the second fails.
 * Method and table names follow the spec (``pvid_to_vgid``,
   ``remove_vg_if_missing``) so the code can be read beside it.
 
@@ -50,7 +53,8 @@ metadata, so every request stays proportional to what it carries or returns.
 ``generation`` counts changes to the tables.  Readers that cache derived
 text (whole replies) compare it to know whether their copy is still valid;
 it is the one piece of bookkeeping every mutation must maintain, which is
-why all mutations go through ``_changed``.
+why all mutations go through ``_changed`` (the new-orphan pv_found bumps it
+inline).
 """
 
 from __future__ import annotations
@@ -215,6 +219,8 @@ class PVFoundResult(NamedTuple):
 
 #: pv_found of an orphan PV stored exactly as sent: nothing changes (:meth:`CacheState.pv_found`)
 UNCHANGED_ORPHAN = PVFoundResult()
+#: pv_found of an orphan PV never seen before, on a device no PV holds (:meth:`CacheState.pv_found`)
+NEW_ORPHAN = PVFoundResult(changed=1)
 
 
 @dataclass(slots=True)
@@ -692,17 +698,32 @@ class CacheState:
         ``device`` is ``pvmeta``'s own device field (what the handler reads there).
         """
         if metadata is None and device:
-            # what pvscan --cache sends of every known orphan PV: stored exactly as sent on its
-            # device (same trees: the same device field), so nothing would change and no
-            # operation is opened; _store_pv_found's path for it, reads only
-            old = self.pvid_to_pvmeta.get(pvid)
-            if (
-                old is not None
-                and self.device_to_pvid.get(device) == pvid
-                and pvid not in self.pvid_to_vgid
-                and same_trees(pvmeta, old)
-            ):
-                return UNCHANGED_ORPHAN
+            pvmetas = self.pvid_to_pvmeta
+            old = pvmetas.get(pvid)
+            if old is not None:
+                # what pvscan --cache sends of every known orphan PV: stored exactly as sent on
+                # its device (same trees: the same device field), so nothing would change and
+                # no operation is opened; _store_pv_found's path for it, reads only
+                if (
+                    self.device_to_pvid.get(device) == pvid
+                    and pvid not in self.pvid_to_vgid
+                    and same_trees(pvmeta, old)
+                ):
+                    return UNCHANGED_ORPHAN
+            elif device not in self.device_to_pvid and pvid not in self.pvid_to_vgid and pvid not in self._listing:
+                # what a first scan sends of every orphan PV: never seen, on a free device, in
+                # no VG's metadata; _store_pv_found's path for it is these two insertions (no
+                # index derives from them) and the generation, undone here if one fails
+                devices = self.device_to_pvid
+                try:
+                    devices[device] = pvid
+                    pvmetas[pvid] = pvmeta
+                except BaseException:
+                    devices.pop(device, None)
+                    pvmetas.pop(pvid, None)
+                    raise
+                self.generation += 1  # self._changed(), inline
+                return NEW_ORPHAN
         return self._store_pv_found(pvmeta, pvid, device, vgname, vgid, metadata)
 
     @all_or_nothing
