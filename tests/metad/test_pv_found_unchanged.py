@@ -1,7 +1,8 @@
-"""pv_found's read-only path for a known orphan PV sent again is the general path's answer.
+"""pv_found's two short paths for orphan PVs give the general path's answer.
 
 :meth:`CacheState.pv_found` answers a PV stored exactly as sent (no VG
-metadata, not in a VG) without opening an operation; every other pv_found
+metadata, not in a VG) without opening an operation, and stores an orphan
+PV never seen on a free device by two insertions; every other pv_found
 goes through the all-or-nothing ``_store_pv_found``.  Driven side by side
 with a cache that always takes the general path, the replies and the cache
 must be the same after every request.
@@ -9,10 +10,12 @@ must be the same after every request.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pylvmetad.metad.cache import UNCHANGED_ORPHAN, CacheState
+from pylvmetad.metad.cache import NEW_ORPHAN, UNCHANGED_ORPHAN, CacheState
+from pylvmetad.metad.journal import Table
 from support.lvm_requests import Session, new_session, pv_found, pvid, request, vg_metadata, vg_update, vgid
 
 PV1, PV2 = pvid(1), pvid(2)
@@ -40,6 +43,70 @@ def test_known_orphan_opens_no_operation() -> None:
     assert found["status"] == "orphan" and found["changed"] == 0, found
     assert state.generation == generation and not state.journal.open
     assert state.pv_found(state.pvid_to_pvmeta[PV2], PV2, D2) is UNCHANGED_ORPHAN
+
+
+def test_new_orphan_opens_no_operation() -> None:
+    s = new_session()
+    s.populate()
+    state = s.state
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("the general path was taken")
+
+    setattr(state, "_store_pv_found", refuse)  # noqa: B010
+    generation = state.generation
+    found = s.fields(pv_found(PV1, D1))
+    assert found["status"] == "orphan" and found["changed"] == 1, found
+    assert state.generation == generation + 1 and not state.journal.open
+    assert state.device_to_pvid[D1] == PV1 and PV1 in state.pvid_to_pvmeta
+    assert state.check_invariants() == []
+    pvmeta = state.pvid_to_pvmeta[PV1]
+    assert state.pv_found(pvmeta, PV2, D2) is NEW_ORPHAN
+
+
+def test_new_orphan_not_taken_when_something_is_known() -> None:
+    """A PV listed by a VG, a device another PV holds: each goes the general path."""
+    s = new_session()
+    s.populate(
+        pv_found(PV1, D1),
+        vg_update("vg1", vg_metadata(vgid(1), 1, [PV2])),  # PV2 listed, not yet found
+    )
+    taken: list[str] = []
+    store = s.state._store_pv_found
+
+    def counted(*args: object) -> object:
+        taken.append(str(args[1]))
+        return store(*args)  # type: ignore[arg-type]
+
+    setattr(s.state, "_store_pv_found", counted)  # noqa: B010
+    assert s.fields(pv_found(PV2, D2))["status"] == "complete"
+    assert s.fields(pv_found(pvid(3), D1))["changed"] == 1  # D1 held by PV1: it moves
+    assert taken == [PV2, pvid(3)]
+
+
+class _FailingTable(Table[str, object]):
+    """A table whose insertion raises (as MemoryError would), after nothing is stored."""
+
+    __slots__ = ()
+
+    def __setitem__(self, key: str, value: object) -> None:
+        raise MemoryError("no room")
+
+
+def test_new_orphan_undone_when_the_second_insertion_fails() -> None:
+    s = new_session()
+    s.populate(pv_found(PV1, D1))
+    state = s.state
+    before = tables(state)
+    good = state.pvid_to_pvmeta
+    failing = _FailingTable(good.items())
+    state.pvid_to_pvmeta = failing  # type: ignore[assignment]
+    with pytest.raises(MemoryError):
+        state.pv_found(good[PV1], PV2, D2)
+    state.pvid_to_pvmeta = good
+    assert dict(failing) == dict(good)
+    assert tables(state) == before
+    assert D2 not in state.device_to_pvid
 
 
 def test_not_taken_when_something_differs() -> None:

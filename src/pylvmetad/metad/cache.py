@@ -16,7 +16,12 @@ Rules of this module:
   tables are journaled, :mod:`pylvmetad.metad.journal`; they share one
   :class:`~pylvmetad.metad.journal.Journal`, so opening an operation costs
   the same however many tables there are, and closing it visits only the
-  tables it changed).
+  tables it changed).  Two pv_founds a scan sends thousands of skip the
+  operation: a known orphan PV sent again as stored (reads only), and an
+  orphan PV never seen on a free device, which is two insertions that
+  :meth:`CacheState.pv_found` undoes itself if the second fails; and so does
+  the vg_update every command that changes a VG sends (a newer seqno, the
+  same name and PVs, each mapped to the VG), which is one table write.
 * Method and table names follow the spec (``pvid_to_vgid``,
   ``remove_vg_if_missing``) so the code can be read beside it.
 
@@ -50,7 +55,8 @@ metadata, so every request stays proportional to what it carries or returns.
 ``generation`` counts changes to the tables.  Readers that cache derived
 text (whole replies) compare it to know whether their copy is still valid;
 it is the one piece of bookkeeping every mutation must maintain, which is
-why all mutations go through ``_changed``.
+why all mutations go through ``_changed`` (the short paths above bump it
+inline).
 """
 
 from __future__ import annotations
@@ -215,6 +221,8 @@ class PVFoundResult(NamedTuple):
 
 #: pv_found of an orphan PV stored exactly as sent: nothing changes (:meth:`CacheState.pv_found`)
 UNCHANGED_ORPHAN = PVFoundResult()
+#: pv_found of an orphan PV never seen before, on a device no PV holds (:meth:`CacheState.pv_found`)
+NEW_ORPHAN = PVFoundResult(changed=1)
 
 
 @dataclass(slots=True)
@@ -557,11 +565,19 @@ class CacheState:
     # the metadata merge (docs/protocol.md §6)
     # ------------------------------------------------------------------
     def merge_vg_metadata(
-        self, name: str, vgid: str, metadata: Section, pvid: str | None, seqno: int | None = None
+        self,
+        name: str,
+        vgid: str,
+        metadata: Section,
+        pvid: str | None,
+        seqno: int | None = None,
+        pvids: list[str] | None = None,
     ) -> MergeResult:
         """Merge VG metadata sent by a PV (``pvid``) or by a command (``pvid=None``).
 
-        ``seqno`` is ``metadata.get_int("seqno", -1)`` when the caller has read it.
+        ``seqno`` is ``metadata.get_int("seqno", -1)`` when the caller has read it;
+        ``pvids`` is :func:`strip_device_hints` of ``metadata`` when the caller has
+        stripped it (stripping twice could drop a second, adjacent hint).
 
         Returns whether it was accepted and the seqno to report as "before".
         A refusal changes nothing, except that a PV reporting older metadata
@@ -585,7 +601,8 @@ class CacheState:
             old = self.vgid_to_metadata.get(vgid)
             needs_repair = known_name is None or not paired or old is None
 
-        pvids = strip_device_hints(metadata)
+        if pvids is None:
+            pvids = strip_device_hints(metadata)
         new_seq = metadata.get_int("seqno", -1) if seqno is None else seqno
         old_seq = old.get_int("seqno", -1) if old is not None else -1
         reported = old_seq if old is not None else new_seq
@@ -692,17 +709,32 @@ class CacheState:
         ``device`` is ``pvmeta``'s own device field (what the handler reads there).
         """
         if metadata is None and device:
-            # what pvscan --cache sends of every known orphan PV: stored exactly as sent on its
-            # device (same trees: the same device field), so nothing would change and no
-            # operation is opened; _store_pv_found's path for it, reads only
-            old = self.pvid_to_pvmeta.get(pvid)
-            if (
-                old is not None
-                and self.device_to_pvid.get(device) == pvid
-                and pvid not in self.pvid_to_vgid
-                and same_trees(pvmeta, old)
-            ):
-                return UNCHANGED_ORPHAN
+            pvmetas = self.pvid_to_pvmeta
+            old = pvmetas.get(pvid)
+            if old is not None:
+                # what pvscan --cache sends of every known orphan PV: stored exactly as sent on
+                # its device (same trees: the same device field), so nothing would change and
+                # no operation is opened; _store_pv_found's path for it, reads only
+                if (
+                    self.device_to_pvid.get(device) == pvid
+                    and pvid not in self.pvid_to_vgid
+                    and same_trees(pvmeta, old)
+                ):
+                    return UNCHANGED_ORPHAN
+            elif device not in self.device_to_pvid and pvid not in self.pvid_to_vgid and pvid not in self._listing:
+                # what a first scan sends of every orphan PV: never seen, on a free device, in
+                # no VG's metadata; _store_pv_found's path for it is these two insertions (no
+                # index derives from them) and the generation, undone here if one fails
+                devices = self.device_to_pvid
+                try:
+                    devices[device] = pvid
+                    pvmetas[pvid] = pvmeta
+                except BaseException:
+                    devices.pop(device, None)
+                    pvmetas.pop(pvid, None)
+                    raise
+                self.generation += 1  # self._changed(), inline
+                return NEW_ORPHAN
         return self._store_pv_found(pvmeta, pvid, device, vgname, vgid, metadata)
 
     @all_or_nothing
@@ -836,13 +868,45 @@ class CacheState:
     # ------------------------------------------------------------------
     # VG requests
     # ------------------------------------------------------------------
-    @all_or_nothing
     def vg_update(self, vgname: str, vgid: str, metadata: Section, seqno: int | None = None) -> bool:
         """Metadata written by a command; False (nothing changed) if refused.
 
         ``seqno``: ``metadata.get_int("seqno", -1)`` when the caller has read it already.
         """
-        merge = self.merge_vg_metadata(vgname, vgid, metadata, None, seqno)
+        old = self.vgid_to_metadata.get(vgid)
+        if old is None or self.vgid_to_vgname.get(vgid) != vgname or vgid in self.vgid_to_info:
+            return self._store_vg_update(vgname, vgid, metadata, seqno, None)
+        # what every command that changes a VG sends: a newer seqno of a stored VG, the same
+        # name, the same PVs, each mapped to it.  The general path (merge_vg_metadata's
+        # "same" kind, _replace_metadata) then changes one table entry and the generation:
+        # done here without opening an operation (one write cannot be half done)
+        pvids = strip_device_hints(metadata)
+        new_seq = metadata.get_int("seqno", -1) if seqno is None else seqno
+        old_seq = old.get_int("seqno", -1)
+        if (
+            0 < old_seq < new_seq
+            and vgid != ORPHAN
+            and vgid in dict.get(self.vgname_to_vgid, vgname, ())
+            and ORPHAN not in self.vgid_to_metadata
+            and metadata.get_str("id") == vgid
+            and frozenset(pvids) == self._listed.get(vgid)
+        ):
+            mapping = self.pvid_to_vgid
+            for pvid in pvids:
+                if mapping.get(pvid) != vgid:
+                    break
+            else:
+                self.vgid_to_metadata[vgid] = metadata
+                self.generation += 1  # self._changed(), inline
+                return True
+        return self._store_vg_update(vgname, vgid, metadata, new_seq, pvids)
+
+    @all_or_nothing
+    def _store_vg_update(
+        self, vgname: str, vgid: str, metadata: Section, seqno: int | None, pvids: list[str] | None
+    ) -> bool:
+        """:meth:`vg_update`, all or nothing (``pvids``: the metadata's, when stripped already)."""
+        merge = self.merge_vg_metadata(vgname, vgid, metadata, None, seqno, pvids)
         if not merge.ok:
             return False
         if vgid in self.vgid_to_info:  # a membership test: no journal copy of an absent record

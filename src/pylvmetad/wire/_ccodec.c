@@ -1044,6 +1044,72 @@ error:
     return NULL;
 }
 
+/* parse_text(names, pairs, keys, verified, spans, limits, text): codec.Parser.parse's fast path
+ * in one call: the text cut at its first NUL, cut around its lazy bodies (cut_lazy, when
+ * ``names`` -- sorted(lazy) -- is not empty) and built (build).  ``limits`` is the Parser's
+ * (short_max, pairs_max, keys_max, max_depth, lazy_max_depth, min_chars, one_max, count_max,
+ * chars_max, max_chars): the arguments of build and cut_lazy after their memos.  The text last,
+ * so a functools.partial of the rest is the whole call (codec.Parser.quick).  Returns the tree,
+ * None (not in the subset: the general parser decides, and raises what it raises) or
+ * NotImplemented (wider characters, or cut_lazy's NotImplemented: Python's path decides);
+ * either of the two leaves the memos as the Python path would find them after the same calls. */
+static PyObject *parse_text(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 7 || !PyTuple_Check(args[0]) || !PyTuple_Check(args[5]) || PyTuple_GET_SIZE(args[5]) != 10 ||
+        !PyUnicode_Check(args[6])) {
+        PyErr_SetString(PyExc_TypeError, "parse_text(names: tuple, pairs, keys, verified, spans, limits: tuple[10], text: str)");
+        return NULL;
+    }
+    PyObject *names = args[0], *limits = args[5], *text = args[6];
+    if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND) Py_RETURN_NOTIMPLEMENTED;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(text);
+    const Py_UCS1 *nul = n ? memchr(s, 0, (size_t)n) : NULL;
+    if (nul != NULL) {
+        text = PyUnicode_Substring(text, 0, nul - s); /* the C parser sees a C string: a NUL ends it */
+        if (text == NULL) return NULL;
+    } else {
+        Py_INCREF(text);
+    }
+    PyObject *cut = NULL, *pieces, *raws;
+    if (PyTuple_GET_SIZE(names) > 0) {
+        /* cut_lazy(text, names, verified, min_chars, one_max, count_max, chars_max, levels, max_chars) */
+        PyObject *cut_args[9] = {text,
+                                 names,
+                                 args[3],
+                                 PyTuple_GET_ITEM(limits, 5),
+                                 PyTuple_GET_ITEM(limits, 6),
+                                 PyTuple_GET_ITEM(limits, 7),
+                                 PyTuple_GET_ITEM(limits, 8),
+                                 PyTuple_GET_ITEM(limits, 4),
+                                 PyTuple_GET_ITEM(limits, 9)};
+        cut = cut_lazy(self, cut_args, 9);
+        Py_DECREF(text);
+        if (cut == NULL || cut == Py_NotImplemented) return cut;
+        pieces = PyTuple_GET_ITEM(cut, 0);
+        raws = PyTuple_GET_ITEM(cut, 1);
+    } else {
+        pieces = PyList_New(1);
+        raws = PyList_New(0);
+        if (pieces == NULL || raws == NULL) {
+            Py_XDECREF(pieces);
+            Py_XDECREF(raws);
+            Py_DECREF(text);
+            return NULL;
+        }
+        PyList_SET_ITEM(pieces, 0, text); /* the list takes the reference */
+        cut = PyTuple_Pack(2, pieces, raws);
+        Py_DECREF(pieces);
+        Py_DECREF(raws);
+        if (cut == NULL) return NULL;
+    }
+    PyObject *build_args[10] = {pieces, raws, args[1], args[2]};
+    for (int a = 0; a < 5; a++) build_args[4 + a] = PyTuple_GET_ITEM(limits, a);
+    build_args[9] = args[4];
+    PyObject *tree = build(self, build_args, 10);
+    Py_DECREF(cut);
+    return tree;
+}
+
 /* first_value(items, key): the value of the first (key, value) pair of ``items`` whose key
  * equals ``key``, or None (codec._first_value_py, the reference; Section.child's loop);
  * NotImplemented when an item is not a 2-tuple (the reference's loop decides) */
@@ -2050,6 +2116,7 @@ static PyMethodDef methods[] = {
     {"strip_device_hints", strip_device_hints, METH_O, "The cache's device hints dropped from PV sections; their uuids."},
     {"same_trees", (PyCFunction)(void (*)(void))same_trees, METH_FASTCALL, "Whether two Sections are the same tree exactly."},
     {"cut_lazy", (PyCFunction)(void (*)(void))cut_lazy, METH_FASTCALL, "Parser._cut_lazy_py without the head check, in one call."},
+    {"parse_text", (PyCFunction)(void (*)(void))parse_text, METH_FASTCALL, "Parser.parse's fast path (NUL cut, cut_lazy, build) in one call."},
     {"format_tree", (PyCFunction)(void (*)(void))format_tree, METH_FASTCALL, "codec._write's text of a Section or list of pairs, or None."},
     {"configure_format", configure_format, METH_O, "configure_format(codec.MarkedList)"},
     {"lazy_body_end", lazy_body_end, METH_VARARGS, "End of the canonical lazy body at start, -1, or -2."},

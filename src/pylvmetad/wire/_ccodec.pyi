@@ -36,6 +36,16 @@ def cut_lazy(
     max_chars: int,
     /,
 ) -> Any: ...
+def parse_text(
+    names: tuple[str, ...],
+    pairs: dict[object, object],
+    keys: dict[str, str],
+    verified: list[tuple[int, str]],
+    spans: SpanMemo | None,
+    limits: tuple[int, int, int, int, int, int, int, int, int, int],
+    text: str,
+    /,
+) -> object: ...
 def lazy_body_end(text: str, start: int, depth: int, levels: int, endpos: int, /) -> int: ...
 
 class SpanMemo:

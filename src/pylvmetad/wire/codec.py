@@ -55,6 +55,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Generator, Iterable, Iterator
+from functools import partial
 from types import ModuleType
 from typing import Any, TypeVar, Union, overload
 
@@ -961,7 +962,7 @@ class Parser:
     #: 1024 spans of at most 112 characters, counted twice, the span and what it parsed to)
     SPAN_MEMO_CHARS = 2 * 1024 * 112
 
-    __slots__ = ("_heads", "keys", "pairs", "spans", "verified")
+    __slots__ = ("_heads", "_limits", "keys", "pairs", "spans", "verified")
 
     def __init__(self) -> None:
         self.pairs: dict[tuple[str, Node], tuple[str, Node]] = {}
@@ -971,6 +972,20 @@ class Parser:
         #: the accelerator's span memo (a unit's text -> its parsed object, ``_ccodec.SpanMemo``),
         #: None on the pure-Python codec
         self.spans: Any = _accel.SpanMemo() if _accel is not None else None
+        #: the budgets ``_ccodec.parse_text`` is given (read once: a subclass's are its own);
+        #: the memos above are emptied by :meth:`clear`, never replaced, so its calls see them
+        self._limits = (
+            self.SHARED_STR_MAX,
+            self.SHARED_PAIRS_MAX,
+            self.SHARED_KEYS_MAX,
+            MAX_DEPTH,
+            LAZY_MAX_DEPTH,
+            self.VERIFIED_MIN_CHARS,
+            self.VERIFIED_CHARS // 2,
+            self.VERIFIED_MAX,
+            self.VERIFIED_CHARS,
+            LAZY_MAX_CHARS,
+        )
 
     def clear(self) -> None:
         """Forget every memo."""
@@ -990,15 +1005,33 @@ class Parser:
     def parse(self, text: str, lazy: frozenset[str] = frozenset()) -> Section:
         """Parse ``text`` in one go (see :func:`parse`)."""
         if _accel is not None:
-            nul = text.find("\0")
-            if nul >= 0:
-                text = text[:nul]
-            tree = self._accelerated(text, lazy)
+            names = _SORTED_NAMES.get(lazy) if lazy else ()
+            if names is None:
+                names = _sorted_names(lazy)
+            # the NUL cut and :meth:`_accelerated` in one call: the same tree, None or NotImplemented
+            # (wider characters, or a shape cut_lazy leaves to Python: what steps() decides)
+            tree = _accel.parse_text(names, self.pairs, self.keys, self.verified, self.spans, self._limits, text)
             if tree is None:  # not in the subset: the general parser
+                nul = text.find("\0")
+                if nul >= 0:
+                    text = text[:nul]
                 return _run(self._general_lazy(text, lazy) if lazy else _general(text))
             if tree is not NotImplemented:
-                return tree  # type: ignore[return-value]
+                return tree  # type: ignore[no-any-return]
         return _run(self.steps(text, lazy))
+
+    def quick(self, lazy: frozenset[str] = frozenset()) -> Callable[[str], object]:
+        """A parse of ``text`` with ``lazy`` for a caller's hot path: the tree, or anything else for "call :meth:`parse`".
+
+        With the accelerator it is ``_ccodec.parse_text`` with every argument but the text
+        bound (a ``functools.partial``: no Python frame), whose tree is :meth:`parse`'s;
+        its None (not in the subset) and NotImplemented (wider characters) leave the text
+        to :meth:`parse`, which gives the same tree or raises.  Without it, None always.
+        """
+        if _accel is None:
+            return _no_quick_parse
+        names = _sorted_names(lazy) if lazy else ()
+        return partial(_accel.parse_text, names, self.pairs, self.keys, self.verified, self.spans, self._limits)
 
     def _accelerated(self, text: str, lazy: frozenset[str]) -> object:
         """The C fast path: the tree, None (not in the subset) or NotImplemented (ask Python)."""
@@ -1370,6 +1403,11 @@ if _accel is not None:
     first_values = _first_values_c
 #: whether the C fast path is in use
 ACCELERATED = _accel is not None
+
+
+def _no_quick_parse(text: str) -> object:
+    """:meth:`Parser.quick` without the accelerator: always "call parse()"."""
+    return None
 
 
 def accelerated_function(name: str) -> Callable[..., object] | None:

@@ -1,0 +1,174 @@
+"""vg_update's short path for the common write gives the general path's answer.
+
+:meth:`CacheState.vg_update` stores a newer seqno of a stored VG -- the same
+name, the same PVs, each mapped to it, no external version -- as one table
+write, without opening an operation; every other vg_update goes through the
+all-or-nothing ``_store_vg_update``.  Driven side by side with a cache that
+always takes the general path, the replies and the cache must be the same
+after every request.
+"""
+
+from __future__ import annotations
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from pylvmetad.metad.cache import CacheState
+from pylvmetad.wire.codec import Section
+from support.lvm_requests import (
+    PVRef,
+    Session,
+    new_session,
+    pv_found,
+    pvid,
+    request,
+    vg_metadata,
+    vg_update,
+    vgid,
+)
+
+PVS = [pvid(i) for i in range(3)]
+DEVICES = [2048, 2064, 2080]
+VG = vgid(0)
+
+
+def general(session: Session) -> Session:
+    """``session`` with vg_update always on the general path (its short path never taken)."""
+    state = session.state
+
+    def always(vgname: str, vg_id: str, metadata: Section, seqno: int | None = None) -> bool:
+        return state._store_vg_update(vgname, vg_id, metadata, seqno, None)
+
+    setattr(state, "vg_update", always)  # noqa: B010 (an instance attribute over the method)
+    return session
+
+
+def counting(session: Session) -> list[str]:
+    """The vgids the general path was asked to store, from now on."""
+    taken: list[str] = []
+    store = session.state._store_vg_update
+
+    def counted(vgname: str, vg_id: str, metadata: Section, seqno: int | None, pvids: list[str] | None) -> bool:
+        taken.append(vg_id)
+        return store(vgname, vg_id, metadata, seqno, pvids)
+
+    setattr(session.state, "_store_vg_update", counted)  # noqa: B010
+    return taken
+
+
+def stored_vg(*pvs: str) -> Session:
+    s = new_session()
+    s.populate(*(pv_found(pv, dev) for pv, dev in zip(pvs, DEVICES, strict=False)))
+    assert s.send(vg_update("vg0", vg_metadata(VG, 1, list(pvs)))).response == "OK"
+    return s
+
+
+def test_newer_seqno_opens_no_operation() -> None:
+    s = stored_vg(PVS[0], PVS[1])
+    taken = counting(s)
+    generation = s.state.generation
+    assert s.send(vg_update("vg0", vg_metadata(VG, 2, [PVS[0], PVS[1]], ["lv0"]))).response == "OK"
+    assert taken == [] and not s.state.journal.open
+    assert s.state.generation == generation + 1
+    assert s.state.vgid_to_metadata[VG].get_int("seqno", -1) == 2
+    assert s.state.check_invariants() == []
+    pv = s.state.vgid_to_metadata[VG].find("physical_volumes/pv0")
+    assert isinstance(pv, Section) and pv.find("device") is None  # the hints stripped once, as before
+
+
+def test_general_path_for_everything_else() -> None:
+    """Same or older seqno, another PV set, a rename, an external version: the general path."""
+    s = stored_vg(PVS[0], PVS[1])
+    taken = counting(s)
+    s.send(vg_update("vg0", vg_metadata(VG, 1, [PVS[0], PVS[1]])))  # same seqno
+    s.send(vg_update("vg0", vg_metadata(VG, 2, [PVS[0]])))  # a PV fewer
+    s.send(vg_update("vg9", vg_metadata(VG, 3, [PVS[0]])))  # renamed
+    s.send(request("set_vg_info", uuid=VG, version=5))
+    s.send(vg_update("vg9", vg_metadata(VG, 4, [PVS[0]])))  # an external version to clear
+    s.send(vg_update("vg1", vg_metadata(vgid(1), 1, [PVS[2]])))  # a new VG
+    assert taken == [VG, VG, VG, VG, vgid(1)]
+
+
+def test_two_adjacent_hints_stripped_once() -> None:
+    """The general path after the short one's checks reuses its strip (a second could drop more)."""
+    twice = PVRef(PVS[1], items=[("id", PVS[1]), ("device", "/dev/a"), ("device", "/dev/b"), ("status", ["A"])])
+    fast, slow = stored_vg(PVS[0], PVS[1]), general(stored_vg(PVS[0], PVS[1]))
+    body = vg_update("vg0", vg_metadata(VG, 2, [PVS[0], twice, PVS[2]]))
+    assert fast.send(body).body == slow.send(body).body
+    assert tables(fast.state) == tables(slow.state)
+
+
+STEP = st.one_of(
+    st.builds(
+        lambda name, seqno, listed, hint: vg_update(
+            name, vg_metadata(VG, seqno, [PVRef(pv, device_hint=hint) for pv in listed])
+        ),
+        st.sampled_from(["vg0", "vg1"]),
+        st.integers(0, 5),
+        st.lists(st.sampled_from(PVS), max_size=3, unique=True),
+        st.sampled_from([None, "/dev/loop0"]),
+    ),
+    st.builds(
+        lambda seqno, listed: vg_update("vg0", vg_metadata(vgid(1), seqno, listed)),
+        st.integers(1, 3),
+        st.lists(st.sampled_from(PVS), max_size=2, unique=True),
+    ),
+    st.builds(lambda pv, dev: pv_found(pv, dev), st.sampled_from(PVS), st.sampled_from(DEVICES)),
+    st.builds(
+        lambda pv, dev, seqno, listed: pv_found(pv, dev, vgname="vg0", metadata=vg_metadata(VG, seqno, [pv, *listed])),
+        st.sampled_from(PVS),
+        st.sampled_from(DEVICES),
+        st.integers(1, 5),
+        st.lists(st.sampled_from(PVS), max_size=2, unique=True),
+    ),
+    st.builds(lambda pv: request("pv_gone", uuid=pv), st.sampled_from(PVS)),
+    st.builds(lambda v: request("set_vg_info", uuid=VG, version=v), st.integers(1, 5)),
+    st.just(request("vg_remove", uuid=VG)),
+    st.just(request("vg_update", vgname="#orphan") + vg_metadata("#orphan", 1, [PVS[2]])),
+)
+
+
+def tables(state: CacheState) -> list[object]:
+    return [list(table.items()) for table in state.tables()] + [state.flags, state.generation]
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=st.lists(STEP, max_size=14))
+@example(
+    [
+        pv_found(PVS[0], 2048),
+        vg_update("vg0", vg_metadata(VG, 1, [PVS[0]])),
+        vg_update("vg0", vg_metadata(VG, 2, [PVS[0]])),
+    ]
+)
+@example(  # an external version the newer seqno clears
+    [
+        vg_update("vg0", vg_metadata(VG, 1, [PVS[0]])),
+        request("set_vg_info", uuid=VG, version=2),
+        vg_update("vg0", vg_metadata(VG, 2, [PVS[0]])),
+    ]
+)
+@example(  # an #orphan VG stored: the general path checks it for removal
+    [
+        vg_update("vg0", vg_metadata(VG, 1, [PVS[0]])),
+        request("vg_update", vgname="#orphan") + vg_metadata("#orphan", 1, [PVS[2]]),
+        vg_update("vg0", vg_metadata(VG, 2, [PVS[0]])),
+    ]
+)
+@example(  # a listed PV mapped to another VG (found with that VG's metadata)
+    [
+        pv_found(PVS[0], 2048),
+        pv_found(PVS[1], 2064),
+        vg_update("vg0", vg_metadata(VG, 1, [PVS[0], PVS[1]])),
+        vg_update("vg1", vg_metadata(vgid(1), 1, [PVS[1]])),
+        vg_update("vg0", vg_metadata(VG, 2, [PVS[0], PVS[1]])),
+    ]
+)
+def test_same_as_the_general_path(steps: list[str]) -> None:
+    fast, slow = new_session(), general(new_session())
+    for s in (fast, slow):
+        s.populate()
+    for body in steps:
+        assert fast.send(body).body == slow.send(body).body, body
+        assert tables(fast.state) == tables(slow.state), body
+        assert not fast.state.journal.open
