@@ -2,11 +2,11 @@
 
 Rules of this module:
 
-* The event loop writes, everybody else only reads.  :meth:`Metrics.observe`
-  runs on the loop thread after every request (the server's observer hook);
-  it updates plain dicts and lists and nothing else.  The ``stats`` request
-  reads them on the same thread; the Prometheus endpoint reads them from its
-  own HTTP thread through :class:`_Collector`.
+* The event loop writes, everybody else only reads.  The server's observer
+  hook (:attr:`Metrics.observer`, a :class:`RequestLog`) runs on the loop
+  thread after every request; the ``stats`` request reads on the same
+  thread; the Prometheus endpoint reads from its own HTTP thread through
+  :class:`_Collector`.  Reading never writes.
 * Nothing here changes the cache or the server: cache sizes, flags and the
   token are read from :class:`~pylvmetad.cache.CacheState`, connection figures
   from :class:`~pylvmetad.server.ServerStats`, when somebody asks.
@@ -16,35 +16,47 @@ Theory of operation
 -------------------
 Per request name there is one :class:`RequestFigures`: replies counted by
 their ``response`` word, and a latency histogram with fixed bucket bounds
-(:data:`BUCKET_BOUNDS`, a 1-2-5 series from 10 µs to 10 s).  Recording a
-request is a dict look-up, a dict increment, a ``bisect`` into the bounds
-and a list increment: no allocation beyond the float sum, no locks, no
-sorting.  Percentiles are derived when read, by linear interpolation inside
-the bucket that holds the rank (what Prometheus' ``histogram_quantile``
-does), so they are estimates with the precision of the buckets.
+(:data:`BUCKET_BOUNDS`, a 1-2-5 series from 10 µs to 10 s).  Percentiles are
+derived when read, by linear interpolation inside the bucket that holds the
+rank (what Prometheus' ``histogram_quantile`` does), so they are estimates
+with the precision of the buckets.
+
+Recording a request is logging it, not counting it (issue 17: counting cost
+~3.5k instructions a request, a few per cent of a ``pv_found``): the server
+extends the observer's ``batch`` with the reply's request, response and
+reason and the handling time, four entries and no call
+(:class:`~pylvmetad.shell.server.BatchObserver`).  Every :data:`FOLD_AFTER`
+requests the batch is *folded* into the figures with a few C-level passes
+over it (:func:`fold_batch`: slices, counts, ``sum``, a sort bisected by
+the bucket bounds; a ``compress`` per request name when it holds several),
+~350 instructions a request where counting each one took ~3k.  The figures are the same as counting each request as it comes: the same
+counts and buckets, the latency sums added in request order, failure keys
+admitted in the order they first occur.  Readers fold the requests still
+in the batch into their own copy, so every figure is current.
 
 Request names and failure reasons come from clients, so both are bounded
 before they become keys: a request name the daemon does not know is counted
 as :data:`OTHER_REQUEST`, the variable tail of an internal error is dropped,
 and past :data:`MAX_FAILURE_KEYS` distinct (request, reason) pairs further
 new reasons are counted as ``other``.  A misbehaving client can therefore not
-grow the daemon's memory or the scrape's label set.
+grow the daemon's memory or the scrape's label set.  A batch holds no reply
+(a long one would stay alive with it), only its three strings and a float,
+for at most FOLD_AFTER requests.
 
 Reading from the HTTP thread without locks
 ------------------------------------------
-The collector never iterates a live container.  It first copies each one with
-a single C-level call (``dict.copy()``, ``list(d.values())``, a list slice);
-under the GIL such a call runs to completion without executing Python
-bytecode (keys are ``str``/``int``, whose hashes and comparisons are C code;
-copying allocates no GC-tracked object mid-way), so the event loop cannot
-interleave with it and the copy is a consistent picture of that one
-container.  Integers read from counters are immutable objects, so a value
-read is always a value that was written.  What is *not* guaranteed is
-consistency across containers: a scrape may see a request in
-``requests_total`` whose latency lands in the next scrape.  That skew is at
-most the requests of one scheduler slice, which monitoring tolerates, and it
-keeps the hot path free of locks.  Should a copy ever race regardless
-(``RuntimeError: dictionary changed size``), it is retried.
+The folded figures are never changed in place: a fold builds new
+:class:`RequestFigures` for the names it touches (and a new failure dict when
+it counts a failure), then publishes them with the fresh, empty batch as one
+tuple (``Metrics._state``) in a single assignment, atomic under the GIL.  A
+reader takes that tuple and copies its batch (a list slice: one C-level
+call, during which the loop cannot append).  The figures it holds are
+immutable, and its batch copy holds exactly the requests after them (a
+batch the loop has since folded and dropped is no longer appended to), so a
+snapshot is a consistent picture of every request up to a moment: a request
+counted in ``requests_total`` has its latency in the same scrape.  Integers
+and floats read are immutable objects, so a value read is always a value
+that was written.
 """
 
 from __future__ import annotations
@@ -53,10 +65,13 @@ import logging
 import os
 import threading
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from itertools import compress, repeat
+from operator import is_
+from typing import TYPE_CHECKING, Protocol, cast
 
 from .. import LVM_VERSION, __version__
 from ..shell.metrics import (
@@ -115,6 +130,120 @@ OTHER_REASON = "other"
 INTERNAL_ERROR = "internal error: "
 #: the result word of each response the daemon sends ("OK" reads as "ok")
 RESULTS = ("ok", "failed", "unknown", "token_mismatch", "token_updating", "multiple")
+#: requests a batch holds before it is folded into the figures (the module's theory)
+FOLD_AFTER = 256
+#: entries a request adds to a batch: request, response, reason, elapsed seconds
+ENTRY = 4
+#: each known request name to itself (its ``get`` maps the rest to OTHER_REQUEST in C)
+_KNOWN = {name: name for name in KNOWN_REQUESTS}
+
+#: what a batch holds: ENTRY entries per request
+Batch = list[str | float | None]
+
+
+class _Figures(Protocol):
+    """What a fold writes: :class:`RequestFigures`, or a reader's :class:`RequestSnapshot`."""
+
+    responses: dict[str, int]
+    buckets: list[int]
+    sum: float
+
+
+def fold_batch(
+    batch: Batch, writable: Callable[[str], _Figures], failures: dict[tuple[str, str], int]
+) -> dict[tuple[str, str], int]:
+    """Add the requests of ``batch`` to the figures; the failures, in ``failures`` or a copy when any is counted.
+
+    ``writable(name)`` answers the figures of a (bounded) request name that
+    this fold may change, called once per name the batch holds.  The result
+    is what counting each request as it came gives (the module's theory).
+    Each pass is one C-level call over the batch (a count, a slice, a
+    ``compress``, a sort), so a batch of one request name with one response
+    word and no failure, what a busy daemon mostly sees, costs a few hundred
+    instructions a request.
+    """
+    count = len(batch) // ENTRY
+    if not count:
+        return failures
+    raw = cast(list[str], batch[0::ENTRY])
+    responses = cast(list[str], batch[1::ENTRY])
+    reasons = cast(list[str | None], batch[2::ENTRY])
+    elapsed = cast(list[float], batch[3::ENTRY])
+    first = raw[0]
+    if raw.count(first) == count:  # one request name: no grouping
+        names = None
+        name = _KNOWN.get(first, OTHER_REQUEST)
+        _fold_group(writable(name), responses, elapsed)
+    else:  # a pass per name; the bounded names are the very objects of _KNOWN, so ``is`` tells them apart
+        names = list(map(_KNOWN.get, raw, repeat(OTHER_REQUEST)))
+        for name in dict.fromkeys(names):
+            chosen = list(map(is_, names, repeat(name)))
+            _fold_group(writable(name), list(compress(responses, chosen)), list(compress(elapsed, chosen)))
+    if reasons.count(None) != count:
+        failures = failures.copy()
+        if names is None:
+            names = [name] * count
+        counted = Counter((name, reason) for name, reason in zip(names, reasons, strict=True) if reason is not None)
+        for (name, reason), n in counted.items():
+            count_failure(failures, name, reason, n)
+    return failures
+
+
+def _fold_group(figures: _Figures, responses: list[str], elapsed: list[float]) -> None:
+    """Add requests of one name (their response words and handling times, in order) to its figures."""
+    n = len(elapsed)
+    figures.sum = sum(elapsed, figures.sum)  # in request order, as adding one by one
+    counted = figures.responses
+    first = responses[0]
+    if responses.count(first) == n:
+        counted[first] = counted.get(first, 0) + n
+    else:
+        for response, k in Counter(responses).items():
+            counted[response] = counted.get(response, 0) + k
+    # a request's bucket is bisect_left(BUCKET_BOUNDS, seconds): the bucket i holds the
+    # times in (BUCKET_BOUNDS[i - 1], BUCKET_BOUNDS[i]], counted by bisecting them sorted
+    times = sorted(elapsed)
+    buckets = figures.buckets
+    last = bisect_left(BUCKET_BOUNDS, times[-1])
+    below = 0
+    for i in range(bisect_left(BUCKET_BOUNDS, times[0]), last):
+        upto = bisect_right(times, BUCKET_BOUNDS[i])
+        buckets[i] += upto - below
+        below = upto
+    buckets[last] += n - below
+
+
+def count_failure(failures: dict[tuple[str, str], int], request: str, reason: str, n: int = 1) -> None:
+    """Count ``n`` replies of ``request`` failed for ``reason``, the key bounded (the module's rules)."""
+    if reason.startswith(INTERNAL_ERROR):  # keep the exception type, drop its message
+        reason = INTERNAL_ERROR + reason[len(INTERNAL_ERROR) :].split(":", 1)[0]
+    key = (request, reason)
+    if key not in failures and len(failures) >= MAX_FAILURE_KEYS:
+        key = (request, OTHER_REASON)
+    failures[key] = failures.get(key, 0) + n
+
+
+class RequestLog:
+    """The server's observer hook (a :class:`~pylvmetad.shell.server.BatchObserver`).
+
+    Called, or extended by the server directly, per request; :meth:`fold`
+    is :meth:`Metrics.fold`.  The server reads ``batch`` anew each request:
+    a fold replaces it.
+    """
+
+    __slots__ = ("batch", "fold", "fold_at")
+
+    def __init__(self, fold: Callable[[], None]) -> None:
+        self.batch: Batch = []
+        #: the length of ``batch`` at which it is folded
+        self.fold_at = FOLD_AFTER * ENTRY
+        self.fold = fold
+
+    def __call__(self, reply: Reply, elapsed: float) -> None:
+        batch = self.batch
+        batch += (reply.request, reply.response, reply.reason, elapsed)
+        if len(batch) >= self.fold_at:
+            self.fold()
 
 
 @dataclass
@@ -153,15 +282,16 @@ class Metrics:
         self.server: Server | None = None
         self.clock = clock
         self.started = clock()
-        self._figures: dict[str, RequestFigures] = {}
-        self.failures: dict[tuple[str, str], int] = {}
         self._endpoint = MetricsEndpoint(
             lambda: prometheus_families(self.snapshot()), thread_name="pylvmetad-metrics", logger="pylvmetad"
         )
         #: the port the metrics endpoint listens on (useful with port 0)
         self.http_port: int | None = None
-        #: :meth:`observe` as a closure over what it reads: the server's observer hook
-        self.observer: Callable[[Reply, float], None] = self._observer()
+        #: the server's observer hook: requests are logged there, and folded in batches
+        self.observer = RequestLog(self.fold)
+        #: the folded figures, the failure counts and the batch of requests after them
+        #: (replaced whole, never changed in place: the module's rules)
+        self._state: tuple[dict[str, RequestFigures], dict[tuple[str, str], int], Batch] = ({}, {}, self.observer.batch)
 
     def attach_server(self, server: Server) -> None:
         self.server = server
@@ -169,65 +299,48 @@ class Metrics:
     # -- the hot path: once per request, on the event loop ------------------
     def observe(self, reply: Reply, elapsed: float) -> None:
         """Count one answered request; ``elapsed`` is its handling time in seconds."""
-        request = reply.request
-        figures = self._figures.get(request)
-        if figures is None:
-            request, figures = self._figures_for(request)
-        responses = figures.responses
-        response = reply.response
-        responses[response] = responses.get(response, 0) + 1
-        figures.buckets[bisect_left(BUCKET_BOUNDS, elapsed)] += 1
-        figures.sum += elapsed
-        if reply.reason is not None:
-            self._count_failure(request, reply.reason)
+        self.observer(reply, elapsed)
 
-    def _observer(self) -> Callable[[Reply, float], None]:
-        """:meth:`observe` with its look-ups bound once (a third of its cost per request)."""
-        figures_of = self._figures.get  # _figures is never replaced, only added to
-        figures_for = self._figures_for
-        count_failure = self._count_failure
-        bounds = BUCKET_BOUNDS
-        where = bisect_left
+    def fold(self) -> None:
+        """Fold the batch into the figures and publish them with a fresh batch (on the loop)."""
+        figures, failures, batch = self._state
+        fresh: Batch = []
+        self.observer.batch = fresh
+        if not batch:
+            self._state = (figures, failures, fresh)
+            return
+        folded = figures.copy()
 
-        def observe(reply: Reply, elapsed: float) -> None:
-            request = reply.request
-            figures = figures_of(request)
-            if figures is None:
-                request, figures = figures_for(request)
-            responses = figures.responses
-            response = reply.response
-            responses[response] = responses.get(response, 0) + 1
-            figures.buckets[where(bounds, elapsed)] += 1
-            figures.sum += elapsed
-            reason = reply.reason
-            if reason is not None:
-                count_failure(request, reason)
+        def writable(name: str) -> RequestFigures:
+            old = folded.get(name)
+            new = folded[name] = RequestFigures()
+            if old is not None:
+                new.responses = old.responses.copy()
+                new.buckets = old.buckets[:]
+                new.sum = old.sum
+            return new
 
-        return observe
-
-    def _figures_for(self, request: str) -> tuple[str, RequestFigures]:
-        if request not in KNOWN_REQUESTS:
-            request = OTHER_REQUEST
-        figures = self._figures.get(request)
-        if figures is None:
-            figures = self._figures[request] = RequestFigures()
-        return request, figures
-
-    def _count_failure(self, request: str, reason: str) -> None:
-        if reason.startswith(INTERNAL_ERROR):  # keep the exception type, drop its message
-            reason = INTERNAL_ERROR + reason[len(INTERNAL_ERROR) :].split(":", 1)[0]
-        key = (request, reason)
-        failures = self.failures
-        if key not in failures and len(failures) >= MAX_FAILURE_KEYS:
-            key = (request, OTHER_REASON)
-        failures[key] = failures.get(key, 0) + 1
+        try:
+            self._state = (folded, fold_batch(batch, writable, failures), fresh)
+        except BaseException:  # a fold that failed costs its batch, not every later one
+            self._state = (figures, failures, fresh)
+            raise
 
     # -- reading ------------------------------------------------------------
     def snapshot(self) -> Snapshot:
         """Copy every figure; safe from any thread (see the module doc)."""
-        figures = copied(self._figures.copy)
-        requests = {name: RequestSnapshot(copied(f.responses.copy), f.buckets[:], f.sum) for name, f in figures.items()}
-        snap = Snapshot(requests=requests, failures=copied(self.failures.copy))
+        figures, failures, batch = self._state
+        pending = batch[:]  # one C-level copy: the requests after the folded figures (the module's rules)
+        del pending[len(pending) - len(pending) % ENTRY :]
+        requests = {name: RequestSnapshot(f.responses.copy(), f.buckets[:], f.sum) for name, f in figures.items()}
+
+        def writable(name: str) -> RequestSnapshot:
+            snapshot = requests.get(name)
+            if snapshot is None:
+                snapshot = requests[name] = RequestSnapshot({}, [0] * (len(BUCKET_BOUNDS) + 1), 0.0)
+            return snapshot
+
+        snap = Snapshot(requests=requests, failures=fold_batch(pending, writable, failures).copy())
         server = self.server
         if server is not None:
             stats = server.stats

@@ -268,6 +268,36 @@ def pin_malloc_mmap_threshold() -> None:
         pass
 
 
+#: the cyclic collector's young-generation threshold once a daemon serves (CPython's is 700)
+YOUNG_GENERATION_THRESHOLD = 10_000
+
+
+def tune_collector() -> tuple[int, int]:
+    """Take what start-up made out of the cyclic collector's walks, and walk the young less often.
+
+    Run once, when the daemon is about to serve.  CPython's collector
+    runs a young-generation pass every 700 net container allocations and,
+    as the heap grows, full passes that walk every object -- the modules,
+    classes and functions start-up made included.  A request path that makes
+    no reference cycles (the daemon's makes none: a request's objects are
+    freed by reference counting) pays for those walks with nothing to find:
+    filling the cache with 5000 PVs cost 10.5 µs per pv_found with the
+    defaults, 8.1 µs with this (BENCHMARKS.md, issue 17, sixth pass).  So:
+    one collection, then ``gc.freeze()`` (start-up's objects move to the
+    permanent generation, which no pass walks), and a young threshold of
+    :data:`YOUNG_GENERATION_THRESHOLD`.  Cycles still get collected -- a
+    pass runs after that many net allocations, a bounded few MB at most.
+    Returns (objects frozen, the young threshold).
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, old)
+    return gc.get_freeze_count(), YOUNG_GENERATION_THRESHOLD
+
+
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
     try:

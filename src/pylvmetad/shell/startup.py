@@ -5,7 +5,8 @@ Rules of this module:
 * One sequence, in this order: early signal handlers (optional) → open-files
   limit → systemd's inherited socket → daemonise (unless in the
   foreground) → pid file → listening socket → crash guardian → logging →
-  event loop → signals → serve → bounded shutdown.
+  event loop → signals → serve (the cyclic collector tuned first, when asked) →
+  bounded shutdown.
 * Listen first, import later: everything up to the listening socket runs
   on light modules only (this one, :mod:`.process`, :mod:`.sockets`); asyncio,
   logging and the server are imported after it, and a daemon's cli hands in a
@@ -56,7 +57,7 @@ def _no_report(status: bytes) -> None:
 class Launch:
     """What :func:`run_daemon` hands the daemon's serving coroutine."""
 
-    __slots__ = ("early_signals", "name", "report", "sock", "socket_path")
+    __slots__ = ("early_signals", "name", "report", "sock", "socket_path", "tune_collector")
 
     def __init__(
         self,
@@ -65,6 +66,7 @@ class Launch:
         socket_path: str | None,
         early_signals: list[int] | None = None,
         report: Callable[[bytes], None] = _no_report,
+        tune_collector: bool = False,
     ) -> None:
         #: the program's name: its logger, its log lines
         self.name = name
@@ -76,6 +78,8 @@ class Launch:
         self.early_signals = early_signals if early_signals is not None else []
         #: tells a waiting parent (daemonised) that the child serves: b"0", or failed: b"1"
         self.report = report
+        #: tune the cyclic collector once serving (:func:`~pylvmetad.shell.process.tune_collector`)
+        self.tune_collector = tune_collector
 
     async def serve(
         self,
@@ -109,6 +113,11 @@ class Launch:
         if started is not None and not started():
             server.close_socket()
             return 1
+        if self.tune_collector:
+            from .process import tune_collector
+
+            frozen, young = tune_collector()
+            log.debug("collector: %d start-up objects frozen, young generation threshold %d", frozen, young)
         log.info(
             "%s %s (pid %d) serving %s",
             self.name,
@@ -141,7 +150,8 @@ def run_daemon(
     ``NAME: message`` besides logging it.  ``early_signals``: install the
     early signal handlers, remembering STOP and LOG signals in this list
     (None: the default actions until the loop runs).  ``tune_runtime``: pin
-    glibc's mmap threshold and run on uvloop when installed.  ``guardian``:
+    glibc's mmap threshold, run on uvloop when installed, and tune the
+    cyclic collector once serving.  ``guardian``:
     fork the crash guardian once a socket of our own listens.
     """
     if early_signals is not None:
@@ -202,7 +212,7 @@ def run_daemon(
             use_fast_event_loop()
         import asyncio
 
-        launch = Launch(name, sock, None if inherited is not None else socket_path, early_signals, report)
+        launch = Launch(name, sock, None if inherited is not None else socket_path, early_signals, report, tune_runtime)
         return asyncio.run(serve(launch))
     finally:
         pidfile.release()
