@@ -23,6 +23,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -78,11 +79,20 @@ static int set_slot(PyObject *descr, PyObject *obj, PyObject *value) {
     return Py_TYPE(descr)->tp_descr_set(descr, obj, value);
 }
 
+/* where Section's two slots are in its objects (configure: their member descriptors), -1 unknown */
+static Py_ssize_t items_offset = -1, raw_offset = -1;
+
 /* a new Section holding ``items`` (a new reference), or NULL */
 static PyObject *new_section(PyObject *items) {
     PyTypeObject *type = (PyTypeObject *)section_type;
     PyObject *section = type->tp_alloc(type, 0);
     if (section == NULL) return NULL;
+    if (items_offset >= 0 && raw_offset >= 0) {
+        /* the descriptors' own stores, without their calls: tp_alloc zeroed both slots */
+        *(PyObject **)((char *)section + items_offset) = Py_NewRef(items);
+        *(PyObject **)((char *)section + raw_offset) = Py_NewRef(Py_None);
+        return section;
+    }
     if (set_slot(items_descr, section, items) < 0 || set_slot(raw_descr, section, Py_None) < 0) {
         Py_DECREF(section);
         return NULL;
@@ -235,10 +245,27 @@ typedef struct {
 
 static PyTypeObject SpanMemoType;
 
-/* FNV-1a over the span: a few instructions a character */
+/* a multiply-xorshift hash over the span, eight characters a step (FNV-1a, a character a step,
+ * was ~5 instructions a character: most of a small request's look-ups); the length is mixed in,
+ * and the last word is zero-padded, so spans that differ in any character or length differ in
+ * their input words.  Only equal spans must hash alike: the table compares the text itself. */
 static Py_hash_t span_hash(const Py_UCS1 *s, Py_ssize_t len) {
-    Py_uhash_t h = 14695981039346656037ULL;
-    for (Py_ssize_t k = 0; k < len; k++) h = (h ^ s[k]) * 1099511628211ULL;
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)len;
+    Py_ssize_t k = 0;
+    for (; k + 8 <= len; k += 8) {
+        uint64_t w;
+        memcpy(&w, s + k, 8);
+        h = (h ^ w) * 0xFF51AFD7ED558CCDULL;
+        h ^= h >> 32;
+    }
+    if (k < len) {
+        uint64_t w = 0;
+        memcpy(&w, s + k, (size_t)(len - k));
+        h = (h ^ w) * 0xFF51AFD7ED558CCDULL;
+    }
+    h ^= h >> 33;
+    h *= 0xC4CEB9FE1A85EC53ULL;
+    h ^= h >> 33;
     return (Py_hash_t)h;
 }
 
@@ -1149,6 +1176,17 @@ static PyObject *configure(PyObject *self, PyObject *args) {
     Py_XSETREF(section_type, Py_NewRef(type));
     Py_XSETREF(items_descr, Py_NewRef(items));
     Py_XSETREF(raw_descr, Py_NewRef(raw));
+    items_offset = raw_offset = -1;
+    /* __slots__ members (object references) of this very type: new_section stores into them */
+    if (Py_IS_TYPE(items, &PyMemberDescr_Type) && Py_IS_TYPE(raw, &PyMemberDescr_Type)) {
+        PyMemberDef *mi = ((PyMemberDescrObject *)items)->d_member, *mr = ((PyMemberDescrObject *)raw)->d_member;
+        if (mi->type == T_OBJECT_EX && mr->type == T_OBJECT_EX && !(mi->flags & READONLY) && !(mr->flags & READONLY) &&
+            ((PyDescrObject *)items)->d_type == (PyTypeObject *)type &&
+            ((PyDescrObject *)raw)->d_type == (PyTypeObject *)type) {
+            items_offset = mi->offset;
+            raw_offset = mr->offset;
+        }
+    }
     Py_RETURN_NONE;
 }
 
