@@ -1771,6 +1771,128 @@ static PyObject *first_values(PyObject *self, PyObject *const *args, Py_ssize_t 
     return out;
 }
 
+/* first_fields(items, keys, defaults): codec._first_fields_py (the reference) in C.  Each key
+ * is a str (a child of ``items``) or a (section, key) pair of strs (a child of the first child
+ * named ``section``, when that is an exact Section whose children are built; else None: the
+ * getter decides).  Each default says what the getters would make of the first value v:
+ * None -> v itself, or None when there is none; a str -> v when v is a non-empty exact str,
+ * the default when there is no v, else None; an int -> v when v is an exact int that fits in
+ * 32 bits, the default when there is no v, else None.  NotImplemented when a pair walked at the
+ * top level is not a 2-tuple with an exact str key (the reference decides); such a pair walked in
+ * the section gives None (the getter decides). */
+#define FIELDS_MAX 16
+
+/* the value of the first pair of ``items`` named ``key`` (borrowed) or NULL; -1: a pair's shape */
+static int first_pair_value(PyObject *items, PyObject *key, PyObject **value) {
+    *value = NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+        PyObject *pair = PyList_GET_ITEM(items, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(pair, 0)))
+            return -1;
+        if (same_text(PyTuple_GET_ITEM(pair, 0), key)) { /* two exact strs: 1 or 0 */
+            *value = PyTuple_GET_ITEM(pair, 1);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* what the default's getter makes of ``value`` (borrowed, NULL: no pair): a new reference */
+static PyObject *field_value(PyObject *value, PyObject *dflt) {
+    if (dflt == Py_None) return Py_NewRef(value != NULL ? value : Py_None);
+    if (value == NULL) return Py_NewRef(dflt);
+    if (PyUnicode_CheckExact(dflt)) {
+        if (PyUnicode_CheckExact(value) && PyUnicode_GET_LENGTH(value) > 0) return Py_NewRef(value);
+        Py_RETURN_NONE;
+    }
+    if (PyLong_CheckExact(value)) {
+        int overflow = 0;
+        long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (!overflow && v >= INT32_MIN && v <= INT32_MAX) return Py_NewRef(value);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *first_fields(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyList_Check(args[0]) || !PyTuple_Check(args[1]) || !PyTuple_Check(args[2]) ||
+        PyTuple_GET_SIZE(args[1]) != PyTuple_GET_SIZE(args[2]) || PyTuple_GET_SIZE(args[1]) > FIELDS_MAX) {
+        PyErr_SetString(PyExc_TypeError, "first_fields(items: list, keys: tuple, defaults: tuple of as many, 16 at most)");
+        return NULL;
+    }
+    PyObject *items = args[0], *keys = args[1], *defaults = args[2];
+    Py_ssize_t nk = PyTuple_GET_SIZE(keys);
+    for (Py_ssize_t j = 0; j < nk; j++) {
+        PyObject *key = PyTuple_GET_ITEM(keys, j), *d = PyTuple_GET_ITEM(defaults, j);
+        int ok = PyUnicode_CheckExact(key) ||
+                 (PyTuple_CheckExact(key) && PyTuple_GET_SIZE(key) == 2 && PyUnicode_CheckExact(PyTuple_GET_ITEM(key, 0)) &&
+                  PyUnicode_CheckExact(PyTuple_GET_ITEM(key, 1)));
+        if (!ok || !(d == Py_None || PyUnicode_CheckExact(d) || PyLong_CheckExact(d))) {
+            PyErr_SetString(PyExc_TypeError, "first_fields: keys are strs or (str, str), defaults None, str or int");
+            return NULL;
+        }
+    }
+    /* one walk of the top level for the plain keys, as first_values */
+    PyObject *found[FIELDS_MAX] = {NULL};
+    int plain[FIELDS_MAX];
+    Py_ssize_t left = 0;
+    for (Py_ssize_t j = 0; j < nk; j++) {
+        plain[j] = PyUnicode_CheckExact(PyTuple_GET_ITEM(keys, j));
+        left += plain[j];
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items) && left > 0; i++) {
+        PyObject *pair = PyList_GET_ITEM(items, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(pair, 0)))
+            Py_RETURN_NOTIMPLEMENTED;
+        PyObject *k = PyTuple_GET_ITEM(pair, 0);
+        for (Py_ssize_t j = 0; j < nk; j++) {
+            if (!plain[j] || found[j] != NULL) continue;
+            if (same_text(k, PyTuple_GET_ITEM(keys, j))) {
+                found[j] = PyTuple_GET_ITEM(pair, 1);
+                left--;
+            }
+        }
+    }
+    PyObject *out = PyTuple_New(nk);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t j = 0; j < nk; j++) {
+        PyObject *d = PyTuple_GET_ITEM(defaults, j), *value;
+        if (plain[j]) {
+            value = field_value(found[j], d);
+        } else {
+            PyObject *path = PyTuple_GET_ITEM(keys, j), *section, *inner;
+            int r = first_pair_value(items, PyTuple_GET_ITEM(path, 0), &section);
+            if (r < 0) {
+                Py_DECREF(out);
+                Py_RETURN_NOTIMPLEMENTED;
+            }
+            value = NULL;
+            if (r == 1 && Py_TYPE(section) == (PyTypeObject *)section_type) {
+                PyObject *children = Py_TYPE(items_descr)->tp_descr_get(items_descr, section, section_type);
+                if (children == NULL) {
+                    Py_DECREF(out);
+                    return NULL;
+                }
+                /* children not built (lazy) or odd: None, the getter decides */
+                if (PyList_CheckExact(children) && first_pair_value(children, PyTuple_GET_ITEM(path, 1), &inner) >= 0) {
+                    Py_XINCREF(inner); /* held while children goes */
+                    Py_DECREF(children);
+                    value = field_value(inner, d);
+                    Py_XDECREF(inner);
+                } else {
+                    Py_DECREF(children);
+                }
+            }
+            if (value == NULL && !PyErr_Occurred()) value = Py_NewRef(Py_None);
+        }
+        if (value == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, j, value);
+    }
+    return out;
+}
+
 /* strip_device_hints(items): the cache's walk of a VG's ``physical_volumes`` pairs
  * (metad.cache._strip_device_hints_py, the reference), in C.  For each child Section (exact
  * type): its uuid (the first pair, ("id", str); an empty one is left out) goes into the list
@@ -2113,6 +2235,7 @@ static PyMethodDef methods[] = {
     {"configure_compare", configure_compare, METH_O, "configure_compare(codec._compare_values)"},
     {"first_value", (PyCFunction)(void (*)(void))first_value, METH_FASTCALL, "The first pair's value for key, or None."},
     {"first_values", (PyCFunction)(void (*)(void))first_values, METH_FASTCALL, "first_value for each of a tuple of keys."},
+    {"first_fields", (PyCFunction)(void (*)(void))first_fields, METH_FASTCALL, "The getters' reading of the first value of each key, or None: ask them."},
     {"strip_device_hints", strip_device_hints, METH_O, "The cache's device hints dropped from PV sections; their uuids."},
     {"same_trees", (PyCFunction)(void (*)(void))same_trees, METH_FASTCALL, "Whether two Sections are the same tree exactly."},
     {"cut_lazy", (PyCFunction)(void (*)(void))cut_lazy, METH_FASTCALL, "Parser._cut_lazy_py without the head check, in one call."},

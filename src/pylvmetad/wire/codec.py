@@ -69,6 +69,7 @@ __all__ = [
     "Value",
     "accelerated_function",
     "compare_trees",
+    "first_fields",
     "first_values",
     "format_atom",
     "format_key",
@@ -345,6 +346,79 @@ def _first_values_c(items: list[tuple[str, Node]], keys: tuple[str, ...]) -> tup
 _first_values_accel: Callable[[list[tuple[str, Node]], tuple[str, ...]], object] = _first_values_py
 #: the first value of each of a few keys in one walk (:func:`_first_values_py`, or the accelerator's)
 first_values: Callable[[list[tuple[str, Node]], tuple[str, ...]], tuple[Node | None, ...]] = _first_values_py
+
+
+#: a key of :func:`first_fields`: a child's name, or (a section's name, the name of a child of it)
+FieldKey = str | tuple[str, str]
+_INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
+#: :func:`_first_checked`'s "a pair of another shape before the match": the getter decides
+_ASK = object()
+
+
+def _first_checked(items: list[tuple[str, Node]], key: str) -> object:
+    """:func:`_first_value_py`, or _ASK when a pair before the match is not a (str, value) 2-tuple."""
+    for pair in items:
+        if type(pair) is not tuple or len(pair) != 2 or type(pair[0]) is not str:
+            return _ASK
+        if pair[0] == key:
+            return pair[1]
+    return None
+
+
+def _field_value(value: Node | None, default: str | int | None) -> Node | None:
+    """What :func:`first_fields` reports of a first value for ``default`` (see there)."""
+    if default is None:
+        return value
+    if value is None:
+        return default
+    if type(default) is str:
+        return value if type(value) is str and value else None
+    return value if type(value) is int and _INT32_MIN <= value <= _INT32_MAX else None
+
+
+def _first_fields_py(
+    items: list[tuple[str, Node]], keys: tuple[FieldKey, ...], defaults: tuple[str | int | None, ...]
+) -> tuple[Node | None, ...]:
+    """The getters' answers for a few keys, as far as they are plain (the reference of the C one).
+
+    Each key is a child's name, or (section, name): the child ``name`` of the
+    first child named ``section`` (``get_*("section/name")``), read only when
+    that is a :class:`Section` whose children are built.  For the first value
+    ``v`` of each key, its default says what is reported: None -> ``v`` (None
+    when there is none); a str -> ``v`` if it is a non-empty str (what
+    ``get_str`` gives), the default if there is no ``v``, else None; an int ->
+    ``v`` if it is an int of 32 bits (what ``get_int`` gives), the default if
+    there is no ``v``, else None.  None for a default that is not None means
+    "ask the getter", which knows every other case (a list, a wide int, an
+    unbuilt section, a pair of another shape in the section).
+    """
+    out: list[Node | None] = []
+    for key, default in zip(keys, defaults, strict=True):
+        if type(key) is str:
+            out.append(_field_value(_first_value_py(items, key), default))
+            continue
+        section = _first_value_py(items, key[0])
+        children = section._items if type(section) is Section else None
+        value = _ASK if type(children) is not list else _first_checked(children, key[1])
+        out.append(None if value is _ASK else _field_value(value, default))  # type: ignore[arg-type]
+    return tuple(out)
+
+
+def _first_fields_c(
+    items: list[tuple[str, Node]], keys: tuple[FieldKey, ...], defaults: tuple[str | int | None, ...]
+) -> tuple[Node | None, ...]:
+    """:func:`_first_fields_py` by the accelerator (``_ccodec.first_fields``): the same values."""
+    values = _first_fields_accel(items, keys, defaults)
+    if values is NotImplemented:  # a top-level pair that is not a (str, value) pair: the reference decides
+        return _first_fields_py(items, keys, defaults)
+    return values  # type: ignore[return-value]
+
+
+_first_fields_accel: Callable[..., object] = _first_fields_py
+#: the getters' plain answers for a few keys in one walk (:func:`_first_fields_py`, or the accelerator's)
+first_fields: Callable[
+    [list[tuple[str, Node]], tuple[FieldKey, ...], tuple[str | int | None, ...]], tuple[Node | None, ...]
+] = _first_fields_py
 
 
 def _first_atom(node: Node | None) -> Atom | None:
@@ -1401,6 +1475,8 @@ if _accel is not None:
     _first_value = _first_value_c
     _first_values_accel = _accel.first_values
     first_values = _first_values_c
+    _first_fields_accel = _accel.first_fields
+    first_fields = _first_fields_c
 #: whether the C fast path is in use
 ACCELERATED = _accel is not None
 

@@ -39,11 +39,12 @@ from typing import TYPE_CHECKING, Any
 
 from ...wire.codec import (
     DEFAULT_PARSER,
+    FieldKey,
     Node,
     ParseError,
     Section,
     accelerated_function,
-    first_values,
+    first_fields,
     format_tree,
     release_steps,
 )
@@ -72,15 +73,20 @@ VG_UPDATE_OK = ok("vg_update")
 KEPT_PV_FOUND_CHARS = 512
 #: the top-level keys every request is read for (:meth:`Request.from_tree`)
 REQUEST_FIELDS = ("request", "token", "pid", "cmd", "update_timeout")
-#: the sections of a pv_found, and the fields of its ``pvmeta`` (:meth:`RequestHandler.pv_found`)
-PV_FOUND_SECTIONS = ("pvmeta", "metadata")
-PV_FIELDS = ("id", "device")
-_INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
-#: :func:`~pylvmetad.wire.codec.first_values` without its wrapper's frame (three calls a pv_found):
-#: the accelerator's walk itself where it is built; its NotImplemented (a pair that is not a
-#: (str, value) tuple) leaves the pairs to first_values
-_first_values: Callable[[list[tuple[str, Node]], tuple[str, ...]], Any] = (
-    accelerated_function("first_values") or first_values
+#: what :meth:`Request.from_tree` reads in one walk (:func:`~pylvmetad.wire.codec.first_fields`):
+#: the request fields, then for the handlers that read them at once (:attr:`Request.fields`)
+#: the sections of a pv_found or vg_update and the uuid and device of the ``pvmeta``; with
+#: their defaults: what the getters give when the key is missing ("NONE" for a str field, as
+#: the request fields read; 0 for an int one), None for "the first value as it is"
+REQUEST_KEYS: tuple[FieldKey, ...] = (*REQUEST_FIELDS, "pvmeta", "metadata", ("pvmeta", "id"), ("pvmeta", "device"))
+REQUEST_DEFAULTS: tuple[str | int | None, ...] = ("NONE", "NONE", 0, "NONE", 0, None, None, "", None)
+#: the top-level keys of REQUEST_KEYS (the first of each is what a long message's view keeps)
+VIEW_KEYS = frozenset(key for key in REQUEST_KEYS if type(key) is str)
+#: :func:`~pylvmetad.wire.codec.first_fields` without its wrapper's frame: the accelerator's walk
+#: itself where it is built; its NotImplemented (a pair that is not a (str, value) tuple) leaves
+#: the pairs to first_fields
+_first_fields: Callable[[list[tuple[str, Node]], tuple[FieldKey, ...], tuple[str | int | None, ...]], Any] = (
+    accelerated_function("first_fields") or first_fields
 )
 #: DEFAULT_PARSER.parse(text, LAZY_SECTIONS)'s fast path without its Python frames (Parser.quick):
 #: its tree, or anything else when parse() must decide (which gives the same tree or raises)
@@ -92,7 +98,12 @@ FIELD_STEP = 16 * 1024  # ~1.5 ms a step (64 Ki pairs were ~6 ms)
 
 @dataclass(slots=True)
 class Request:
-    """The fields every request is read for (docs/protocol.md §4)."""
+    """The fields every request is read for (docs/protocol.md §4).
+
+    :meth:`from_tree` reads them, and what pv_found and vg_update read
+    (:attr:`fields`), in one walk of the top level: the getters' answers
+    where they are plain values, the getters themselves for anything else.
+    """
 
     tree: Section
     name: str
@@ -101,6 +112,9 @@ class Request:
     cmd: str
     update_timeout: int
     parse_error: ParseError | None = None
+    #: the values of REQUEST_KEYS as :func:`~pylvmetad.wire.codec.first_fields` reads them
+    #: (None: the handler reads its fields itself)
+    fields: tuple[Any, ...] | None = None
 
     @classmethod
     def from_text(cls, text: str) -> Request:
@@ -131,7 +145,7 @@ class Request:
         # missing): with millions of keys that is ~50 ms a field, so find them all in one
         # walk of bounded steps; the first match of each is what the getters would read
         firsts: list[tuple[str, Node]] = []
-        wanted = set(REQUEST_FIELDS)
+        wanted = set(VIEW_KEYS)
         walk = iter(items)
         while wanted:
             chunk = list(islice(walk, FIELD_STEP))
@@ -152,33 +166,40 @@ class Request:
         items = fields._items  # fields.items without the property's frame when they are built (a
         if items is None:  # lazy section's are built on first access), as Section's getters read them
             items = fields.items
-        # the first value of each field in one walk of the top level (what the getters read);
-        # a plain str or 32-bit int is the getters' answer, anything else asks them
-        values = _first_values(items, REQUEST_FIELDS)
+        # the first value of each field in one walk of the top level, as the getters read it:
+        # a non-empty str or 32-bit int is their answer (a missing field their default),
+        # None asks them
+        values = _first_fields(items, REQUEST_KEYS, REQUEST_DEFAULTS)
         if values is NotImplemented:
-            values = first_values(items, REQUEST_FIELDS)
-        name, token, pid, cmd, timeout = values
-        if type(name) is not str:
-            name = fields.get_str("request")
-        if type(token) is not str:
-            token = fields.get_str("token")
-        if type(pid) is not int or not _INT32_MIN <= pid <= _INT32_MAX:
+            values = first_fields(items, REQUEST_KEYS, REQUEST_DEFAULTS)
+        name, token, pid, cmd, timeout, _, _, _, _ = values
+        if name is None:
+            name = fields.get_str("request") or "NONE"
+        if token is None:
+            token = fields.get_str("token") or "NONE"
+        if pid is None:
             pid = fields.get_int("pid", 0)
-        if type(cmd) is not str:
-            cmd = fields.get_str("cmd")
-        if type(timeout) is not int or not _INT32_MIN <= timeout <= _INT32_MAX:
+        if cmd is None:
+            cmd = fields.get_str("cmd") or "NONE"
+        if timeout is None:
             timeout = fields.get_int("update_timeout", 0)
         # the dataclass's __init__ without its call through type() (3.11 does not inline
-        # it: ~2 k instructions a request); every field is set, as __init__ sets them
+        # it: ~1 k instructions a request); every field is set, as __init__ sets them
         req = _new_object(cls)
         req.tree = tree
-        req.name = name or "NONE"
-        req.token = token or "NONE"
+        req.name = name
+        req.token = token
         req.pid = pid
-        req.cmd = cmd or "NONE"
+        req.cmd = cmd
         req.update_timeout = timeout
         req.parse_error = error
+        req.fields = values
         return req
+
+
+def _read_fields(tree: Section) -> tuple[Any, ...]:
+    """REQUEST_KEYS of ``tree`` as :meth:`Request.from_tree` reads them (for a request read without them)."""
+    return first_fields(tree.items, REQUEST_KEYS, REQUEST_DEFAULTS)
 
 
 # ---------------------------------------------------------------------------
@@ -357,28 +378,18 @@ class RequestHandler:
     # -- PVs --------------------------------------------------------------
     def pv_found(self, req: Request) -> Reply:
         tree = req.tree
-        # the two sections, then the PV's uuid and device, each pair in one walk (a plain str
-        # or int is the getter's answer, anything else asks it)
-        items = tree._items  # tree.items, read as in Request.from_tree
-        if items is None:
-            items = tree.items
-        sections = _first_values(items, PV_FOUND_SECTIONS)
-        if sections is NotImplemented:
-            sections = first_values(items, PV_FOUND_SECTIONS)
-        pvmeta, metadata = sections
+        # the two sections, and the PV's uuid and device, as Request.from_tree read them
+        # (REQUEST_KEYS: a non-empty str is get_str's answer, "" a missing uuid, None asks it)
+        fields: tuple[Any, ...] | None = req.fields
+        if fields is None:
+            fields = _read_fields(tree)
+        _, _, _, _, _, pvmeta, metadata, pvid, device = fields
         if pvmeta is None:
             return failed("pv_found", "Ignore PV without PV metadata")
         # section.get_*(k) is tree.get_*("section/k"): the path walk takes the first child too
         if not isinstance(pvmeta, Section):
             return failed("pv_found", "Ignore PV without PV UUID")
-        items = pvmeta._items  # pvmeta.items, read as in Request.from_tree
-        if items is None:
-            items = pvmeta.items
-        fields = _first_values(items, PV_FIELDS)
-        if fields is NotImplemented:
-            fields = first_values(items, PV_FIELDS)
-        pvid, device = fields
-        if type(pvid) is not str:
+        if pvid is None:
             pvid = pvmeta.get_str("id")
         if not pvid:
             return failed("pv_found", "Ignore PV without PV UUID")
@@ -461,7 +472,8 @@ class RequestHandler:
     # -- VGs --------------------------------------------------------------
     def vg_update(self, req: Request) -> Reply:
         tree = req.tree
-        metadata = tree.child("metadata")
+        fields = req.fields  # read by Request.from_tree (REQUEST_KEYS), or not read yet
+        metadata = tree.child("metadata") if fields is None else fields[6]
         if metadata is None:
             return VG_UPDATE_OK
         # metadata.get_*(k) is tree.get_*("metadata/k"): the path walk takes the first "metadata" too
