@@ -256,3 +256,28 @@ def test_the_fast_paths_freed_bytes_ask_for_a_trim_once_they_reach_trim_after(mo
         assert trims == [1, 1]
 
     asyncio.run(body())
+
+
+def test_once_the_grace_is_over_a_busy_connection_is_answered_then_closed() -> None:
+    """Draining takes every connection off the fast path: the general path closes it once answered."""
+
+    class ClosingSink(Sink):
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    async def body() -> None:
+        server = Server(RequestHandler(), socket.socket(socket.AF_UNIX))
+        busy, idle = ClosingSink(), ClosingSink()
+        connection = Connection(server)
+        connection.connection_made(busy)  # type: ignore[arg-type]
+        Connection(server).connection_made(idle)  # type: ignore[arg-type]
+        connection.data_received(HELLO[:5])
+        server._end_grace()
+        assert idle.closed and not busy.closed and not connection.quiet
+        connection.data_received(HELLO[5:])
+        assert len(busy.written) == 1 and busy.closed
+        assert server.stats.fast_in == 0  # nothing took the fast path
+
+    asyncio.run(body())

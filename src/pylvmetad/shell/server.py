@@ -25,7 +25,8 @@ Rules of this module:
   is disturbed.
 * The fast path (issue 17): a read that is exactly one whole message of at
   most STEP_THRESHOLD bytes, on a connection holding nothing else (no partial
-  message, nothing waiting, no job, not paused), is answered straight from
+  message, nothing waiting, no job, not paused, not shutting down: the
+  general path closes a connection once answered), is answered straight from
   ``data_received``: no queue, and the budget accounted once, after the
   answer (:meth:`Server.account`).  The recount before the answer is
   skipped because it cannot refuse it: the daemon's count plus the whole
@@ -33,7 +34,9 @@ Rules of this module:
   shrank since it was counted (its peer read replies).  The answered
   message counts as freed, as the general path's recount counts it.
   "Holding nothing else" is one flag, ``Connection.quiet``, recounted
-  (:meth:`Connection._settle`) wherever what it sums up changes; the read's
+  (:meth:`Connection._settle`) wherever what it sums up changes; the length
+  and the budget are one bound, ``Server.fast_max``, recounted whenever
+  ``buffered`` changes; the read's
   bytes are counted once, in ``ServerStats.fast_in``, which is both the
   fast path's share of ``bytes_in`` and what it freed; and a
   :class:`BatchObserver` is fed inline, four list entries a request, no
@@ -233,7 +236,7 @@ class Server:
         #: the path to unlink on exit (None when systemd owns the socket)
         self.socket_path = socket_path
         self.max_message = max_message
-        #: a connection's Connection.whole_max
+        #: the longest read the fast path takes (a whole message of at most STEP_THRESHOLD bytes)
         self.whole_max = min(max_message, STEP_THRESHOLD) + len(TERMINATOR)
         self.idle_timeout = idle_timeout
         #: seconds connected clients are still served after a shutdown request
@@ -244,6 +247,9 @@ class Server:
         self.max_buffered = max_buffered
         #: the bytes held for all connections, as last counted (Connection.held)
         self.buffered = 0
+        #: the longest read the fast path takes now: whole_max, within the budget (_counted)
+        self.fast_max = 0
+        self._counted()
         #: bytes freed since the last trim, but the fast path's since ``_fast_mark``
         self._released = 0
         #: stats.fast_in when the fast path's freed bytes were last added to ``_released``
@@ -310,6 +316,7 @@ class Server:
         self.draining = True
         busy = 0
         for connection in list(self._connections):
+            connection.quiet = False  # the general path closes it once answered
             if connection.idle:
                 connection.close()
             else:
@@ -393,6 +400,7 @@ class Server:
         self.stats.connections_open -= 1
         if connection.held:
             self.buffered -= connection.held
+            self._counted()
             self.release(connection.held)
             connection.held = 0
         try:
@@ -423,6 +431,7 @@ class Server:
             return False
         connection.held = now
         self.buffered += now - before
+        self._counted()
         if now < before:
             self.release(before - now + freed)
             return False
@@ -435,7 +444,12 @@ class Server:
             other.held = other.holding()
             total += other.held
         self.buffered = total
+        self._counted()
         return total > self.max_buffered
+
+    def _counted(self) -> None:
+        """``buffered`` changed: recount ``fast_max``."""
+        self.fast_max = min(self.whole_max, self.max_buffered - self.buffered)
 
     def release(self, size: int) -> None:
         """``size`` bytes of buffers were freed; give memory back once enough were.
@@ -512,8 +526,6 @@ class Connection(asyncio.Protocol):
         self.peer = _NO_PEER
         #: this connection's share of Server.buffered, as last counted
         self.held = 0
-        #: reads up to this long that hold one whole message take the fast path (data_received)
-        self.whole_max = server.whole_max
         # structured fields of error lines, for --log-json (docs/observability.md)
         self.peer_fields: dict[str, int] = {}
 
@@ -571,6 +583,7 @@ class Connection(asyncio.Protocol):
         self.quiet = (
             self.admitted
             and not self.closing
+            and not self.server.draining
             and not self.pending
             and not self.framer.pending
             and self.job is None
@@ -604,9 +617,8 @@ class Connection(asyncio.Protocol):
         server = self.server
         size = len(data)
         if (
-            self.quiet  # so: not closing, nothing partly received or waiting, no job, not paused
-            and size <= self.whole_max
-            and server.buffered + size <= server.max_buffered
+            self.quiet  # so: not closing or draining, nothing partly received or waiting, no job, not paused
+            and size <= server.fast_max  # so: within whole_max and the budget
             and data[-4:] == TERMINATOR  # (-len(TERMINATOR); a slice is cheaper than endswith)
         ):
             message = data[:-4]
@@ -659,8 +671,6 @@ class Connection(asyncio.Protocol):
                     return
                 if fast_in >= server.fast_trim_at:
                     server.release(0)
-                if server.draining and self.idle:
-                    self.close()  # shutting down: answered, so it goes (its replies are flushed first)
                 return
         if self.closing:
             return
