@@ -29,6 +29,19 @@ def general(session: Session) -> Session:
     return session
 
 
+def general_path_calls(session: Session) -> list[str]:
+    """The pvids the general path is asked to store, from now on."""
+    taken: list[str] = []
+    store = session.state._store_pv_found
+
+    def counted(*args: object) -> object:
+        taken.append(str(args[1]))
+        return store(*args)  # type: ignore[arg-type]
+
+    setattr(session.state, "_store_pv_found", counted)  # noqa: B010
+    return taken
+
+
 def test_known_orphan_opens_no_operation() -> None:
     s = new_session()
     s.populate(pv_found(PV1, D1), pv_found(PV2, D2))
@@ -71,14 +84,7 @@ def test_new_orphan_not_taken_when_something_is_known() -> None:
         pv_found(PV1, D1),
         vg_update("vg1", vg_metadata(vgid(1), 1, [PV2])),  # PV2 listed, not yet found
     )
-    taken: list[str] = []
-    store = s.state._store_pv_found
-
-    def counted(*args: object) -> object:
-        taken.append(str(args[1]))
-        return store(*args)  # type: ignore[arg-type]
-
-    setattr(s.state, "_store_pv_found", counted)  # noqa: B010
+    taken = general_path_calls(s)
     assert s.fields(pv_found(PV2, D2))["status"] == "complete"
     assert s.fields(pv_found(pvid(3), D1))["changed"] == 1  # D1 held by PV1: it moves
     assert taken == [PV2, pvid(3)]
@@ -113,14 +119,7 @@ def test_not_taken_when_something_differs() -> None:
     """A changed record, another device, a PV in a VG: each goes the general path."""
     s = new_session()
     s.populate(pv_found(PV1, D1), pv_found(PV2, D2, vgname="vg1", metadata=vg_metadata(vgid(1), 1, [PV2])))
-    taken: list[str] = []
-    store = s.state._store_pv_found
-
-    def counted(*args: object) -> object:
-        taken.append(str(args[1]))
-        return store(*args)  # type: ignore[arg-type]
-
-    setattr(s.state, "_store_pv_found", counted)  # noqa: B010
+    taken = general_path_calls(s)
     assert s.fields(pv_found(PV1, D1, dev_size=1 << 30))["changed"] == 1
     assert s.fields(pv_found(PV2, D2))["status"] == "complete"
     assert s.fields(pv_found(PV1, D2 + 16))["response"] == "failed"  # a known PV on another device
