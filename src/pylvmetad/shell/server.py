@@ -42,6 +42,20 @@ Rules of this module:
   :class:`BatchObserver` is fed inline, four list entries a request, no
   call.  Each of those is a few hundred instructions of a request that
   costs ~100k in all.
+* A connection costs what it uses (issue 17, row 1: a command's session is
+  a connect, three short requests and a close, so what is paid per
+  connection weighs as much as a request): the peer's credentials are read
+  from the descriptor (:func:`~.sockets.peer_credentials_of`); the names
+  log lines give it (``who``, ``peer_fields``) are made when a line is
+  logged; its framer is made at the first read the fast path does not take
+  (until then it shares ``_NO_FRAMER``, which is never fed); admission
+  without ``allow_uids`` is inline in ``connection_made``; and no timer is
+  armed or cancelled per connection.  The idle timeout (``-t``) is one
+  timer for the daemon, re-armed only when it fires
+  (:meth:`Server._idle_check`), which compares the clock with the time the
+  last client left: it shuts down no earlier than ``idle_timeout`` after
+  that, and a millisecond later at most.  ``_idle`` (every connection gone)
+  is set only once stopping, the only time anybody waits for it.
 * Memory given back: when connections release more than ``TRIM_AFTER``
   bytes of buffers, glibc is asked to return free memory to the system
   (``malloc_trim``, once per event-loop turn at most); without that, the
@@ -76,6 +90,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -84,7 +99,7 @@ import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Protocol, cast
+from typing import NamedTuple, Protocol, cast
 
 from ..wire.framing import (
     DEFAULT_MAX_MESSAGE,
@@ -100,7 +115,7 @@ from ..wire.replies import Reply, failed
 from .limits import DEFAULT_MAX_BUFFERED
 from .logs import WIRE
 from .process import collector_paused, release_free_memory
-from .sockets import PeerCredentials, peer_credentials
+from .sockets import PeerCredentials, peer_credentials_of
 
 log = logging.getLogger("pylvmetad")
 
@@ -120,9 +135,12 @@ def wire_enabled() -> bool:
     return log.isEnabledFor(WIRE) if enabled is None else enabled
 
 
-@dataclass(frozen=True)
-class Peer:
-    """Who sent a message: the connection's serial number and its SO_PEERCRED, if known."""
+class Peer(NamedTuple):
+    """Who sent a message: the connection's serial number and its SO_PEERCRED, if known.
+
+    Immutable (a named tuple: one is made per connection, and a tuple is the
+    cheapest immutable record to make).
+    """
 
     connection: int
     credentials: PeerCredentials | None
@@ -130,6 +148,8 @@ class Peer:
 
 #: who a connection is until it is admitted (immutable, so one serves all)
 _NO_PEER = Peer(0, None)
+#: the framer of every connection that has not needed one of its own: never fed, so always empty
+_NO_FRAMER = Framer(0)
 
 
 class DeferredReply:
@@ -273,8 +293,15 @@ class Server:
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[Connection] = set()
         self._stopping = asyncio.Event()
+        #: ``_stopping.is_set()``, as a plain attribute (read per connection)
+        self._stopped = False
+        #: set once stopping with no connection open (only then: nobody waits for it before)
         self._idle = asyncio.Event()
+        #: the idle timeout's one timer (see _idle_check), pending for as long as the daemon serves
         self._idle_handle: asyncio.TimerHandle | None = None
+        #: loop.time() when the last connection ended (or serving began)
+        self._idle_since = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._force = False
         #: grace over: connections close as soon as they are idle
         self.draining = False
@@ -283,10 +310,10 @@ class Server:
 
     # -- lifecycle --------------------------------------------------------
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_unix_server(lambda: Connection(self), sock=self.sock)
-        self._idle.set()
-        self._arm_idle_timer()
+        loop = self._loop = asyncio.get_running_loop()
+        # a partial, not a lambda: the factory runs per connection, and a partial is no Python frame
+        self._server = await loop.create_unix_server(functools.partial(Connection, self), sock=self.sock)
+        self._start_idle_timer(loop)
 
     def request_shutdown(self, reason: str = "") -> None:
         """Stop accepting; serve connected clients for the grace period, then close them.
@@ -305,8 +332,14 @@ class Server:
             self.shutdown_grace,
         )
         self._stopping.set()
+        self._stopped = True
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None
         if self._server is not None:
             self._server.close()
+        if not self.stats.connections_open:
+            self._idle.set()
         if self._connections:
             loop = asyncio.get_running_loop()
             self._grace_handles.append(loop.call_later(self.shutdown_grace, self._end_grace))
@@ -335,7 +368,7 @@ class Server:
 
     @property
     def stopping(self) -> bool:
-        return self._stopping.is_set()
+        return self._stopped
 
     async def serve_until_stopped(self) -> None:
         """Run until shutdown was requested and every client has disconnected."""
@@ -359,20 +392,43 @@ class Server:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.socket_path)
 
-    def _arm_idle_timer(self) -> None:
-        if self.idle_timeout <= 0 or self.stats.connections_open:
+    def _start_idle_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Serving begins: with an idle timeout, it counts from now."""
+        self._loop = loop
+        if self.idle_timeout > 0:
+            self._idle_since = loop.time()
+            self._idle_handle = loop.call_at(self._idle_since + self.idle_timeout, self._idle_check)
+
+    def _idle_check(self) -> None:
+        """The idle timeout's timer: shut down once no client was connected for ``idle_timeout``.
+
+        One timer, re-armed only when it fires (never per connection):
+        with clients connected, for ``idle_timeout`` later (the earliest a
+        shutdown can then be due); with none, for when the timeout after
+        the last one left is due (at least a millisecond on, so a timer
+        that fires a rounding early cannot spin).
+        """
+        self._idle_handle = None
+        if self._stopped or self._loop is None:
             return
-        loop = asyncio.get_running_loop()
-        if self._idle_handle is not None:
-            self._idle_handle.cancel()
-        self._idle_handle = loop.call_later(
-            self.idle_timeout, self.request_shutdown, f"inactive for {self.idle_timeout:g} seconds"
-        )
+        now = self._loop.time()
+        if self.stats.connections_open:
+            due = now + self.idle_timeout
+        else:
+            due = self._idle_since + self.idle_timeout
+            if now >= due:
+                self.request_shutdown(f"inactive for {self.idle_timeout:g} seconds")
+                return
+        self._idle_handle = self._loop.call_at(max(due, now + 0.001), self._idle_check)
 
     # -- connection bookkeeping (called by Connection) ----------------------
     def admit(self, connection: Connection, peer: PeerCredentials | None) -> bool:
-        """Whether a new connection may be served; counts it if so."""
-        if self._stopping.is_set():  # the original refuses connections once stopping
+        """Whether a new connection may be served; counts it if so.
+
+        :meth:`Connection.connection_made` does this inline for a peer
+        that needs no check (no ``allow_uids``); keep the two alike.
+        """
+        if self._stopped:  # the original refuses connections once stopping
             return False
         if self.allow_uids is not None and (peer is None or peer.uid not in self.allow_uids):
             self.stats.connections_refused += 1
@@ -382,22 +438,21 @@ class Server:
                 peer.pid if peer else "?",
             )
             return False
-        self.stats.connections_open += 1
-        self.stats.connections_total += 1
+        stats = self.stats
+        stats.connections_open += 1
+        stats.connections_total += 1
         connection.peer = Peer(next(self._serials), peer)
         self._connections.add(connection)
-        self._idle.clear()
-        if self._idle_handle is not None:
-            self._idle_handle.cancel()
-            self._idle_handle = None
         return True
 
     def forget(self, connection: Connection) -> None:
         """A served connection ended."""
-        if connection not in self._connections:
+        connections = self._connections
+        if connection not in connections:
             return  # it was refused, never counted
-        self._connections.discard(connection)
-        self.stats.connections_open -= 1
+        connections.discard(connection)
+        stats = self.stats
+        open_now = stats.connections_open = stats.connections_open - 1
         if connection.held:
             self.buffered -= connection.held
             self._counted()
@@ -407,10 +462,11 @@ class Server:
             self.handler.peer_gone(connection.peer)
         except Exception:  # one client's clean-up must not take the daemon down
             log.exception("clean-up after %s failed", connection.who)
-        if not self.stats.connections_open:
-            self._idle.set()
-            if not self._stopping.is_set():
-                self._arm_idle_timer()
+        if not open_now:
+            if self._stopped:
+                self._idle.set()
+            elif self._idle_handle is not None and self._loop is not None:  # an idle timeout counts from now
+                self._idle_since = self._loop.time()
 
     # -- the daemon-wide buffer budget ------------------------------------
     def recount(self, connection: Connection) -> bool:
@@ -509,7 +565,9 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, server: Server) -> None:
         self.server = server
-        self.framer = Framer(server.max_message)
+        #: the partial-message buffer: a shared empty one until a read the fast path does not
+        #: take (most connections never need their own), which replaces it (data_received)
+        self.framer = _NO_FRAMER
         self.transport: asyncio.Transport | None = None
         self.pending: collections.deque[Message] = collections.deque()
         #: the message or reply being handled in steps (see the module's rules)
@@ -522,38 +580,56 @@ class Connection(asyncio.Protocol):
         #: the fast path may take the next read: admitted, not closing, nothing held or waiting
         #: (kept by :meth:`_settle` at every change of what it sums up)
         self.quiet = False
-        self.who = "unknown peer"
         self.peer = _NO_PEER
         #: this connection's share of Server.buffered, as last counted
         self.held = 0
-        # structured fields of error lines, for --log-json (docs/observability.md)
-        self.peer_fields: dict[str, int] = {}
+
+    @property
+    def who(self) -> str:
+        """The peer as log lines name it (made when a line is logged, not per connection)."""
+        peer = self.peer.credentials
+        return "unknown peer" if peer is None else f"pid {peer.pid} uid {peer.uid}"
+
+    @property
+    def peer_fields(self) -> dict[str, int]:
+        """The peer as structured fields of error lines, for --log-json (docs/observability.md)."""
+        peer = self.peer.credentials
+        return {} if peer is None else {"peer_pid": peer.pid, "peer_uid": peer.uid}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
         sock = transport.get_extra_info("socket")
-        peer = peer_credentials(sock) if sock is not None else None
-        if not self.server.admit(self, peer):
-            self.closing, self.quiet = True, False
+        peer = peer_credentials_of(sock.fileno()) if sock is not None else None
+        server = self.server
+        if server.allow_uids is None and not server._stopped:  # Server.admit, inline: this runs per connection
+            stats = server.stats
+            stats.connections_open += 1
+            stats.connections_total += 1
+            self.peer = Peer(next(server._serials), peer)
+            server._connections.add(self)
+        elif not server.admit(self, peer):
+            self.closing = True
             transport.close()
             return
-        self.admitted = True
-        self._settle()
-        if peer is not None:
-            self.who = f"pid {peer.pid} uid {peer.uid}"
-            self.peer_fields = {"peer_pid": peer.pid, "peer_uid": peer.uid}
-        if wire_enabled():
+        # what _settle sums up: nothing is held, waiting or paused yet, and not stopping (so not draining)
+        self.admitted = self.quiet = True
+        wire = _ENABLED.get(WIRE)  # wire_enabled(), inline
+        if wire or (wire is None and log.isEnabledFor(WIRE)):
             log.log(WIRE, "connection from %s", self.who)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.admitted and wire_enabled():
-            log.log(WIRE, "connection from %s closed", self.who)
+        if self.admitted:
+            wire = _ENABLED.get(WIRE)  # wire_enabled(), inline
+            if wire or (wire is None and log.isEnabledFor(WIRE)):
+                log.log(WIRE, "connection from %s closed", self.who)
         self.closing, self.quiet = True, False
-        self.pending.clear()
-        job, self.job = self.job, None
+        if self.pending:
+            self.pending.clear()
+        job = self.job
         if job is not None:
+            self.job = None
             with contextlib.suppress(ValueError):  # ValueError: it is running (it wrote, the write failed)
                 job.close()  # now: it may have paused the garbage collector
         self.server.forget(self)
@@ -675,8 +751,11 @@ class Connection(asyncio.Protocol):
         if self.closing:
             return
         server.stats.read_in += size
+        framer = self.framer
+        if framer is _NO_FRAMER:
+            framer = self.framer = Framer(server.max_message)
         try:
-            self.pending.extend(self.framer.messages(data))
+            self.pending.extend(framer.messages(data))
         except MessageTooLarge as exc:
             self._too_large(exc)
             return
@@ -727,7 +806,7 @@ class Connection(asyncio.Protocol):
         reply = failed("NONE", "daemon buffer budget exceeded")
         server.observe(reply, 0.0)
         self.pending.clear()
-        self.framer = Framer(server.max_message)  # drop the partial message now
+        self.framer = _NO_FRAMER  # drop the partial message now
         server.recount(self)
         self._write(encode_reply(reply.body))
         self.close()

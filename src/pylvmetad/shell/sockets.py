@@ -10,12 +10,19 @@ Rules of this module:
 * A stale socket file (nobody answers on it) is removed; anything else at
   the path is left alone and reported as a :class:`StartupError`.
 * Nothing here knows which daemon it serves.
+* A peer's credentials are read once per connection, on the event loop,
+  from the descriptor (:func:`peer_credentials_of`): one C-level socket
+  object wrapped round it for the one ``getsockopt``, then detached, where
+  asking the loop's socket object (uvloop's ``PseudoSocket``) builds a
+  Python-level :class:`socket.socket` per call: ~9.6k instructions against
+  ~4.5k (issue 17, row 1).
 * Light to import (no logging, no dataclasses): a daemon's command binds its
   socket with this module before importing anything heavy.
 """
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import os
 import socket
@@ -62,6 +69,34 @@ def peer_credentials(sock: socket.socket) -> PeerCredentials | None:
         raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
     except (OSError, AttributeError):
         return None
+    pid, uid, gid = _UCRED.unpack(raw)
+    return PeerCredentials(pid, uid, gid)
+
+
+_SOL_SOCKET = socket.SOL_SOCKET
+#: None where the platform has no SO_PEERCRED (then nobody's credentials are known)
+_SO_PEERCRED: int | None = getattr(socket, "SO_PEERCRED", None)
+
+
+def peer_credentials_of(fd: int) -> PeerCredentials | None:
+    """:func:`peer_credentials` of the connected UNIX socket open as ``fd`` (left open).
+
+    The descriptor is wrapped in the C-level socket type (no Python-level
+    ``socket.socket.__init__``) for the one call and detached, so ``fd``
+    stays the caller's.
+    """
+    if _SO_PEERCRED is None:
+        return None
+    try:
+        sock = _socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fd)
+    except OSError:
+        return None
+    try:
+        raw = sock.getsockopt(_SOL_SOCKET, _SO_PEERCRED, 12)  # _UCRED.size
+    except OSError:
+        return None
+    finally:
+        sock.detach()
     pid, uid, gid = _UCRED.unpack(raw)
     return PeerCredentials(pid, uid, gid)
 
