@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from pylvmetad.metad.cli import main as pylvmetad_main
 from pylvmetad.metad.handlers import RequestHandler
-from pylvmetad.shell.pollwindow import MAX_POLL_WINDOW, PollWindow
+from pylvmetad.shell.pollwindow import BACKOFF_MAX, BACKOFF_RESET, BACKOFF_START, MAX_POLL_WINDOW, PREEMPTED, PollWindow
 from pylvmetad.shell.server import Server
 from pylvmetad.shell.sockets import bind_unix_socket
 from pylvmetad.wire.framing import TERMINATOR
@@ -67,17 +67,17 @@ def test_it_polls_until_a_window_passes_with_no_activity_then_stops() -> None:
 
 def test_activity_extends_the_window_and_a_wake_while_open_changes_nothing() -> None:
     loop = FakeLoop()
-    poll = window(loop)
+    poll = window(loop, 0.0004)
     poll.wake()
-    loop.now += 0.0009
+    loop.now += 0.0003
     loop.activity += 1  # a request was read
     poll.wake()  # the server does not call it while open, but it must be harmless
     assert len(loop.ready) == 1 and poll.windows == 1
-    loop.turn()  # sees the activity at 100.0009: open until 100.0019
-    loop.now = 100.0018
+    loop.turn()  # sees the activity at 100.0003: open until 100.0007
+    loop.now = 100.00065
     loop.turn()
     assert poll.open
-    loop.now = 100.0019
+    loop.now = 100.0007
     loop.turn()
     assert not poll.open and loop.ready == []
     poll.wake()  # the next request opens it again
@@ -95,6 +95,47 @@ def test_stop_ends_it_at_the_next_turn_and_for_good() -> None:
     assert not poll.open and loop.ready == []
 
 
+def test_a_late_turn_with_nothing_done_suspends_polling_with_a_doubling_back_off() -> None:
+    loop = FakeLoop()
+    poll = window(loop, 0.005)
+    backoffs: list[float] = []
+    for _ in range(8):
+        loop.now = max(loop.now, poll.resume_at)
+        poll.wake()
+        assert poll.open
+        loop.now += PREEMPTED * 1.01  # the thread was off the CPU: the other CPUs' work ran instead
+        loop.turn()
+        assert not poll.open and loop.ready == []
+        backoffs.append(poll.backoff)
+        poll.wake()  # suspended: the next request is read after a sleep, as without a window
+        assert not poll.open and loop.ready == []
+    assert backoffs[:3] == [BACKOFF_START, 2 * BACKOFF_START, 4 * BACKOFF_START]
+    assert max(backoffs) == BACKOFF_MAX and poll.preemptions == 8
+    # a window that closes normally leaves the back-off as it is ...
+    loop.now = poll.resume_at
+    poll.wake()
+    while poll.open:  # turns come every 0.4 ms until the window has passed
+        loop.now += 0.0004
+        loop.turn()
+    assert poll.backoff == BACKOFF_MAX and poll.preemptions == 8
+    # ... and a preemption long after the last one starts it again from the beginning
+    loop.now += BACKOFF_RESET
+    poll.wake()
+    loop.now += PREEMPTED * 1.01
+    loop.turn()
+    assert poll.backoff == BACKOFF_START and poll.preemptions == 9
+
+
+def test_a_late_turn_after_work_is_not_a_preemption() -> None:
+    loop = FakeLoop()
+    poll = window(loop)
+    poll.wake()
+    loop.now += 0.01  # a long request was answered in that turn of the loop
+    loop.activity += 1
+    loop.turn()
+    assert poll.open and poll.preemptions == 0 and poll.resume_at == 0
+
+
 @pytest.mark.parametrize("seconds", [0, -1e-6, MAX_POLL_WINDOW * 2])
 def test_a_window_out_of_range_is_refused(seconds: float) -> None:
     with pytest.raises(ValueError, match="poll window"):
@@ -106,7 +147,11 @@ def test_a_window_out_of_range_is_refused(seconds: float) -> None:
 def test_it_is_open_exactly_while_within_a_window_of_the_last_activity(
     steps: list[tuple[int, bool, bool]],
 ) -> None:
-    """Each step: advance the clock (µs), maybe some activity (and a wake, as the server does), a turn."""
+    """Each step: advance the clock (µs), maybe some activity (and a wake, as the server does), a turn.
+
+    (Steps stay below PREEMPTED: the back-off has tests of its own.)
+    """
+    assert PREEMPTED > 400e-6
     loop = FakeLoop()
     poll = window(loop, 0.001)
     last: float | None = None  # when the window last saw activity (or was opened)
