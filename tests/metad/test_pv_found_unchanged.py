@@ -14,9 +14,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pylvmetad.metad.cache import NEW_ORPHAN, UNCHANGED_ORPHAN, CacheState
+from pylvmetad.metad.cache import NEW_ORPHAN, UNCHANGED_ORPHAN
 from pylvmetad.metad.journal import Table
 from support.lvm_requests import Session, new_session, pv_found, pvid, request, vg_metadata, vg_update, vgid
+from support.short_path import assert_same_as_general, general_path_calls, refuse_general_path, tables
 
 PV1, PV2 = pvid(1), pvid(2)
 D1, D2 = 2048, 2064
@@ -29,29 +30,12 @@ def general(session: Session) -> Session:
     return session
 
 
-def general_path_calls(session: Session) -> list[str]:
-    """The pvids the general path is asked to store, from now on."""
-    taken: list[str] = []
-    store = session.state._store_pv_found
-
-    def counted(*args: object) -> object:
-        taken.append(str(args[1]))
-        return store(*args)  # type: ignore[arg-type]
-
-    setattr(session.state, "_store_pv_found", counted)  # noqa: B010
-    return taken
-
-
 def test_known_orphan_opens_no_operation() -> None:
     s = new_session()
     s.populate(pv_found(PV1, D1), pv_found(PV2, D2))
     state = s.state
     generation = state.generation
-
-    def refuse(*args: object) -> None:
-        raise AssertionError("the general path was taken")
-
-    setattr(state, "_store_pv_found", refuse)  # noqa: B010
+    refuse_general_path(s, "_store_pv_found")
     found = s.fields(pv_found(PV1, D1))
     assert found["status"] == "orphan" and found["changed"] == 0, found
     assert state.generation == generation and not state.journal.open
@@ -62,11 +46,7 @@ def test_new_orphan_opens_no_operation() -> None:
     s = new_session()
     s.populate()
     state = s.state
-
-    def refuse(*args: object) -> None:
-        raise AssertionError("the general path was taken")
-
-    setattr(state, "_store_pv_found", refuse)  # noqa: B010
+    refuse_general_path(s, "_store_pv_found")
     generation = state.generation
     found = s.fields(pv_found(PV1, D1))
     assert found["status"] == "orphan" and found["changed"] == 1, found
@@ -84,7 +64,7 @@ def test_new_orphan_not_taken_when_something_is_known() -> None:
         pv_found(PV1, D1),
         vg_update("vg1", vg_metadata(vgid(1), 1, [PV2])),  # PV2 listed, not yet found
     )
-    taken = general_path_calls(s)
+    taken = general_path_calls(s, "_store_pv_found")
     assert s.fields(pv_found(PV2, D2))["status"] == "complete"
     assert s.fields(pv_found(pvid(3), D1))["changed"] == 1  # D1 held by PV1: it moves
     assert taken == [PV2, pvid(3)]
@@ -119,7 +99,7 @@ def test_not_taken_when_something_differs() -> None:
     """A changed record, another device, a PV in a VG: each goes the general path."""
     s = new_session()
     s.populate(pv_found(PV1, D1), pv_found(PV2, D2, vgname="vg1", metadata=vg_metadata(vgid(1), 1, [PV2])))
-    taken = general_path_calls(s)
+    taken = general_path_calls(s, "_store_pv_found")
     assert s.fields(pv_found(PV1, D1, dev_size=1 << 30))["changed"] == 1
     assert s.fields(pv_found(PV2, D2))["status"] == "complete"
     assert s.fields(pv_found(PV1, D2 + 16))["response"] == "failed"  # a known PV on another device
@@ -157,10 +137,6 @@ STEP = st.one_of(
 )
 
 
-def tables(state: CacheState) -> list[object]:
-    return [list(table.items()) for table in state.tables()] + [state.flags, state.generation]
-
-
 @settings(max_examples=300, deadline=None)
 @given(steps=st.lists(STEP, max_size=14))
 @example(  # PVS[1]'s device entry dropped by another PV's pv_gone: its record alone is no longer enough
@@ -173,10 +149,4 @@ def tables(state: CacheState) -> list[object]:
 )
 @example([pv_found(PVS[0], 2048), pv_found(PVS[0], 2048)])
 def test_same_as_the_general_path(steps: list[str]) -> None:
-    fast, slow = new_session(), general(new_session())
-    for s in (fast, slow):
-        s.populate()
-    for body in steps:
-        assert fast.send(body).body == slow.send(body).body, body
-        assert tables(fast.state) == tables(slow.state), body
-        assert not fast.state.journal.open
+    assert_same_as_general(steps, general)

@@ -13,7 +13,6 @@ from __future__ import annotations
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pylvmetad.metad.cache import CacheState
 from pylvmetad.wire.codec import Section
 from support.lvm_requests import (
     PVRef,
@@ -26,6 +25,7 @@ from support.lvm_requests import (
     vg_update,
     vgid,
 )
+from support.short_path import assert_same_as_general, general_path_calls, tables
 
 PVS = [pvid(i) for i in range(3)]
 DEVICES = [2048, 2064, 2080]
@@ -43,19 +43,6 @@ def general(session: Session) -> Session:
     return session
 
 
-def counting(session: Session) -> list[str]:
-    """The vgids the general path was asked to store, from now on."""
-    taken: list[str] = []
-    store = session.state._store_vg_update
-
-    def counted(vgname: str, vg_id: str, metadata: Section, seqno: int | None, pvids: list[str] | None) -> bool:
-        taken.append(vg_id)
-        return store(vgname, vg_id, metadata, seqno, pvids)
-
-    setattr(session.state, "_store_vg_update", counted)  # noqa: B010
-    return taken
-
-
 def stored_vg(*pvs: str) -> Session:
     s = new_session()
     s.populate(*(pv_found(pv, dev) for pv, dev in zip(pvs, DEVICES, strict=False)))
@@ -65,7 +52,7 @@ def stored_vg(*pvs: str) -> Session:
 
 def test_newer_seqno_opens_no_operation() -> None:
     s = stored_vg(PVS[0], PVS[1])
-    taken = counting(s)
+    taken = general_path_calls(s, "_store_vg_update")
     generation = s.state.generation
     assert s.send(vg_update("vg0", vg_metadata(VG, 2, [PVS[0], PVS[1]], ["lv0"]))).response == "OK"
     assert taken == [] and not s.state.journal.open
@@ -79,7 +66,7 @@ def test_newer_seqno_opens_no_operation() -> None:
 def test_general_path_for_everything_else() -> None:
     """Same or older seqno, another PV set, a rename, an external version: the general path."""
     s = stored_vg(PVS[0], PVS[1])
-    taken = counting(s)
+    taken = general_path_calls(s, "_store_vg_update")
     s.send(vg_update("vg0", vg_metadata(VG, 1, [PVS[0], PVS[1]])))  # same seqno
     s.send(vg_update("vg0", vg_metadata(VG, 2, [PVS[0]])))  # a PV fewer
     s.send(vg_update("vg9", vg_metadata(VG, 3, [PVS[0]])))  # renamed
@@ -128,10 +115,6 @@ STEP = st.one_of(
 )
 
 
-def tables(state: CacheState) -> list[object]:
-    return [list(table.items()) for table in state.tables()] + [state.flags, state.generation]
-
-
 @settings(max_examples=300, deadline=None)
 @given(steps=st.lists(STEP, max_size=14))
 @example(
@@ -165,10 +148,4 @@ def tables(state: CacheState) -> list[object]:
     ]
 )
 def test_same_as_the_general_path(steps: list[str]) -> None:
-    fast, slow = new_session(), general(new_session())
-    for s in (fast, slow):
-        s.populate()
-    for body in steps:
-        assert fast.send(body).body == slow.send(body).body, body
-        assert tables(fast.state) == tables(slow.state), body
-        assert not fast.state.journal.open
+    assert_same_as_general(steps, general)

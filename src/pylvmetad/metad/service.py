@@ -27,6 +27,7 @@ async def serve(
     max_buffered: int,
     allow_uids: frozenset[int] | None,
     metrics_listen: str | None,
+    poll_window: float = 0,
 ) -> int:
     log = logging.getLogger("pylvmetad")
     handler = RequestHandler()
@@ -41,6 +42,7 @@ async def serve(
         max_buffered=max_buffered,
         allow_uids=allow_uids,
         observer=metrics.observer,
+        poll_window=poll_window,
     )
     metrics.attach_server(server)
     handler.stats_provider = metrics.stats_section
@@ -54,6 +56,8 @@ async def serve(
                 return False
         return True
 
+    if poll_window:
+        log.debug("poll window: %d µs after each read or accept", round(poll_window * 1e6))
     status = await launch.serve(server, started=serve_metrics)
     if status:
         return status

@@ -29,7 +29,9 @@ Rules of this module:
   signals begin the server's bounded shutdown (or what the daemon passes
   as ``stop``), LOG signals are logged and ignored, signals remembered
   before the loop ran are acted on once it serves, and readiness is
-  reported only once the socket accepts.
+  reported only once the socket accepts.  It logs which codec runs (a
+  warning when the C accelerator is missing or stale and nobody asked for
+  pure Python).
 """
 
 from __future__ import annotations
@@ -125,6 +127,9 @@ class Launch:
             os.getpid(),
             self.socket_path or "a socket inherited from systemd",
         )
+        from ..wire.codec import ACCEL_MISSING, ACCEL_STATUS
+
+        (log.warning if ACCEL_MISSING else log.info)("codec: %s", ACCEL_STATUS)
         self.report(b"0")
         await server.serve_until_stopped()
         return 0

@@ -2311,6 +2311,12 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* The digest of this file the build saw (setup.py defines it): codec.py compares it with the
+   source beside it, so an in-place build older than its source is not used. */
+#ifndef CCODEC_SOURCE_DIGEST
+#define CCODEC_SOURCE_DIGEST ""
+#endif
+
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ccodec", "The codec's fast path in C.", -1, methods};
 
 PyMODINIT_FUNC PyInit__ccodec(void) {
@@ -2328,7 +2334,8 @@ PyMODINIT_FUNC PyInit__ccodec(void) {
     if (m == NULL) return NULL;
     if (PyModule_AddObjectRef(m, "AsciiDecoder", (PyObject *)&AsciiDecoderType) < 0 ||
         PyModule_AddObjectRef(m, "AsciiJoiner", (PyObject *)&AsciiJoinerType) < 0 ||
-        PyModule_AddObjectRef(m, "SpanMemo", (PyObject *)&SpanMemoType) < 0) {
+        PyModule_AddObjectRef(m, "SpanMemo", (PyObject *)&SpanMemoType) < 0 ||
+        PyModule_AddStringConstant(m, "SOURCE_DIGEST", CCODEC_SOURCE_DIGEST) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -2,6 +2,9 @@
 from collections.abc import Callable
 from typing import Any
 
+#: SHA-256 of the _ccodec.c this module was built from ("" when setup.py did not build it)
+SOURCE_DIGEST: str
+
 def configure(section_type: type, items: object, raw: object, /) -> None: ...
 def configure_compare(compare_values: Callable[[Any, Any], int], /) -> None: ...
 def compare_trees(a: Any, b: Any, /) -> int: ...

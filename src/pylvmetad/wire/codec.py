@@ -25,7 +25,10 @@ most _WINDOW units at a time: one possessive ``match`` proves the window is
 in that subset and one ``findall`` yields a tuple per unit; anything else
 (floats, quoted or path keys, errors) falls through to the general parser
 unchanged.  An optional C accelerator (``_ccodec.c``) does the fast path's
-work in one pass, with identical results.
+work in one pass, with identical results.  It is used only if it is the
+build of the source beside it (:func:`load_accelerator`: every name there,
+the same digest); otherwise the pure-Python codec runs and the daemons log a
+warning saying why.
 
 Cost is linear in time and bounded in memory for every input shape: every
 repetition in every pattern is possessive or a single character class (the
@@ -51,10 +54,11 @@ LVs alone): recognising one costs a string comparison instead of a match.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import sys
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from functools import partial
 from types import ModuleType
 from typing import Any, TypeVar, Union, overload
@@ -1461,12 +1465,85 @@ class Parser:
 PURE_PYTHON_ENV = "PYLVMETAD_PURE_PYTHON"
 #: texts up to this long are parsed by the accelerator in one step (a few ms)
 ACCEL_ONE_STEP = 1024 * 1024
-_accel: ModuleType | None = None
-if os.environ.get(PURE_PYTHON_ENV, "") in ("", "0"):
+#: every name of the accelerator this package uses (here, in framing, the cache, dispatch)
+ACCEL_NAMES = frozenset(
+    {
+        "AsciiDecoder",
+        "AsciiJoiner",
+        "SpanMemo",
+        "build",
+        "compare_trees",
+        "configure",
+        "configure_compare",
+        "configure_format",
+        "cut_lazy",
+        "first_fields",
+        "first_value",
+        "first_values",
+        "format_tree",
+        "lazy_body_end",
+        "parse_text",
+        "same_trees",
+        "strip_device_hints",
+    }
+)
+
+
+def _source_digest(module: ModuleType) -> str | None:
+    """SHA-256 of the ``_ccodec.c`` beside ``module``'s file, or None where there is none (a wheel)."""
+    source = os.path.join(os.path.dirname(module.__file__ or ""), "_ccodec.c")
     try:
-        from . import _ccodec as _accel
-    except ImportError:  # not built: the pure-Python codec
-        _accel = None
+        with open(source, "rb") as file:
+            return hashlib.sha256(file.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def accelerator_mismatch(module: ModuleType) -> str | None:
+    """Why ``module`` is not the build of this source, or None when it is.
+
+    It lacks a name in :data:`ACCEL_NAMES`, or a ``_ccodec.c`` beside it has
+    another digest than the build recorded (``SOURCE_DIGEST``, from setup.py;
+    a build without one, or with no source beside it, is checked by its names
+    only).
+    """
+    missing = sorted(name for name in ACCEL_NAMES if not hasattr(module, name))
+    if missing:
+        return f"it lacks {', '.join(missing)}"
+    built = getattr(module, "SOURCE_DIGEST", "")
+    digest = _source_digest(module)
+    if built and digest is not None and built != digest:
+        return "it was built from another _ccodec.c than the one beside it"
+    return None
+
+
+def load_accelerator(environ: Mapping[str, str] = os.environ) -> tuple[ModuleType | None, str]:
+    """The accelerator module to use, or None, and a line for the log saying which codec runs and why.
+
+    None when ``PYLVMETAD_PURE_PYTHON`` asks for it, when the module is not
+    built, or when it is not the build of this source
+    (:func:`accelerator_mismatch`: an in-place build older than a ``git
+    pull``).  A mismatched build is never used: its functions could take other
+    arguments or give other results than the Python reference they stand for.
+    """
+    if environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):
+        return None, f"pure-Python codec ({PURE_PYTHON_ENV} is set)"
+    try:
+        from . import _ccodec
+    except ImportError as exc:
+        return None, f"pure-Python codec: the C accelerator is not built ({exc}); reinstall with a C compiler"
+    mismatch = accelerator_mismatch(_ccodec)
+    if mismatch is not None:
+        return None, (
+            f"pure-Python codec: the C accelerator {_ccodec.__file__} is stale ({mismatch}); "
+            "rebuild it (pip install again, or python3 setup.py build_ext --inplace)"
+        )
+    return _ccodec, f"C accelerator ({_ccodec.__file__})"
+
+
+_accel, ACCEL_STATUS = load_accelerator()
+#: whether the codec runs pure Python although nobody asked for it (the daemons log a warning)
+ACCEL_MISSING = _accel is None and os.environ.get(PURE_PYTHON_ENV, "") in ("", "0")
 if _accel is not None:
     _accel.configure(Section, Section.__dict__["_items"], Section.__dict__["raw"])
     # the look-up every getter makes: a C loop over the pairs (~2 k instructions less per field
