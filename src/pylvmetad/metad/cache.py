@@ -261,7 +261,10 @@ def strip_device_hints(metadata: Section) -> list[str]:
     ``device`` second, so in practice every hint goes.  Only ``device``
     pairs go, so the uuids read in the same walk are those listed after it.
     """
-    pvs = metadata.find("physical_volumes")
+    items = metadata._items  # metadata.find("physical_volumes") without its two frames, when built
+    pvs = _first_value_accel(items, "physical_volumes") if items is not None and _first_value_accel else None
+    if pvs is None or pvs is NotImplemented:  # missing, or an odd pair: find() decides
+        pvs = metadata.find("physical_volumes")
     if not isinstance(pvs, Section):
         return []
     if _strip_accel is not None:
@@ -297,6 +300,10 @@ def _strip_device_hints_py(pvs: list[tuple[str, Node]]) -> list[str]:
 
 #: the same walk in C (``_ccodec.strip_device_hints``; NotImplemented: the reference decides)
 _strip_accel: Callable[[list[tuple[str, Node]]], object] | None = accelerated_function("strip_device_hints")
+#: the first value of a key among pairs, in C without a Python frame (``_ccodec.first_value``:
+#: None when missing, NotImplemented for a pair of another shape; the getters decide then)
+_first_value_accel: Callable[[list[tuple[str, Node]], str], object] | None = accelerated_function("first_value")
+
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -882,13 +889,21 @@ class CacheState:
         # done here without opening an operation (one write cannot be half done)
         pvids = strip_device_hints(metadata)
         new_seq = metadata.get_int("seqno", -1) if seqno is None else seqno
-        old_seq = old.get_int("seqno", -1)
+        # the stored seqno and the new uuid (get_int, get_str) read inline: C calls, no frames
+        items = old._items
+        old_seq = _first_value_accel(items, "seqno") if items is not None and _first_value_accel else None
+        if type(old_seq) is not int or not -0x80000000 <= old_seq <= 0x7FFFFFFF:
+            old_seq = old.get_int("seqno", -1)
+        items = metadata._items
+        new_id = _first_value_accel(items, "id") if items is not None and _first_value_accel else None
+        if type(new_id) is not str or not new_id:
+            new_id = metadata.get_str("id")
         if (
             0 < old_seq < new_seq
             and vgid != ORPHAN
+            and new_id == vgid
             and vgid in dict.get(self.vgname_to_vgid, vgname, ())
             and ORPHAN not in self.vgid_to_metadata
-            and metadata.get_str("id") == vgid
             and frozenset(pvids) == self._listed.get(vgid)
         ):
             mapping = self.pvid_to_vgid

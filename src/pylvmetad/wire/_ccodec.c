@@ -1851,6 +1851,13 @@ static PyObject *field_value(PyObject *value, PyObject *dflt) {
     Py_RETURN_NONE;
 }
 
+/* a str's hash (cached in the object after the first time), or -1 (an error: cleared, "unknown") */
+static Py_hash_t text_hash(PyObject *text) {
+    Py_hash_t h = PyObject_Hash(text);
+    if (h == -1) PyErr_Clear();
+    return h;
+}
+
 static PyObject *first_fields(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 3 || !PyList_Check(args[0]) || !PyTuple_Check(args[1]) || !PyTuple_Check(args[2]) ||
         PyTuple_GET_SIZE(args[1]) != PyTuple_GET_SIZE(args[2]) || PyTuple_GET_SIZE(args[1]) > FIELDS_MAX) {
@@ -1859,34 +1866,42 @@ static PyObject *first_fields(PyObject *self, PyObject *const *args, Py_ssize_t 
     }
     PyObject *items = args[0], *keys = args[1], *defaults = args[2];
     Py_ssize_t nk = PyTuple_GET_SIZE(keys);
+    /* the plain keys still looked for (their indexes, packed: a found one leaves the list) and
+     * each key's hash (a str hashes once, then reads its cache): two strs of known, different
+     * hashes are different, so most comparisons of a pair's key with a field's end there */
+    Py_ssize_t active[FIELDS_MAX], left = 0;
+    Py_hash_t hashes[FIELDS_MAX];
+    int plain[FIELDS_MAX];
     for (Py_ssize_t j = 0; j < nk; j++) {
         PyObject *key = PyTuple_GET_ITEM(keys, j), *d = PyTuple_GET_ITEM(defaults, j);
-        int ok = PyUnicode_CheckExact(key) ||
+        plain[j] = PyUnicode_CheckExact(key);
+        int ok = plain[j] ||
                  (PyTuple_CheckExact(key) && PyTuple_GET_SIZE(key) == 2 && PyUnicode_CheckExact(PyTuple_GET_ITEM(key, 0)) &&
                   PyUnicode_CheckExact(PyTuple_GET_ITEM(key, 1)));
         if (!ok || !(d == Py_None || PyUnicode_CheckExact(d) || PyLong_CheckExact(d))) {
             PyErr_SetString(PyExc_TypeError, "first_fields: keys are strs or (str, str), defaults None, str or int");
             return NULL;
         }
+        PyObject *name = plain[j] ? key : PyTuple_GET_ITEM(key, 0);
+        hashes[j] = ((PyASCIIObject *)name)->hash; /* a str's cached hash: computed once, then read */
+        if (hashes[j] == -1) hashes[j] = text_hash(name);
+        if (plain[j]) active[left++] = j;
     }
     /* one walk of the top level for the plain keys, as first_values */
     PyObject *found[FIELDS_MAX] = {NULL};
-    int plain[FIELDS_MAX];
-    Py_ssize_t left = 0;
-    for (Py_ssize_t j = 0; j < nk; j++) {
-        plain[j] = PyUnicode_CheckExact(PyTuple_GET_ITEM(keys, j));
-        left += plain[j];
-    }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items) && left > 0; i++) {
         PyObject *pair = PyList_GET_ITEM(items, i);
         if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(pair, 0)))
             Py_RETURN_NOTIMPLEMENTED;
         PyObject *k = PyTuple_GET_ITEM(pair, 0);
-        for (Py_ssize_t j = 0; j < nk; j++) {
-            if (!plain[j] || found[j] != NULL) continue;
-            if (same_text(k, PyTuple_GET_ITEM(keys, j))) {
+        Py_hash_t kh = ((PyASCIIObject *)k)->hash; /* -1: not computed yet (compared in full) */
+        for (Py_ssize_t a = 0; a < left; a++) {
+            Py_ssize_t j = active[a];
+            if (kh != -1 && hashes[j] != -1 && kh != hashes[j]) continue;
+            if (same_text(k, PyTuple_GET_ITEM(keys, j)) == 1) {
                 found[j] = PyTuple_GET_ITEM(pair, 1);
-                left--;
+                active[a] = active[--left]; /* the order of the rest does not matter */
+                a--;
             }
         }
     }
@@ -1897,8 +1912,20 @@ static PyObject *first_fields(PyObject *self, PyObject *const *args, Py_ssize_t 
         if (plain[j]) {
             value = field_value(found[j], d);
         } else {
-            PyObject *path = PyTuple_GET_ITEM(keys, j), *section, *inner;
-            int r = first_pair_value(items, PyTuple_GET_ITEM(path, 0), &section);
+            PyObject *path = PyTuple_GET_ITEM(keys, j), *section = NULL, *inner;
+            /* the section's name is often a plain key too: the top-level walk found its first value
+             * (every pair before that one was checked) or walked every pair without finding it (it
+             * stops early only once every plain key is found), so no second walk; else one here */
+            int r = -2;
+            for (Py_ssize_t q = 0; q < nk; q++) {
+                if (!plain[q] || (hashes[q] != -1 && hashes[j] != -1 && hashes[q] != hashes[j])) continue;
+                if (same_text(PyTuple_GET_ITEM(keys, q), PyTuple_GET_ITEM(path, 0)) == 1) {
+                    section = found[q];
+                    r = section != NULL;
+                    break;
+                }
+            }
+            if (r == -2) r = first_pair_value(items, PyTuple_GET_ITEM(path, 0), &section);
             if (r < 0) {
                 Py_DECREF(out);
                 Py_RETURN_NOTIMPLEMENTED;

@@ -75,11 +75,21 @@ KEPT_PV_FOUND_CHARS = 512
 REQUEST_FIELDS = ("request", "token", "pid", "cmd", "update_timeout")
 #: what :meth:`Request.from_tree` reads in one walk (:func:`~pylvmetad.wire.codec.first_fields`):
 #: the request fields, then for the handlers that read them at once (:attr:`Request.fields`)
-#: the sections of a pv_found or vg_update and the uuid and device of the ``pvmeta``; with
-#: their defaults: what the getters give when the key is missing ("NONE" for a str field, as
-#: the request fields read; 0 for an int one), None for "the first value as it is"
-REQUEST_KEYS: tuple[FieldKey, ...] = (*REQUEST_FIELDS, "pvmeta", "metadata", ("pvmeta", "id"), ("pvmeta", "device"))
-REQUEST_DEFAULTS: tuple[str | int | None, ...] = ("NONE", "NONE", 0, "NONE", 0, None, None, "", None)
+#: the sections of a pv_found or vg_update, the uuid and device of the ``pvmeta``, the VG name
+#: and the uuid and seqno of the ``metadata``; with their defaults: what the getters give when
+#: the key is missing ("NONE" for a str field, as the request fields read; 0 or -1 for an int
+#: one; "" for "missing" where the getter gives None), None for "the first value as it is"
+REQUEST_KEYS: tuple[FieldKey, ...] = (
+    *REQUEST_FIELDS,
+    "pvmeta",
+    "metadata",
+    ("pvmeta", "id"),
+    ("pvmeta", "device"),
+    "vgname",
+    ("metadata", "id"),
+    ("metadata", "seqno"),
+)
+REQUEST_DEFAULTS: tuple[str | int | None, ...] = ("NONE", "NONE", 0, "NONE", 0, None, None, "", None, "", "", -1)
 #: the top-level keys of REQUEST_KEYS (the first of each is what a long message's view keeps)
 VIEW_KEYS = frozenset(key for key in REQUEST_KEYS if type(key) is str)
 #: :func:`~pylvmetad.wire.codec.first_fields` without its wrapper's frame: the accelerator's walk
@@ -178,7 +188,7 @@ class Request:
         values = _first_fields(items, REQUEST_KEYS, REQUEST_DEFAULTS)
         if values is NotImplemented:
             values = first_fields(items, REQUEST_KEYS, REQUEST_DEFAULTS)
-        name, token, pid, cmd, timeout, _, _, _, _ = values
+        name, token, pid, cmd, timeout, _, _, _, _, _, _, _ = values  # one unpack: no slice, no subscripts
         if name is None:
             name = fields.get_str("request") or "NONE"
         if token is None:
@@ -400,7 +410,7 @@ class RequestHandler:
         fields: tuple[Any, ...] | None = req.fields
         if fields is None:
             fields = _read_fields(tree)
-        _, _, _, _, _, pvmeta, metadata, pvid, device = fields
+        _, _, _, _, _, pvmeta, metadata, pvid, device, vgname, vgid, seqno = fields
         if pvmeta is None:
             return failed("pv_found", "Ignore PV without PV metadata")
         # section.get_*(k) is tree.get_*("section/k"): the path walk takes the first child too
@@ -414,14 +424,23 @@ class RequestHandler:
             device = pvmeta.get_int64("device")
             if device is None:
                 return failed("pv_found", "Ignore PV without device")
-        vgname = vgid = None
-        if metadata is not None:
-            vgname = tree.get_str("vgname")
+        if metadata is None:
+            vgname = vgid = None
+        else:
+            # as from_tree read them ("" a missing name or uuid, None asks the getter)
             if vgname is None:
+                vgname = tree.get_str("vgname")
+            if not vgname:
                 return failed("pv_found", "Ignore VG metadata from PV without VG name")
-            if not isinstance(metadata, Section) or (vgid := metadata.get_str("id")) is None:
+            if not isinstance(metadata, Section):
                 return failed("pv_found", "Ignore VG metadata from PV without VG vgid")
-            if metadata.get_int("seqno", -1) < 0:
+            if vgid is None:
+                vgid = metadata.get_str("id")
+            if not vgid:
+                return failed("pv_found", "Ignore VG metadata from PV without VG vgid")
+            if seqno is None:
+                seqno = metadata.get_int("seqno", -1)
+            if seqno < 0:
                 return failed("pv_found", "Ignore VG metadata from PV without VG seqno")
         result = self.state.pv_found(pvmeta, pvid, device, vgname, vgid, metadata)
         last = self._last_pv_found
@@ -494,16 +513,25 @@ class RequestHandler:
     def vg_update(self, req: Request) -> Reply:
         tree = req.tree
         fields = req.fields  # read by Request.from_tree (REQUEST_KEYS), or not read yet
-        metadata = tree.child("metadata") if fields is None else fields[6]
+        if fields is None:
+            fields = _read_fields(tree)
+        # metadata.get_*(k) is tree.get_*("metadata/k"): the path walk takes the first "metadata" too;
+        # as from_tree read them, "" is a missing name or uuid and None asks the getter
+        _, _, _, _, _, _, metadata, _, _, vgname, vgid, seqno = fields
         if metadata is None:
             return VG_UPDATE_OK
-        # metadata.get_*(k) is tree.get_*("metadata/k"): the path walk takes the first "metadata" too
-        if not isinstance(metadata, Section) or (vgid := metadata.get_str("id")) is None:
+        if not isinstance(metadata, Section):
             return failed("vg_update", "vg_update: need VG UUID")
-        vgname = tree.get_str("vgname")
+        if vgid is None:
+            vgid = metadata.get_str("id")
+        if not vgid:
+            return failed("vg_update", "vg_update: need VG UUID")
         if vgname is None:
+            vgname = tree.get_str("vgname")
+        if not vgname:
             return failed("vg_update", "vg_update: need VG name")
-        seqno = metadata.get_int("seqno", -1)
+        if seqno is None:
+            seqno = metadata.get_int("seqno", -1)
         if seqno < 0:
             return failed("vg_update", "vg_update: need VG seqno")
         if not self.state.vg_update(vgname, vgid, metadata, seqno):
