@@ -287,3 +287,116 @@ def test_the_head_check_keeps_the_reference() -> None:
     with accelerated():
         assert Parser()._cut_lazy(text, LAZY, check_head=True) == ([text], [])
         assert Parser()._cut_lazy(text, LAZY, check_head=False)[1] == ["\n\tx=1\n"]
+
+
+class EveryBody(Parser):
+    """Every accepted body is remembered, alone: each version is checked against the last accepted one."""
+
+    VERIFIED_MIN_CHARS = 1
+    VERIFIED_MAX = 1
+
+
+@st.composite
+def edited_bodies(draw: st.DrawFn) -> tuple[int, list[str]]:
+    """A nested body and versions of it with a small edit anywhere: in a line deep in a section,
+    in a section's head or closing line, a line added or dropped (canonical or not)."""
+    depth = draw(st.integers(0, 2))
+    body = draw(lazy_bodies(depth))
+    versions = [body]
+    for _ in range(draw(st.integers(1, 5))):
+        at = draw(st.integers(0, len(body)))
+        marks = [n for n, c in enumerate(body) if c in "{}=\n"]
+        if draw(st.booleans()) and marks:  # next to what the check's state turns on
+            at = min(len(body), max(0, draw(st.sampled_from(marks)) + draw(st.integers(-2, 1))))
+        tabs = "\t" * draw(st.integers(depth, depth + 4))
+        piece = draw(
+            st.sampled_from(
+                [
+                    "",
+                    "1",
+                    "9",
+                    "x",
+                    "\n",
+                    "\t",
+                    "}",
+                    " {",
+                    '"',
+                    "=",
+                    ",",
+                    f"\n{tabs}k=1",
+                    f"\n{tabs}}}",
+                    f"\n{tabs}s {{\n{tabs}\tv=2\n{tabs}}}",
+                ]
+            )
+        )
+        if at < len(body) and body[at].isdigit() and draw(st.booleans()):
+            piece = str((int(body[at]) + 1) % 10)  # a number changed in place, as a new seqno or size
+        body = body[:at] + piece + body[at + draw(st.integers(0, 3)) :]
+        versions.append(body)
+    return depth, versions
+
+
+@settings(max_examples=500, deadline=None)
+@given(edited_bodies(), st.sampled_from(["}\n", "}", "", "\t}"]))
+def test_a_body_edited_deep_inside_is_checked_as_a_new_one(case: tuple[int, list[str]], after: str) -> None:
+    """Against a remembered body the check resumes in the innermost section that differs: the same end."""
+    require_accelerator()
+    depth, versions = case
+    tabs = "\t" * depth
+    reference, fast = EveryBody(), EveryBody()
+    for body in versions + versions[::-1]:
+        text = f"{tabs}logical_volumes {{{body}\n{tabs}{after}"
+        start = len(f"{tabs}logical_volumes {{")
+        m = codec._lazy_body(depth).match(text, start, start + codec.LAZY_MAX_CHARS + depth + 1)
+        raws = same_cuts(reference, fast, text, LAZY)[1]
+        assert raws == ([] if m is None else [text[start : m.end()]])
+
+
+def test_one_changed_line_in_an_lv_is_checked_against_the_remembered_body() -> None:
+    """The cases of an LV's line changed in place, its section grown or shrunk, a line's string holding
+    what would end a line or section, and an LV added or dropped, each against the body before it."""
+    require_accelerator()
+
+    def lv(n: int, extents: int | str, extra: str = "") -> str:
+        return (
+            f'\n\t\tlvol{n} {{\n\t\t\tid="{n:04}"\n\t\t\tname="a\\"\n\t\t}}\n\t\tb"\n\t\t\tsegment1 {{'
+            f'\n\t\t\t\textent_count={extents}\n\t\t\t\tstripes=["pv0",0]{extra}\n\t\t\t}}\n\t\t}}'
+        )
+
+    def body(changed: int, extents: int | str, extra: str = "", count: int = 6) -> str:
+        return "".join(lv(n, extents if n == changed else 1, extra if n == changed else "") for n in range(count))
+
+    reference, fast = EveryBody(), EveryBody()
+    cases = [
+        (body(0, 1), True),
+        (body(0, 2), True),
+        (body(3, 20), True),
+        (body(3, 21, "\n\t\t\t\tx=1"), True),  # a line added inside the segment
+        (body(3, 21), True),  # and dropped again
+        (body(5, 7), True),  # the last LV
+        (body(5, 7, count=7), True),  # an LV added at the end
+        (body(5, 7, count=5), True),  # two dropped
+        (body(2, "x"), False),  # not canonical
+        (body(2, "1\n\t\t\t}"), False),  # a closing line too many
+        (body(2, "1 {"), False),
+        (body(2, 3), True),
+    ]
+    # one character of a head or a closing line changed (against the body before each)
+    base = body(3, 20)
+    segment_end = 'extent_count=20\n\t\t\t\tstripes=["pv0",0]\n\t\t\t}'
+    for old, new, canonical in [
+        ("lvol3 {", "lvol3 x", False),
+        ("lvol3 {", "lvol3x {", True),
+        ("lvol3 {", "lvol3  {", False),
+        ("lvol3 {", "lvol3 {{", False),
+        (segment_end, segment_end[:-1] + "x", False),
+        (segment_end, segment_end[:-1] + "}}", False),
+        (segment_end, segment_end[:-2] + "}", False),
+        (segment_end, segment_end[:-1] + "\t}", False),
+        (segment_end + "\n\t\t}", segment_end + "\n\t\t} ", False),
+    ]:
+        assert base.count(old) == 1
+        cases += [(base, True), (base.replace(old, new), canonical)]
+    for version, canonical in cases:
+        text = f"a {{\n\tlogical_volumes {{{version}\n\t}}\n}}\n"
+        assert same_cuts(reference, fast, text, LAZY)[1] == ([version + "\n\t"] if canonical else [])
