@@ -13,7 +13,7 @@ from __future__ import annotations
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pylvmetad.wire.codec import Section
+from pylvmetad.wire.codec import Section, parse
 from support.lvm_requests import (
     PVRef,
     Session,
@@ -149,3 +149,26 @@ STEP = st.one_of(
 )
 def test_same_as_the_general_path(steps: list[str]) -> None:
     assert_same_as_general(steps, general)
+
+
+def metadata_of(text: str) -> Section:
+    metadata = parse(text).find("metadata")
+    assert isinstance(metadata, Section)
+    return metadata
+
+
+def test_the_short_paths_write_joins_an_open_operation() -> None:
+    """Called inside an open operation, the short path's one write is journaled: a rollback undoes it."""
+    s = stored_vg(PVS[0], PVS[1])
+    state = s.state
+    before = state.vgid_to_metadata[VG]
+    taken = general_path_calls(s, "_store_vg_update")
+    state.journal.begin()
+    assert state.vg_update("vg0", VG, metadata_of(vg_metadata(VG, 2, [PVS[0], PVS[1]])), 2)
+    assert taken == [] and state.vgid_to_metadata[VG] is not before
+    state.journal.rollback()
+    assert state.vgid_to_metadata[VG] is before
+    assert state.check_invariants() == []
+    # outside one, nothing is kept to undo
+    assert state.vg_update("vg0", VG, metadata_of(vg_metadata(VG, 2, [PVS[0], PVS[1]])), 2)
+    assert state.vgid_to_metadata._saved is None and not state.journal.joined

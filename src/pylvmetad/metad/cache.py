@@ -305,6 +305,9 @@ _strip_accel: Callable[[list[tuple[str, Node]]], object] | None = accelerated_fu
 _first_value_accel: Callable[[list[tuple[str, Node]], str], object] | None = accelerated_function("first_value")
 
 
+#: dict's own item assignment, for a journaled table where it is the table's (:meth:`CacheState.vg_update`)
+_dict_setitem = dict.__setitem__
+
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -887,15 +890,25 @@ class CacheState:
         # name, the same PVs, each mapped to it.  The general path (merge_vg_metadata's
         # "same" kind, _replace_metadata) then changes one table entry and the generation:
         # done here without opening an operation (one write cannot be half done)
-        pvids = strip_device_hints(metadata)
+        # strip_device_hints(metadata) without its frame and Section.items' (the C walk of the
+        # built physical_volumes pairs; anything else: the function itself)
+        new_items = metadata._items
+        pvs = (
+            _first_value_accel(new_items, "physical_volumes") if new_items is not None and _first_value_accel else None
+        )
+        pv_items = pvs._items if type(pvs) is Section else None
+        if pv_items is not None and _strip_accel is not None:
+            stripped = _strip_accel(pv_items)  # its list, or NotImplemented: the reference decides
+            pvids = stripped if type(stripped) is list else _strip_device_hints_py(pv_items)
+        else:
+            pvids = strip_device_hints(metadata)
         new_seq = metadata.get_int("seqno", -1) if seqno is None else seqno
         # the stored seqno and the new uuid (get_int, get_str) read inline: C calls, no frames
         items = old._items
         old_seq = _first_value_accel(items, "seqno") if items is not None and _first_value_accel else None
         if type(old_seq) is not int or not -0x80000000 <= old_seq <= 0x7FFFFFFF:
             old_seq = old.get_int("seqno", -1)
-        items = metadata._items
-        new_id = _first_value_accel(items, "id") if items is not None and _first_value_accel else None
+        new_id = _first_value_accel(new_items, "id") if new_items is not None and _first_value_accel else None
         if type(new_id) is not str or not new_id:
             new_id = metadata.get_str("id")
         if (
@@ -911,7 +924,14 @@ class CacheState:
                 if mapping.get(pvid) != vgid:
                     break
             else:
-                self.vgid_to_metadata[vgid] = metadata
+                table = self.vgid_to_metadata
+                if table._saved is None and not self.journal.open:
+                    # Table.__setitem__ without its frame (~2 k instructions): outside an operation,
+                    # for a key it holds (old), it is dict's (journal rules: nothing to save, no
+                    # new entry for the key list)
+                    _dict_setitem(table, vgid, metadata)
+                else:
+                    table[vgid] = metadata
                 self.generation += 1  # self._changed(), inline
                 return True
         return self._store_vg_update(vgname, vgid, metadata, new_seq, pvids)
