@@ -5,7 +5,9 @@ metadata, not in a VG) without opening an operation, and stores an orphan
 PV never seen on a free device by two insertions; every other pv_found
 goes through the all-or-nothing ``_store_pv_found``.  Driven side by side
 with a cache that always takes the general path, the replies and the cache
-must be the same after every request.
+must be the same after every request.  Explicit examples pin the states the
+new-orphan path must leave to the general one though no table but one says
+so: a PV still mapped to a VG since dropped, a PV still listed but unmapped.
 """
 
 from __future__ import annotations
@@ -68,6 +70,51 @@ def test_new_orphan_not_taken_when_something_is_known() -> None:
     assert s.fields(pv_found(PV2, D2))["status"] == "complete"
     assert s.fields(pv_found(pvid(3), D1))["changed"] == 1  # D1 held by PV1: it moves
     assert taken == [PV2, pvid(3)]
+
+
+def test_new_orphan_not_taken_for_a_pv_mapped_to_a_dropped_vg() -> None:
+    """A PV never found but still mapped (to a VG since dropped): the general path reports that VG.
+
+    vg1 lists PV1 and PV2, neither found; vg2 takes PV1, which leaves vg1
+    with no present PV, so vg1 is dropped (``remove_vg_if_missing`` without
+    orphaning) and PV2 keeps its mapping to it.  PV2 then found on a free
+    device is in no table the new-orphan path reads but ``pvid_to_vgid``.
+    """
+    steps = [
+        vg_update("vg1", vg_metadata(vgid(1), 1, [PV1, PV2])),
+        vg_update("vg2", vg_metadata(vgid(2), 1, [PV1])),
+        pv_found(PV2, D2),
+    ]
+    assert_same_as_general(steps, general)
+    s = new_session()
+    s.populate(*steps[:2])
+    assert vgid(1) not in s.state.vgid_to_metadata and s.state.pvid_to_vgid[PV2] == vgid(1)
+    found = s.fields(steps[2])
+    assert (found["status"], found["vgid"]) == ("(null)", vgid(1)), found
+
+
+def test_new_orphan_not_taken_for_a_listed_unmapped_pv() -> None:
+    """A PV its VG still lists but no longer mapped (its device taken over): found again, the VG's count moves.
+
+    PV1's device goes to PV3, which unmaps PV1 but keeps vg1 (PV2 is still
+    present); PV1 found on a free device makes vg1 complete again, a count
+    (``_missing``) only the general path moves.
+    """
+    steps = [
+        pv_found(PV1, D1),
+        pv_found(PV2, D2),
+        vg_update("vg1", vg_metadata(vgid(1), 1, [PV1, PV2])),
+        pv_found(pvid(3), D1),
+        pv_found(PV1, D1 + 32),
+        pv_found(PV2, D2, vgname="vg1", metadata=vg_metadata(vgid(1), 1, [PV1, PV2])),
+    ]
+    assert_same_as_general(steps, general)
+    s = new_session()
+    s.populate(*steps[:4])
+    assert PV1 not in s.state.pvid_to_vgid and PV1 in s.state._listing
+    s.send(steps[4])
+    assert s.state.check_invariants() == []
+    assert s.fields(steps[5])["status"] == "complete"
 
 
 class _FailingTable(Table[str, object]):

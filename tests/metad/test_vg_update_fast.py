@@ -5,14 +5,21 @@ name, the same PVs, each mapped to it, no external version -- as one table
 write, without opening an operation; every other vg_update goes through the
 all-or-nothing ``_store_vg_update``.  Driven side by side with a cache that
 always takes the general path, the replies and the cache must be the same
-after every request.
+after every request.  Explicit examples pin each condition of the short
+path whose loss random steps seldom or never meet: a rename listing the
+same PVs, metadata of another uuid passed by a caller, and the two halves of
+merge's "needs repair" (a name and pair that disagree, made by hand).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from pylvmetad.metad.cache import CacheState
 from pylvmetad.wire.codec import Section, parse
 from support.lvm_requests import (
     PVRef,
@@ -83,6 +90,70 @@ def test_two_adjacent_hints_stripped_once() -> None:
     body = vg_update("vg0", vg_metadata(VG, 2, [PVS[0], twice, PVS[2]]))
     assert fast.send(body).body == slow.send(body).body
     assert tables(fast.state) == tables(slow.state)
+
+
+def test_renamed_vg_listing_the_same_pvs() -> None:
+    """A newer seqno under another name, the same PVs mapped to the VG: the general path renames it."""
+    steps = [
+        pv_found(PVS[0], DEVICES[0]),
+        vg_update("vg0", vg_metadata(VG, 1, [PVS[0]])),
+        vg_update("vg9", vg_metadata(VG, 2, [PVS[0]])),
+        request("vg_lookup", name="vg9"),
+        request("vg_lookup", name="vg0"),
+    ]
+    assert_same_as_general(steps, general)
+    s = stored_vg(PVS[0])
+    taken = general_path_calls(s, "_store_vg_update")
+    assert s.send(steps[2]).response == "OK"
+    assert taken == [VG] and s.state.vgid_to_vgname[VG] == "vg9" and "vg0" not in s.state.vgname_to_vgid
+
+
+def _pair_lost(state: CacheState) -> None:
+    state.vgname_to_vgid.clear()
+
+
+def _name_lost(state: CacheState) -> None:
+    del state.vgid_to_vgname[VG]
+
+
+def _name_changed(state: CacheState) -> None:
+    state.vgid_to_vgname[VG] = "vg9"
+
+
+@pytest.mark.parametrize("damage", [_pair_lost, _name_lost, _name_changed])
+def test_needs_repair_refused(damage: Callable[[CacheState], None]) -> None:
+    """A VG whose name and pair (name -> vgid) disagree: refused, changing nothing, as the general path does.
+
+    No request leaves the cache so (the two tables are written together),
+    so the damage is done by hand, to each half: the pair gone (the case of
+    test_merge), the name gone, the name another.  Either half alone would
+    let the short path store the update.
+    """
+    fast, slow = stored_vg(PVS[0]), general(stored_vg(PVS[0]))
+    damage(fast.state)
+    damage(slow.state)
+    before = tables(fast.state)
+    body = vg_update("vg0", vg_metadata(VG, 2, [PVS[0]]))
+    refused = {"response": "failed", "reason": "vg_update: failed metadata update"}
+    assert fast.fields(body) == slow.fields(body) == refused
+    assert tables(fast.state) == tables(slow.state) == before
+
+
+def test_metadata_of_another_vg() -> None:
+    """Metadata whose id is not the vgid passed: refused, as the general path refuses it.
+
+    The handler reads the vgid from ``metadata/id``, so no request reaches
+    this; :meth:`CacheState.vg_update` takes the two apart, and a cache
+    storing another VG's metadata under a uuid would break its invariants.
+    """
+    fast, slow = stored_vg(PVS[0]), stored_vg(PVS[0])
+    other = parse(vg_metadata(vgid(1), 2, [PVS[0]])).find("metadata")
+    assert isinstance(other, Section)
+    taken = general_path_calls(fast, "_store_vg_update")
+    assert fast.state.vg_update("vg0", VG, other) is False
+    assert slow.state._store_vg_update("vg0", VG, other, None, None) is False
+    assert taken == [VG] and tables(fast.state) == tables(slow.state)
+    assert fast.state.check_invariants() == []
 
 
 STEP = st.one_of(

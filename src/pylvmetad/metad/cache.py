@@ -734,7 +734,11 @@ class CacheState:
             elif device not in self.device_to_pvid and pvid not in self.pvid_to_vgid and pvid not in self._listing:
                 # what a first scan sends of every orphan PV: never seen, on a free device, in
                 # no VG's metadata; _store_pv_found's path for it is these two insertions (no
-                # index derives from them) and the generation, undone here if one fails
+                # index derives from them) and the generation, undone here if one fails.
+                # Neither of the last two tests implies the other: a PV keeps its mapping when
+                # a VG listing it is dropped for having no PV present (the reply then names
+                # that VG), and is unmapped but still listed when another PV takes its device
+                # (its VG's missing count then moves)
                 devices = self.device_to_pvid
                 try:
                     devices[device] = pvid
@@ -889,7 +893,17 @@ class CacheState:
         # what every command that changes a VG sends: a newer seqno of a stored VG, the same
         # name, the same PVs, each mapped to it.  The general path (merge_vg_metadata's
         # "same" kind, _replace_metadata) then changes one table entry and the generation:
-        # done here without opening an operation (one write cannot be half done)
+        # done here without opening an operation (one write cannot be half done).
+        # Of merge's conditions for that path, two are not tested, as they follow:
+        # * the stored seqno is positive (merge purges the VG when it is not), an invariant
+        #   (check_invariants): metadata is stored only by merge_vg_metadata, which refuses
+        #   a seqno <= 0, and here, above a stored one (a seqno passed in is get_int's);
+        # * vgid is not #orphan (merge's full path for it): #orphan would be stored (old is
+        #   not None), and the short path needs no #orphan VG stored.
+        # The name and its pair (name -> vgid) are both tested, though either implies the
+        # other while vgid_to_vgname and vgname_to_vgid mirror each other (they are written
+        # only together): a cache where they do not is merge's "needs repair", which it
+        # refuses, and so must this (test_vg_update_fast, test_merge).
         # strip_device_hints(metadata) without its frame and Section.items' (the C walk of the
         # built physical_volumes pairs; anything else: the function itself)
         new_items = metadata._items
@@ -912,8 +926,9 @@ class CacheState:
         if type(new_id) is not str or not new_id:
             new_id = metadata.get_str("id")
         if (
-            0 < old_seq < new_seq
-            and vgid != ORPHAN
+            old_seq < new_seq
+            # (the handler reads vgid from metadata/id, so no request fails this; but the
+            # method takes them apart, and merge refuses a mismatch)
             and new_id == vgid
             and vgid in dict.get(self.vgname_to_vgid, vgname, ())
             and ORPHAN not in self.vgid_to_metadata
