@@ -139,6 +139,12 @@ def test_needs_repair_refused(damage: Callable[[CacheState], None]) -> None:
     assert tables(fast.state) == tables(slow.state) == before
 
 
+def metadata_of(text: str) -> Section:
+    metadata = parse(text).find("metadata")
+    assert isinstance(metadata, Section)
+    return metadata
+
+
 def test_metadata_of_another_vg() -> None:
     """Metadata whose id is not the vgid passed: refused, as the general path refuses it.
 
@@ -147,8 +153,7 @@ def test_metadata_of_another_vg() -> None:
     storing another VG's metadata under a uuid would break its invariants.
     """
     fast, slow = stored_vg(PVS[0]), stored_vg(PVS[0])
-    other = parse(vg_metadata(vgid(1), 2, [PVS[0]])).find("metadata")
-    assert isinstance(other, Section)
+    other = metadata_of(vg_metadata(vgid(1), 2, [PVS[0]]))
     taken = general_path_calls(fast, "_store_vg_update")
     assert fast.state.vg_update("vg0", VG, other) is False
     assert slow.state._store_vg_update("vg0", VG, other, None, None) is False
@@ -220,12 +225,6 @@ STEP = st.one_of(
 )
 def test_same_as_the_general_path(steps: list[str]) -> None:
     assert_same_as_general(steps, general)
-
-
-def metadata_of(text: str) -> Section:
-    metadata = parse(text).find("metadata")
-    assert isinstance(metadata, Section)
-    return metadata
 
 
 def test_the_short_paths_write_joins_an_open_operation() -> None:

@@ -267,11 +267,14 @@ def strip_device_hints(metadata: Section) -> list[str]:
         pvs = metadata.find("physical_volumes")
     if not isinstance(pvs, Section):
         return []
+    pv_items = pvs._items  # pvs.items without its frame, when built (a lazy one: the property parses it)
+    if pv_items is None:
+        pv_items = pvs.items
     if _strip_accel is not None:
-        pvids = _strip_accel(pvs.items)
+        pvids = _strip_accel(pv_items)
         if pvids is not NotImplemented:
             return pvids  # type: ignore[return-value]
-    return _strip_device_hints_py(pvs.items)
+    return _strip_device_hints_py(pv_items)
 
 
 def _strip_device_hints_py(pvs: list[tuple[str, Node]]) -> list[str]:
@@ -904,18 +907,8 @@ class CacheState:
         # other while vgid_to_vgname and vgname_to_vgid mirror each other (they are written
         # only together): a cache where they do not is merge's "needs repair", which it
         # refuses, and so must this (test_vg_update_fast, test_merge).
-        # strip_device_hints(metadata) without its frame and Section.items' (the C walk of the
-        # built physical_volumes pairs; anything else: the function itself)
+        pvids = strip_device_hints(metadata)
         new_items = metadata._items
-        pvs = (
-            _first_value_accel(new_items, "physical_volumes") if new_items is not None and _first_value_accel else None
-        )
-        pv_items = pvs._items if type(pvs) is Section else None
-        if pv_items is not None and _strip_accel is not None:
-            stripped = _strip_accel(pv_items)  # its list, or NotImplemented: the reference decides
-            pvids = stripped if type(stripped) is list else _strip_device_hints_py(pv_items)
-        else:
-            pvids = strip_device_hints(metadata)
         new_seq = metadata.get_int("seqno", -1) if seqno is None else seqno
         # the stored seqno and the new uuid (get_int, get_str) read inline: C calls, no frames
         items = old._items
